@@ -1,11 +1,42 @@
 // Package signing makes and verifies the HMAC-signed paths of image links.
 //
-// SKELETON: the exported API below is fixed; the bodies are to be written.
+// A link path is /i/{sig}/{id}/{variant} for a permanent link and
+// /i/{sig}/{id}/{variant}/{exp} for one that expires at the Unix time exp (seconds). The
+// signature is the unpadded base64url encoding of the full HMAC-SHA256, under the signer's key,
+// of the canonical string
+//
+//	"tierpix/v1\n" + id + "\n" + variant + "\n" + exp
+//
+// with exp "0" for a permanent link. The canonical string is unambiguous because every
+// component has a restricted alphabet without "\n" (ids are [a-z0-9], variants "original" or
+// "h<N>", exp decimal digits), and Verify accepts only the one spelling of each component that
+// Path produces: so a path verifies only if it is byte for byte the path Path makes for the
+// link it carries. The "tierpix/v1" prefix keeps these MACs apart from anything else the same
+// key might ever sign and lets the format change without old links verifying as new ones.
+//
+// The origin serves these paths without credentials, so the signature is the only thing
+// between a guessed URL and an image: Verify parses strictly, compares MACs in constant time
+// against every key, and decides expiry only after the signature holds, so that a tampered
+// expired link reads as forged (403), not as expired (410).
 package signing
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"hash"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/tierpix/tierpix"
 )
 
 // Errors returned by Verify. ErrMalformed: the path is not a link at all (404);
@@ -16,6 +47,35 @@ var (
 	ErrSignature = errors.New("signing: bad signature")
 	ErrExpired   = errors.New("signing: link expired")
 )
+
+// Limits of the path components. An id is what the store makes (24 lowercase base32
+// characters) with room to spare; a height is bounded like a tier's thumbnail heights.
+const (
+	MaxImageIDLength = 64
+	MaxHeight        = tierpix.MaxThumbnailHeight
+)
+
+const (
+	pathPrefix      = "/i/"
+	canonicalPrefix = "tierpix/v1\n"
+	originalSegment = "original"
+
+	// sigLength is the length of an unpadded base64url HMAC-SHA256.
+	sigLength = (sha256.Size*8 + 5) / 6
+
+	// maxVariantLength is "original" or "h10000".
+	maxVariantLength = len(originalSegment)
+	// maxExpLength is the number of decimal digits of the largest int64.
+	maxExpLength = 19
+
+	maxPathLength      = len(pathPrefix) + sigLength + 1 + MaxImageIDLength + 1 + maxVariantLength + 1 + maxExpLength
+	maxCanonicalLength = len(canonicalPrefix) + MaxImageIDLength + 1 + maxVariantLength + 1 + maxExpLength
+)
+
+// sigEncoding is unpadded base64url. Signatures are compared in their encoded form, never
+// decoded, so the decoder's leniencies (ignored newlines, non-zero trailing bits) cannot make
+// two spellings of one signature.
+var sigEncoding = base64.RawURLEncoding
 
 // Variant names what a link serves: a thumbnail of a given height, or the original (Height 0).
 type Variant struct {
@@ -32,10 +92,98 @@ func Thumbnail(h int) Variant { return Variant{Height: h} }
 func (v Variant) IsOriginal() bool { return v.Height == 0 }
 
 // String returns the variant's path segment: "original" or "h<height>", e.g. "h200".
-func (v Variant) String() string { panic("unimplemented") }
+func (v Variant) String() string {
+	return string(v.appendSegment(make([]byte, 0, maxVariantLength)))
+}
 
-// ParseVariant parses a path segment made by String.
-func ParseVariant(s string) (Variant, error) { panic("unimplemented") }
+// appendSegment appends the variant's path segment to dst.
+func (v Variant) appendSegment(dst []byte) []byte {
+	if v.IsOriginal() {
+		return append(dst, originalSegment...)
+	}
+	return strconv.AppendInt(append(dst, 'h'), int64(v.Height), 10)
+}
+
+// Validate reports whether v can appear in a link: the original or a height of 1 to
+// MaxHeight. The error wraps ErrMalformed.
+func (v Variant) Validate() error {
+	if v.Height < 0 || v.Height > MaxHeight {
+		return fmt.Errorf("%w: height must be between 1 and %d", ErrMalformed, MaxHeight)
+	}
+	return nil
+}
+
+// ParseVariant parses a path segment made by String. It accepts only what String makes, so
+// "h0200" or "h0" are ErrMalformed rather than other spellings of a valid variant.
+func ParseVariant(s string) (Variant, error) {
+	v, ok := parseVariant(s)
+	if !ok {
+		return Variant{}, ErrMalformed
+	}
+	return v, nil
+}
+
+func parseVariant[T ~string | ~[]byte](s T) (Variant, bool) {
+	if string(s) == originalSegment {
+		return Original, true
+	}
+	if len(s) < 2 || s[0] != 'h' {
+		return Variant{}, false
+	}
+	h, ok := parseDecimal(s[1:], MaxHeight)
+	if !ok {
+		return Variant{}, false
+	}
+	return Thumbnail(int(h)), true
+}
+
+// parseDecimal parses a positive decimal number without sign or leading zeros that is at
+// most limit. Accepting one spelling per number keeps signed paths unique.
+func parseDecimal[T ~string | ~[]byte](s T, limit int64) (int64, bool) {
+	if len(s) == 0 || len(s) > maxExpLength || s[0] == '0' {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (limit-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// validImageID reports whether id is 1 to MaxImageIDLength characters of [a-z0-9].
+func validImageID[T ~string | ~[]byte](id T) bool {
+	if len(id) == 0 || len(id) > MaxImageIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// validSig reports whether sig has the length and alphabet of an encoded HMAC-SHA256.
+func validSig(sig []byte) bool {
+	if len(sig) != sigLength {
+		return false
+	}
+	for _, c := range sig {
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
 
 // Link is what a signed path carries. Expires is a Unix time in seconds; 0 means never.
 type Link struct {
@@ -44,31 +192,203 @@ type Link struct {
 	Expires int64
 }
 
+// Validate reports whether l can be signed into a path that Verify accepts. Path does not
+// check (signing happens for every link of every list page, from ids the store made), so
+// callers that build links from client input validate first. The error wraps ErrMalformed.
+func (l Link) Validate() error {
+	if !validImageID(l.ImageID) {
+		return fmt.Errorf("%w: image id must be 1 to %d characters of a-z and 0-9", ErrMalformed, MaxImageIDLength)
+	}
+	if err := l.Variant.Validate(); err != nil {
+		return err
+	}
+	if l.Expires < 0 {
+		return fmt.Errorf("%w: expiry must not be negative", ErrMalformed)
+	}
+	return nil
+}
+
 // Signer signs with its first key and verifies with any of its keys, so keys can be rotated:
 // put the new key first, keep the old ones until the links they signed are no longer needed.
+//
+// A Signer is safe for concurrent use. It keeps a pool of HMAC states per key because a list
+// page signs a few hundred links and a fresh HMAC costs several allocations.
 type Signer struct {
-	keys [][]byte
+	keys  [][]byte
+	pools []sync.Pool // pools[i] holds *macState for keys[i]
+}
+
+// macState is one key's HMAC together with the buffers it reads and writes. The buffers live
+// here, on the heap once per pooled state, because anything handed to hash.Hash escapes.
+type macState struct {
+	h         hash.Hash
+	canonical [maxCanonicalLength]byte
+	sum       [sha256.Size]byte
+	sig       [sigLength]byte
 }
 
 // MinKeyLength is the shortest key accepted, in bytes.
 const MinKeyLength = 32
 
 // New returns a Signer. It needs at least one key, each at least MinKeyLength bytes.
-func New(keys [][]byte) (*Signer, error) { panic("unimplemented") }
+func New(keys [][]byte) (*Signer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("signing: no signing key")
+	}
+	s := &Signer{keys: make([][]byte, len(keys)), pools: make([]sync.Pool, len(keys))}
+	for i, k := range keys {
+		if len(k) < MinKeyLength {
+			return nil, fmt.Errorf("signing: key %d is %d bytes, want at least %d", i+1, len(k), MinKeyLength)
+		}
+		key := append([]byte(nil), k...)
+		s.keys[i] = key
+		s.pools[i].New = func() any { return &macState{h: hmac.New(sha256.New, key)} }
+	}
+	return s, nil
+}
 
 // GenerateKey returns a new random key in its text form (as kept in the key file and accepted
 // by ParseKeys).
-func GenerateKey() (string, error) { panic("unimplemented") }
+func GenerateKey() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("signing: generate key: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
 
 // ParseKeys splits a comma-separated list of keys (as in TIERPIX_SIGNING_KEY) into keys,
 // trimming spaces; each key's bytes are the key.
-func ParseKeys(s string) ([][]byte, error) { panic("unimplemented") }
+//
+// Empty entries are skipped so that a trailing comma left while rotating keys is harmless.
+// Errors name a key by its position among the non-empty entries and never include key text,
+// since they end up in logs.
+func ParseKeys(s string) ([][]byte, error) {
+	var keys [][]byte
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if len(part) < MinKeyLength {
+			return nil, fmt.Errorf("signing: key %d is %d bytes, want at least %d", len(keys)+1, len(part), MinKeyLength)
+		}
+		keys = append(keys, []byte(part))
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("signing: no signing key")
+	}
+	return keys, nil
+}
 
 // Path returns the signed path of l, starting with "/i/".
-func (s *Signer) Path(l Link) string { panic("unimplemented") }
+func (s *Signer) Path(l Link) string {
+	var buf [maxPathLength]byte
+	return string(s.AppendPath(buf[:0], l))
+}
 
 // AppendPath appends the signed path of l to dst, for callers that sign many links at once.
-func (s *Signer) AppendPath(dst []byte, l Link) []byte { panic("unimplemented") }
+// With enough room in dst it does not allocate.
+//
+// l is not validated (see Link.Validate); a link Verify would refuse signs into a path Verify
+// rejects as ErrMalformed.
+func (s *Signer) AppendPath(dst []byte, l Link) []byte {
+	st := s.pools[0].Get().(*macState)
+	defer s.pools[0].Put(st)
+
+	c := append(st.canonical[:0], canonicalPrefix...)
+	c = append(c, l.ImageID...)
+	c = append(c, '\n')
+	c = l.Variant.appendSegment(c)
+	c = append(c, '\n')
+	c = strconv.AppendInt(c, l.Expires, 10)
+	st.h.Reset()
+	st.h.Write(c)
+	sum := st.h.Sum(st.sum[:0])
+
+	dst = append(dst, pathPrefix...)
+	dst = sigEncoding.AppendEncode(dst, sum)
+	dst = append(dst, '/')
+	dst = append(dst, l.ImageID...)
+	dst = append(dst, '/')
+	dst = l.Variant.appendSegment(dst)
+	if l.Expires != 0 {
+		dst = append(dst, '/')
+		dst = strconv.AppendInt(dst, l.Expires, 10)
+	}
+	return dst
+}
 
 // Verify parses a path made by Path and checks its signature, then its expiry against now.
-func (s *Signer) Verify(path []byte, now time.Time) (Link, error) { panic("unimplemented") }
+//
+// path is the request path alone, without query. Anything that is not exactly the shape of a
+// link gives ErrMalformed; a link whose signature matches no key gives ErrSignature; only a
+// correctly signed link is checked for expiry, giving ErrExpired once now reaches Expires.
+// With ErrExpired the link is returned as well, for logging; with the other errors it is zero.
+func (s *Signer) Verify(path []byte, now time.Time) (Link, error) {
+	if len(path) > maxPathLength || !bytes.HasPrefix(path, []byte(pathPrefix)) {
+		return Link{}, ErrMalformed
+	}
+
+	// Split into sig, id, variant and an optional exp; a fifth segment is not a link.
+	var segs [4][]byte
+	n := 0
+	for rest := path[len(pathPrefix):]; ; n++ {
+		if n == len(segs) {
+			return Link{}, ErrMalformed
+		}
+		i := bytes.IndexByte(rest, '/')
+		if i < 0 {
+			segs[n] = rest
+			n++
+			break
+		}
+		segs[n], rest = rest[:i], rest[i+1:]
+	}
+	if n < 3 {
+		return Link{}, ErrMalformed
+	}
+	sig, id, variantSeg := segs[0], segs[1], segs[2]
+	if !validSig(sig) || !validImageID(id) {
+		return Link{}, ErrMalformed
+	}
+	variant, ok := parseVariant(variantSeg)
+	if !ok {
+		return Link{}, ErrMalformed
+	}
+	var exp int64
+	expSeg := []byte("0")
+	if n == 4 {
+		expSeg = segs[3]
+		if exp, ok = parseDecimal(expSeg, math.MaxInt64); !ok {
+			return Link{}, ErrMalformed
+		}
+	}
+
+	// The strict parse above admits one spelling per link, so the segments are already the
+	// canonical components. Every key is tried, so timing does not tell which one matched.
+	match := 0
+	for i := range s.pools {
+		st := s.pools[i].Get().(*macState)
+		c := append(st.canonical[:0], canonicalPrefix...)
+		c = append(c, id...)
+		c = append(c, '\n')
+		c = append(c, variantSeg...)
+		c = append(c, '\n')
+		c = append(c, expSeg...)
+		st.h.Reset()
+		st.h.Write(c)
+		sigEncoding.Encode(st.sig[:], st.h.Sum(st.sum[:0]))
+		match |= subtle.ConstantTimeCompare(st.sig[:], sig) // hmac.Equal, without the branch
+		s.pools[i].Put(st)
+	}
+	if match == 0 {
+		return Link{}, ErrSignature
+	}
+
+	l := Link{ImageID: string(id), Variant: variant, Expires: exp}
+	if exp != 0 && now.Unix() >= exp {
+		return l, ErrExpired
+	}
+	return l, nil
+}

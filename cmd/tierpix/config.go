@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything tierpix reads from its environment. Only main reads the environment;
+// each package receives its part through its own Config.
+type config struct {
+	Addr             string
+	DataDir          string
+	DatabaseURL      string
+	PublicURL        string
+	SigningKey       string
+	AdminUsername    string
+	AdminPassword    string
+	MaxUploadBytes   int64
+	MaxPixels        int64
+	MemoryCacheBytes int64
+	RenderWorkers    int
+	RenderQueue      int
+	CacheMaxAge      time.Duration
+	ShutdownTimeout  time.Duration
+	LogLevel         slog.Level
+	LogFormat        string
+}
+
+// envVar documents one setting; the README's configuration table mirrors this list.
+type envVar struct {
+	name, def, doc string
+}
+
+var envVars = []envVar{
+	{"TIERPIX_ADDR", "127.0.0.1:8080", "address to listen on"},
+	{"TIERPIX_DATA_DIR", "./data", "SQLite database, originals, render cache, signing key"},
+	{"DATABASE_URL", "", "empty: SQLite in the data dir; postgres://... : PostgreSQL"},
+	{"TIERPIX_PUBLIC_URL", "http://<TIERPIX_ADDR>", "base of the links handed out"},
+	{"TIERPIX_SIGNING_KEY", "", "comma-separated keys (>= 32 bytes each); the first signs, all verify. Empty: generated once into <data dir>/signing.key"},
+	{"TIERPIX_ADMIN_USERNAME", "", "an admin created, or updated, at start"},
+	{"TIERPIX_ADMIN_PASSWORD", "", "that admin's password"},
+	{"TIERPIX_MAX_UPLOAD_BYTES", "52428800", "largest accepted upload (50 MiB)"},
+	{"TIERPIX_MAX_PIXELS", "50000000", "largest accepted width x height"},
+	{"TIERPIX_MEMORY_CACHE_BYTES", "268435456", "in-memory render cache budget (256 MiB)"},
+	{"TIERPIX_RENDER_WORKERS", "number of CPUs", "renders at once"},
+	{"TIERPIX_RENDER_QUEUE", "64", "renders waiting before 503"},
+	{"TIERPIX_CACHE_MAX_AGE", "3600", "Cache-Control max-age of permanent links, seconds"},
+	{"TIERPIX_SHUTDOWN_TIMEOUT", "30", "seconds to drain requests on SIGTERM"},
+	{"TIERPIX_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"TIERPIX_LOG_FORMAT", "text", "text or json"},
+}
+
+// loadConfig reads the environment through getenv and checks every value, reporting all
+// problems at once.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		Addr:          or(getenv("TIERPIX_ADDR"), "127.0.0.1:8080"),
+		DataDir:       or(getenv("TIERPIX_DATA_DIR"), "./data"),
+		DatabaseURL:   getenv("DATABASE_URL"),
+		PublicURL:     getenv("TIERPIX_PUBLIC_URL"),
+		SigningKey:    getenv("TIERPIX_SIGNING_KEY"),
+		AdminUsername: getenv("TIERPIX_ADMIN_USERNAME"),
+		AdminPassword: getenv("TIERPIX_ADMIN_PASSWORD"),
+		LogFormat:     or(getenv("TIERPIX_LOG_FORMAT"), "text"),
+	}
+	var problems []string
+	bad := func(name, why string) { problems = append(problems, name+": "+why) }
+
+	c.MaxUploadBytes = intVar(getenv, "TIERPIX_MAX_UPLOAD_BYTES", 50<<20, 1, 1<<40, bad)
+	c.MaxPixels = intVar(getenv, "TIERPIX_MAX_PIXELS", 50_000_000, 1, 1<<40, bad)
+	c.MemoryCacheBytes = intVar(getenv, "TIERPIX_MEMORY_CACHE_BYTES", 256<<20, 0, 1<<40, bad)
+	c.RenderWorkers = int(intVar(getenv, "TIERPIX_RENDER_WORKERS", 0, 0, 4096, bad))
+	c.RenderQueue = int(intVar(getenv, "TIERPIX_RENDER_QUEUE", 64, 0, 1<<20, bad))
+	c.CacheMaxAge = time.Duration(intVar(getenv, "TIERPIX_CACHE_MAX_AGE", 3600, 0, 365*24*3600, bad)) * time.Second
+	c.ShutdownTimeout = time.Duration(intVar(getenv, "TIERPIX_SHUTDOWN_TIMEOUT", 30, 1, 3600, bad)) * time.Second
+
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("TIERPIX_ADDR", "want host:port")
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = defaultPublicURL(c.Addr)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		bad("TIERPIX_PUBLIC_URL", "want an absolute http or https URL without a query")
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		bad("DATABASE_URL", "want empty (SQLite) or a postgres:// URL")
+	}
+	if (c.AdminUsername == "") != (c.AdminPassword == "") {
+		bad("TIERPIX_ADMIN_USERNAME", "set both TIERPIX_ADMIN_USERNAME and TIERPIX_ADMIN_PASSWORD, or neither")
+	}
+	switch strings.ToLower(or(getenv("TIERPIX_LOG_LEVEL"), "info")) {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		bad("TIERPIX_LOG_LEVEL", "want debug, info, warn or error")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("TIERPIX_LOG_FORMAT", "want text or json")
+	}
+	if len(problems) > 0 {
+		return c, fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+// defaultPublicURL turns the listen address into a URL a local client can use: a wildcard
+// host becomes localhost.
+func defaultPublicURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func intVar(getenv func(string) string, name string, def, min, max int64, bad func(string, string)) int64 {
+	s := strings.TrimSpace(getenv(name))
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < min || v > max {
+		bad(name, fmt.Sprintf("want a whole number from %d to %d", min, max))
+		return def
+	}
+	return v
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

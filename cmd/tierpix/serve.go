@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/tierpix/tierpix/api"
+	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/problem"
+	"github.com/tierpix/tierpix/signing"
+	"github.com/valyala/fasthttp"
+)
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the server until ctx is done, then drains in-flight requests for at most
+// cfg.ShutdownTimeout. ln may be nil (listen on cfg.Addr); tests pass their own listener.
+func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger, out io.Writer) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	signer, err := loadSigner(cfg, logger)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := ensureAdmin(ctx, st, cfg, logger, out); err != nil {
+		return err
+	}
+	// Leftovers of a crash: temp files and originals whose row never landed. The hour of grace
+	// leaves uploads in flight on other nodes sharing the directory alone.
+	swept, err := st.Sweep(ctx, time.Hour)
+	if err != nil {
+		return fmt.Errorf("sweep data dir: %w", err)
+	}
+	if swept.TempFiles+swept.Orphans > 0 {
+		logger.Info("swept leftovers", "temp_files", swept.TempFiles, "orphan_originals", swept.Orphans)
+	}
+
+	org, err := origin.New(origin.Config{
+		CacheDir:         filepath.Join(cfg.DataDir, "cache"),
+		MemoryCacheBytes: cfg.MemoryCacheBytes,
+		RenderWorkers:    cfg.RenderWorkers,
+		RenderQueue:      cfg.RenderQueue,
+		MaxAge:           cfg.CacheMaxAge,
+	}, st, signer, logger)
+	if err != nil {
+		return fmt.Errorf("start origin: %w", err)
+	}
+	defer org.Close()
+	a, err := api.New(api.Config{
+		PublicURL:      cfg.PublicURL,
+		MaxUploadBytes: cfg.MaxUploadBytes,
+		MaxPixels:      cfg.MaxPixels,
+	}, st, signer, org, logger)
+	if err != nil {
+		return fmt.Errorf("start api: %w", err)
+	}
+
+	r := router.New()
+	r.SaveMatchedRoutePath = true
+	a.Register(r)
+	org.Register(r)
+	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
+		problem.Error(ctx, logger, fmt.Errorf("panic serving %s %s: %v", ctx.Method(), ctx.Path(), v))
+	}
+
+	srv := &fasthttp.Server{
+		Handler:               logRequests(r.Handler, logger),
+		ErrorHandler:          a.ErrorHandler,
+		Name:                  "tierpix",
+		StreamRequestBody:     true,
+		MaxRequestBodySize:    a.MaxRequestBodySize(),
+		ReadBufferSize:        16 << 10,
+		ReadTimeout:           5 * time.Minute, // a 50 MiB upload on a slow link
+		WriteTimeout:          5 * time.Minute,
+		IdleTimeout:           2 * time.Minute,
+		NoDefaultServerHeader: false,
+		CloseOnShutdown:       true,
+		Logger:                slogPrinter{logger},
+	}
+
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	logger.Info("tierpix listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
+		"database", st.Dialect(), "data_dir", cfg.DataDir)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.ShutdownWithContext(sctx); err != nil {
+		logger.Warn("shutdown did not drain every request", "err", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// loadSigner uses the configured keys, or the key file in the data dir, creating it (mode
+// 0600) on first start. O_EXCL makes two nodes starting at once over a shared data dir agree
+// on one key.
+func loadSigner(cfg config, logger *slog.Logger) (*signing.Signer, error) {
+	if cfg.SigningKey != "" {
+		keys, err := signing.ParseKeys(cfg.SigningKey)
+		if err != nil {
+			return nil, fmt.Errorf("TIERPIX_SIGNING_KEY: %w", err)
+		}
+		return signing.New(keys)
+	}
+	path := filepath.Join(cfg.DataDir, "signing.key")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, err := signing.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := writeKeyFile(path, key); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		logger.Info("generated a signing key", "path", path)
+		b, err = os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read signing key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		logger.Warn("the signing key file is readable by others; chmod 600 it", "path", path)
+	}
+	keys, err := signing.ParseKeys(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("signing key file %s: %w", path, err)
+	}
+	return signing.New(keys)
+}
+
+// writeKeyFile writes the key to a temp file, syncs it and links it into place, so the key
+// file is either absent or complete, and an existing key is never replaced.
+func writeKeyFile(path, key string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".signing.key-*")
+	if err != nil {
+		return fmt.Errorf("create signing key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("chmod signing key: %w", err)
+	}
+	if _, err := tmp.WriteString(key + "\n"); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write signing key: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync signing key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close signing key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("install signing key: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// logRequests is the one place requests are logged: 5xx at Error, 4xx at Warn, the rest at
+// Debug (image hits are far too many to log at Info).
+func logRequests(next fasthttp.RequestHandler, logger *slog.Logger) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		next(ctx)
+		status := ctx.Response.StatusCode()
+		level := slog.LevelDebug
+		switch {
+		case status >= 500:
+			level = slog.LevelError
+		case status >= 400:
+			level = slog.LevelWarn
+		}
+		if !logger.Enabled(context.Background(), level) {
+			return
+		}
+		logger.Log(context.Background(), level, "request",
+			"method", string(ctx.Method()), "path", string(ctx.Path()), "status", status,
+			"duration", time.Since(start), "remote", ctx.RemoteIP().String())
+	}
+}
+
+// slogPrinter routes fasthttp's own log lines (connection errors and the like) to slog.
+type slogPrinter struct{ logger *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	p.logger.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}

@@ -1,0 +1,103 @@
+# Shared shell helpers for the Makefile's scripts. Source it; do not run it.
+
+# ensure_libvips makes sure libvips' development files (and pkg-config, through which govips
+# finds them) are installed: as root it installs them from Debian's packages, otherwise it says
+# exactly what to install.
+ensure_libvips() {
+  if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists vips 2>/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing libvips-dev and pkg-config from Debian packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends libvips-dev pkg-config >&2
+    return 0
+  fi
+  cat >&2 <<'MSG'
+tierpix needs libvips (8.12 or newer) and pkg-config to build. Install them, e.g. on Debian/Ubuntu:
+    sudo apt-get install libvips-dev pkg-config
+or on macOS:
+    brew install vips pkg-config
+then run this command again.
+MSG
+  return 1
+}
+
+# ensure_go checks that a Go toolchain is on PATH (it is not installed automatically).
+ensure_go() {
+  if command -v go >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ -x /usr/local/go/bin/go ]; then
+    export PATH="/usr/local/go/bin:$PATH"
+    return 0
+  fi
+  echo "tierpix needs Go 1.26 or newer on PATH: see https://go.dev/doc/install" >&2
+  return 1
+}
+
+# pg_bindir prints the directory of the newest installed PostgreSQL server binaries.
+pg_bindir() {
+  local d
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r) /usr/local/pgsql/bin; do
+    if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then
+      echo "$d"
+      return 0
+    fi
+  done
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+    pg_config --bindir
+    return 0
+  fi
+  return 1
+}
+
+# ensure_postgres_binaries installs Debian's PostgreSQL server when none is installed and we
+# are root; otherwise it says what to install.
+ensure_postgres_binaries() {
+  if pg_bindir >/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing the PostgreSQL server from Debian packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends postgresql >&2
+    return 0
+  fi
+  echo "the PostgreSQL test suite needs the PostgreSQL server binaries (initdb, pg_ctl): sudo apt-get install postgresql, or set TEST_DATABASE_URL" >&2
+  return 1
+}
+
+# start_throwaway_postgres starts a PostgreSQL cluster in a new temp dir that listens on a unix
+# socket only (no port to clash with), as the postgres user when we are root (initdb refuses
+# root). It exports TEST_DATABASE_URL and PG_THROWAWAY_DIR; stop_throwaway_postgres undoes it.
+start_throwaway_postgres() {
+  local bindir dir as
+  bindir=$(pg_bindir) || return 1
+  dir=$(mktemp -d /tmp/tierpix-pg.XXXXXX)
+  chmod 755 "$dir"
+  as=()
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$dir" 2>/dev/null || { echo "no postgres user to run PostgreSQL as" >&2; return 1; }
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bindir/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; return 1; }
+  "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-c listen_addresses='' -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+  export PG_THROWAWAY_DIR="$dir" PG_THROWAWAY_BINDIR="$bindir"
+  export TEST_DATABASE_URL="postgres://postgres@/postgres?host=$dir&sslmode=disable"
+  echo "==> throwaway PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on unix socket $dir" >&2
+}
+
+stop_throwaway_postgres() {
+  [ -n "${PG_THROWAWAY_DIR:-}" ] || return 0
+  local as=()
+  [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+  "${as[@]}" "$PG_THROWAWAY_BINDIR/pg_ctl" -D "$PG_THROWAWAY_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$PG_THROWAWAY_DIR"
+  unset PG_THROWAWAY_DIR
+}
