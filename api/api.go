@@ -1,22 +1,63 @@
 // Package api is the REST API: the user's images, expiring links and /api/me, and the admin
 // API for tiers, users and tokens.
 //
-// SKELETON: the exported API below is fixed; the bodies are to be written.
+// Every answer is JSON: application/json for results, application/problem+json (package
+// problem) for errors, never cached and never sniffed. Handlers return errors instead of
+// writing them, so that one place (API.fail) maps an error to its response and adds the
+// WWW-Authenticate challenge to every 401.
+//
+// The server must run with fasthttp's StreamRequestBody and DisablePreParseMultipartForm so
+// that uploads reach the handler as a stream: the upload handler spools the image part to a
+// temp file under the size cap and never holds the body in memory. Without
+// DisablePreParseMultipartForm fasthttp reads a multipart body of known length in full
+// (spilling files over 16 MiB to the system temp dir) before the handler runs; the handler
+// still works then, only without the memory and size guarantees.
 package api
 
 import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/fasthttp/router"
+	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Purger drops cached renders of an image; the origin implements it.
 type Purger interface {
 	Purge(id string)
 }
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxUploadBytes     = 50 << 20
+	DefaultMaxPixels          = 50_000_000
+	DefaultCredentialCacheTTL = 5 * time.Minute
+)
+
+// multipartSlack is what a multipart body may carry on top of the image itself: boundaries,
+// part headers and small fields. It keeps MaxRequestBodySize from refusing an image that is
+// exactly at the cap.
+const multipartSlack = 1 << 20
+
+// maxJSONBytes caps a JSON request body. Every JSON body this API takes is a few fields.
+const maxJSONBytes = 1 << 20
+
+// healthTimeout bounds the database ping of /healthz, so that a load balancer's probe gets an
+// answer even when the database hangs.
+const healthTimeout = 2 * time.Second
 
 // Config holds the API's settings. Zero values take the defaults.
 type Config struct {
@@ -28,13 +69,269 @@ type Config struct {
 	Now                func() time.Time
 }
 
+// withDefaults returns cfg with its zero values replaced by the defaults and the public URL
+// without a trailing slash, so links are built by plain concatenation.
+func (cfg Config) withDefaults() Config {
+	if cfg.MaxUploadBytes == 0 {
+		cfg.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if cfg.MaxPixels == 0 {
+		cfg.MaxPixels = DefaultMaxPixels
+	}
+	if cfg.CredentialCacheTTL == 0 {
+		cfg.CredentialCacheTTL = DefaultCredentialCacheTTL
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = bcrypt.DefaultCost
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	return cfg
+}
+
+// Validate reports the first setting that cannot work. Zero values are valid: they take the
+// defaults.
+func (cfg Config) Validate() error {
+	cfg = cfg.withDefaults()
+	if cfg.PublicURL == "" {
+		return errors.New("api: public URL is required")
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil {
+		return fmt.Errorf("api: public URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("api: public URL %q must be an absolute http or https URL", cfg.PublicURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("api: public URL %q must not have a query or fragment", cfg.PublicURL)
+	}
+	if cfg.MaxUploadBytes < 0 {
+		return fmt.Errorf("api: max upload bytes %d must be positive", cfg.MaxUploadBytes)
+	}
+	// fasthttp takes the body limit as an int; keep MaxRequestBodySize representable.
+	if cfg.MaxUploadBytes > int64(maxInt-multipartSlack) {
+		return fmt.Errorf("api: max upload bytes %d is too large", cfg.MaxUploadBytes)
+	}
+	if cfg.MaxPixels < 0 {
+		return fmt.Errorf("api: max pixels %d must be positive", cfg.MaxPixels)
+	}
+	if cfg.CredentialCacheTTL < 0 {
+		return fmt.Errorf("api: credential cache TTL %s must be positive", cfg.CredentialCacheTTL)
+	}
+	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("api: bcrypt cost %d must be between %d and %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return nil
+}
+
+const maxInt = int(^uint(0) >> 1)
+
 // API is the REST half of the server.
-type API struct{}
+type API struct {
+	cfg    Config
+	st     *store.Store
+	signer *signing.Signer
+	purger Purger
+	logger *slog.Logger
+
+	creds *credCache
+	// dummyHash is compared against when a Basic username does not exist, so that an unknown
+	// username costs the same bcrypt work as a wrong password and usernames cannot be probed
+	// by timing.
+	dummyHash []byte
+}
 
 // New returns an API.
 func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, logger *slog.Logger) (*API, error) {
-	panic("unimplemented")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if st == nil {
+		return nil, errors.New("api: store is required")
+	}
+	if signer == nil {
+		return nil, errors.New("api: signer is required")
+	}
+	if purger == nil {
+		return nil, errors.New("api: purger is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	creds, err := newCredCache(cfg.CredentialCacheTTL, credCacheSize, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("api: make dummy password hash: %w", err)
+	}
+	return &API{
+		cfg:       cfg,
+		st:        st,
+		signer:    signer,
+		purger:    purger,
+		logger:    logger,
+		creds:     creds,
+		dummyHash: dummy,
+	}, nil
 }
 
-// Register adds every API route to r.
-func (a *API) Register(r *router.Router) { panic("unimplemented") }
+// Register adds every API route to r, and makes the router's own answers (unknown path, wrong
+// method, a panicking handler) problem documents like every other error.
+func (a *API) Register(r *router.Router) {
+	r.GET("/healthz", a.handleHealth)
+
+	r.GET("/api/me", a.authed(a.handleMe))
+
+	r.GET("/api/images", a.authed(a.handleListImages))
+	r.POST("/api/images", a.authed(a.handleUpload))
+	r.GET("/api/images/{id}", a.authed(a.handleGetImage))
+	r.DELETE("/api/images/{id}", a.authed(a.handleDeleteImage))
+	r.POST("/api/images/{id}/expiring-links", a.authed(a.handleExpiringLink))
+
+	r.GET("/api/admin/tiers", a.admin(a.handleListTiers))
+	r.POST("/api/admin/tiers", a.admin(a.handleCreateTier))
+	r.GET("/api/admin/tiers/{name}", a.admin(a.handleGetTier))
+	r.PATCH("/api/admin/tiers/{name}", a.admin(a.handleUpdateTier))
+	r.DELETE("/api/admin/tiers/{name}", a.admin(a.handleDeleteTier))
+
+	r.GET("/api/admin/users", a.admin(a.handleListUsers))
+	r.POST("/api/admin/users", a.admin(a.handleCreateUser))
+	r.GET("/api/admin/users/{username}", a.admin(a.handleGetUser))
+	r.PATCH("/api/admin/users/{username}", a.admin(a.handleUpdateUser))
+	r.DELETE("/api/admin/users/{username}", a.admin(a.handleDeleteUser))
+	r.POST("/api/admin/users/{username}/tokens", a.admin(a.handleCreateToken))
+
+	r.NotFound = a.handleNotFound
+	r.MethodNotAllowed = a.handleMethodNotAllowed
+	r.PanicHandler = a.handlePanic
+}
+
+// MaxRequestBodySize is the body limit for fasthttp.Server: the upload cap plus room for the
+// multipart framing around the image.
+func (a *API) MaxRequestBodySize() int {
+	return int(a.cfg.MaxUploadBytes) + multipartSlack
+}
+
+// ErrorHandler answers requests fasthttp could not parse, for fasthttp.Server.ErrorHandler.
+// fasthttp's own answer to a body over MaxRequestBodySize is a plain-text 400; this makes it a
+// 413 problem document, and every other parse failure a 400 one.
+func (a *API) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var smallBuffer *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		problem.Write(ctx, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("The request body is larger than the %d-byte limit.", a.MaxRequestBodySize()), nil)
+	case errors.As(err, &smallBuffer):
+		problem.Write(ctx, http.StatusRequestHeaderFieldsTooLarge, "The request headers are too large.", nil)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		problem.Write(ctx, http.StatusRequestTimeout, "The request was not received in time.", nil)
+	default:
+		problem.Write(ctx, http.StatusBadRequest, "The request could not be parsed as HTTP.", nil)
+	}
+	ctx.SetConnectionClose()
+}
+
+// handleHealth serves GET /healthz.
+func (a *API) handleHealth(ctx *fasthttp.RequestCtx) {
+	pingCtx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	if err := a.st.Ping(pingCtx); err != nil {
+		a.logger.Error("health check: database ping failed", "err", err)
+		problem.Write(ctx, http.StatusServiceUnavailable, "The database is unavailable.", nil)
+		return
+	}
+	a.writeJSON(ctx, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleNotFound answers paths no route matches.
+func (a *API) handleNotFound(ctx *fasthttp.RequestCtx) {
+	problem.Write(ctx, http.StatusNotFound, "There is nothing at this path.", nil)
+}
+
+// handleMethodNotAllowed answers a known path with a method it does not take. The router has
+// set the Allow header already.
+func (a *API) handleMethodNotAllowed(ctx *fasthttp.RequestCtx) {
+	allow := string(ctx.Response.Header.Peek("Allow"))
+	problem.Write(ctx, http.StatusMethodNotAllowed,
+		fmt.Sprintf("The method %s is not allowed here; allowed: %s.", ctx.Method(), allow), nil)
+}
+
+// handlePanic turns a panicking handler into a logged 500 instead of a dropped connection.
+func (a *API) handlePanic(ctx *fasthttp.RequestCtx, v any) {
+	problem.Error(ctx, a.logger, fmt.Errorf("panic: %v", v))
+}
+
+// handlerFunc is a handler behind authentication: it gets the caller and returns an error
+// for a.fail to answer.
+type handlerFunc func(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error
+
+// authed wraps h so that it runs only for an authenticated caller.
+func (a *API) authed(h handlerFunc) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		id, err := a.authenticate(ctx)
+		if err == nil {
+			err = h(ctx, &id)
+		}
+		if err != nil {
+			a.fail(ctx, err)
+		}
+	}
+}
+
+// admin wraps h so that it runs only for an authenticated admin.
+func (a *API) admin(h handlerFunc) fasthttp.RequestHandler {
+	return a.authed(func(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+		if !id.User.IsAdmin {
+			return tierpix.Errorf(tierpix.EFORBIDDEN, "The admin API is for admins only.")
+		}
+		return h(ctx, id)
+	})
+}
+
+// wwwAuthenticate offers both schemes the API accepts.
+const wwwAuthenticate = `Bearer realm="tierpix", Basic realm="tierpix", charset="UTF-8"`
+
+// fail answers with the problem err stands for.
+func (a *API) fail(ctx *fasthttp.RequestCtx, err error) {
+	problem.Error(ctx, a.logger, err)
+	if ctx.Response.StatusCode() == http.StatusUnauthorized {
+		ctx.Response.Header.Set("WWW-Authenticate", wwwAuthenticate)
+	}
+}
+
+// writeJSON answers with v as JSON. The headers keep responses that carry signed links and
+// account data out of shared caches and stop browsers from sniffing them as anything else.
+func (a *API) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	body, err := jsonMarshal(v)
+	if err != nil {
+		// Only a bug can get here: every value written is a plain struct or map.
+		a.fail(ctx, fmt.Errorf("encode response: %w", err))
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
+	ctx.SetBody(body)
+}
+
+// writeNoContent answers 204 with the same caching headers as writeJSON.
+func writeNoContent(ctx *fasthttp.RequestCtx) {
+	ctx.SetStatusCode(http.StatusNoContent)
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
+	ctx.Response.ResetBody()
+}
+
+// pathParam returns a route parameter such as {id}.
+func pathParam(ctx *fasthttp.RequestCtx, name string) string {
+	v, _ := ctx.UserValue(name).(string)
+	return v
+}

@@ -1,0 +1,170 @@
+#include "vips.h"
+
+#include <string.h>
+
+// tp_block_untrusted stops libvips from using loaders that are not fuzzed for hostile input
+// (ImageMagick, matload, ...). The VIPS_BLOCK_UNTRUSTED environment variable does the same at
+// startup; this covers a libvips that was started before the variable was set.
+void
+tp_block_untrusted(void)
+{
+#if VIPS_MAJOR_VERSION > 8 || (VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION >= 13)
+	vips_block_untrusted_set(TRUE);
+#endif
+}
+
+// tp_open opens path with the loader of the format the magic bytes named, so a file can only
+// ever be read by the loader for the format it was accepted as. The filename is passed to the
+// loader as is: unlike vips_image_new_from_file, no "[options]" suffix is parsed out of it.
+// Only the header is read here; sequential access lets a later decode stream the pixels
+// through a small buffer instead of holding the whole image.
+int
+tp_open(const char *path, int format, VipsImage **out)
+{
+	switch (format) {
+	case TP_FORMAT_JPEG:
+		return vips_jpegload(path, out,
+			"access", VIPS_ACCESS_SEQUENTIAL,
+			"fail_on", VIPS_FAIL_ON_ERROR,
+			NULL);
+	case TP_FORMAT_PNG:
+		return vips_pngload(path, out,
+			"access", VIPS_ACCESS_SEQUENTIAL,
+			"fail_on", VIPS_FAIL_ON_ERROR,
+			NULL);
+	}
+	vips_error("tierpix", "unknown format %d", format);
+	return -1;
+}
+
+void
+tp_read_header(VipsImage *im, tp_header *h)
+{
+	const char *loader = NULL;
+	int orientation = 1;
+
+	h->width = vips_image_get_width(im);
+	h->height = vips_image_get_height(im);
+	if (vips_image_get_typeof(im, VIPS_META_ORIENTATION) &&
+		vips_image_get_int(im, VIPS_META_ORIENTATION, &orientation) == 0 &&
+		orientation >= 1 && orientation <= 8)
+		h->orientation = orientation;
+	else
+		h->orientation = 1;
+
+	h->loader[0] = '\0';
+	if (vips_image_get_typeof(im, VIPS_META_LOADER) &&
+		vips_image_get_string(im, VIPS_META_LOADER, &loader) == 0 && loader)
+		g_strlcpy(h->loader, loader, sizeof(h->loader));
+}
+
+// tp_decode decodes every pixel once. vips_avg pulls the image through in strips, so with
+// sequential access the memory it needs is a few scanlines wide, and with fail_on error any
+// corrupt or truncated data makes it fail.
+int
+tp_decode(VipsImage *im)
+{
+	double avg;
+
+	return vips_avg(im, &avg, NULL);
+}
+
+void
+tp_unref(VipsImage *im)
+{
+	if (im)
+		g_object_unref(im);
+}
+
+// tp_finish brings a thumbnail to what tierpix serves: sRGB (or grey) with 8 bits per sample.
+// vips_thumbnail already turns CMYK and images with an embedded profile into sRGB (the
+// export profile); 16-bit images without a profile are still 16-bit here.
+static int
+tp_finish(VipsImage *in, VipsImage **out)
+{
+	VipsInterpretation target;
+
+	switch (vips_image_get_interpretation(in)) {
+	case VIPS_INTERPRETATION_CMYK:
+	case VIPS_INTERPRETATION_RGB16:
+		target = VIPS_INTERPRETATION_sRGB;
+		break;
+	case VIPS_INTERPRETATION_GREY16:
+		target = VIPS_INTERPRETATION_B_W;
+		break;
+	default:
+		if (vips_image_get_format(in) != VIPS_FORMAT_UCHAR)
+			return vips_cast(in, out, VIPS_FORMAT_UCHAR, "shift", TRUE, NULL);
+		*out = in;
+		g_object_ref(in);
+		return 0;
+	}
+	return vips_colourspace(in, out, target, NULL);
+}
+
+// tp_thumbnail renders path at the given height (never upscaling), applies the EXIF
+// orientation, converts to sRGB and encodes in format with all metadata stripped.
+int
+tp_thumbnail(const char *path, int format, int height, tp_rendered *r)
+{
+	VipsImage *thumb = NULL;
+	VipsImage *final = NULL;
+	int res;
+
+	memset(r, 0, sizeof(*r));
+	if (vips_thumbnail(path, &thumb, VIPS_MAX_COORD,
+		"height", height,
+		"size", VIPS_SIZE_DOWN,
+		"crop", VIPS_INTERESTING_NONE,
+		"export_profile", "srgb",
+		"fail_on", VIPS_FAIL_ON_ERROR,
+		NULL))
+		return -1;
+
+	res = tp_finish(thumb, &final);
+	g_object_unref(thumb);
+	if (res)
+		return -1;
+
+	switch (format) {
+	case TP_FORMAT_JPEG:
+		res = vips_jpegsave_buffer(final, &r->buf, &r->len,
+			"Q", 80,
+			"optimize_coding", TRUE,
+			"strip", TRUE,
+			NULL);
+		break;
+	case TP_FORMAT_PNG:
+		res = vips_pngsave_buffer(final, &r->buf, &r->len,
+			"compression", 6,
+			"strip", TRUE,
+			NULL);
+		break;
+	default:
+		vips_error("tierpix", "unknown format %d", format);
+		res = -1;
+	}
+	if (res == 0) {
+		r->width = vips_image_get_width(final);
+		r->height = vips_image_get_height(final);
+	}
+	g_object_unref(final);
+	return res;
+}
+
+// tp_error returns and clears libvips' error buffer. The buffer is process-wide, so under
+// concurrency it may hold another operation's message too; it is only ever logged.
+char *
+tp_error(void)
+{
+	return vips_error_buffer_copy();
+}
+
+// tp_thread_done frees libvips' per-thread state. Go moves goroutines between OS threads,
+// so each operation locks its thread and releases that state when done.
+void
+tp_thread_done(void)
+{
+	vips_error_clear();
+	vips_thread_shutdown();
+}
