@@ -165,6 +165,5 @@ tp_error(void)
 void
 tp_thread_done(void)
 {
-	vips_error_clear();
 	vips_thread_shutdown();
 }

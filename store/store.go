@@ -1,16 +1,51 @@
 // Package store persists users, tokens, tiers and images in SQLite (the embedded default) or
 // PostgreSQL through sqlx, and keeps the uploaded originals on disk.
 //
-// SKELETON: the exported API below is fixed; the bodies are to be written. One file per table
-// (tiers.go, users.go, tokens.go, images.go), SQL written out in full, embedded migrations per
-// dialect, sql.ErrNoRows and unique violations translated into *tierpix.Error once.
+// There is one concrete type, *Store, with one file per table (tiers.go, users.go, tokens.go,
+// images.go). SQL is written out in full with '?' placeholders and rebound for PostgreSQL, so
+// both dialects run the same statements wherever they can. Every statement goes through the
+// helpers in this file, which count statements (Queries) and translate driver errors into
+// *tierpix.Error once: a missing row is ENOTFOUND, a duplicate key ECONFLICT, a dangling
+// reference EINVALID.
+//
+// Times are stored as BIGINT Unix microseconds UTC in both dialects: exact, portable, and
+// ordered the same way everywhere. Schema changes are embedded, numbered migrations per
+// dialect, recorded in schema_migrations and applied in a transaction each; on PostgreSQL an
+// advisory lock keeps several nodes starting at once from racing.
+//
+// Originals live at DataDir/originals/{id[0:2]}/{id}; uploads are spooled in DataDir/tmp on
+// the same filesystem so that a rename moves them into place atomically.
 package store
 
 import (
 	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jmoiron/sqlx"
+	"github.com/mattn/go-sqlite3"
+
 	"github.com/tierpix/tierpix"
+)
+
+// Dialect names returned by Dialect.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
 )
 
 // Config says where the data lives.
@@ -24,139 +59,349 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Validate reports a configuration the store cannot open.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("store: the data directory is required")
+	}
+	if c.DatabaseURL != "" && !isPostgresURL(c.DatabaseURL) {
+		return errors.New("store: the database URL must be empty (SQLite) or start with postgres:// or postgresql://")
+	}
+	return nil
+}
+
+func isPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
 // Store is the one persistence type, over *sqlx.DB.
-type Store struct{}
+type Store struct {
+	db           *sqlx.DB
+	dialect      string
+	now          func() time.Time
+	originalsDir string
+	tmpDir       string
+
+	// queries counts statements run since Open; see Queries.
+	queries atomic.Uint64
+}
+
+//go:embed migrations
+var migrationsFS embed.FS
+
+// pgMigrationLock is the pg_advisory_lock key held while migrating ("tierpix" in ASCII), so
+// that nodes starting together apply each migration once.
+const pgMigrationLock = 0x7469657270697800
 
 // Open connects, applies pending migrations (seeding the builtin tiers Basic, Premium and
 // Enterprise) and creates the data directories.
-func Open(ctx context.Context, cfg Config) (*Store, error) { panic("unimplemented") }
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		now:          cfg.Now,
+		originalsDir: filepath.Join(cfg.DataDir, "originals"),
+		tmpDir:       filepath.Join(cfg.DataDir, "tmp"),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for _, dir := range []string{cfg.DataDir, s.originalsDir, s.tmpDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
+
+	var err error
+	if cfg.DatabaseURL == "" {
+		s.dialect = DialectSQLite
+		s.db, err = openSQLite(filepath.Join(cfg.DataDir, "tierpix.db"))
+	} else {
+		s.dialect = DialectPostgres
+		s.db, err = openPostgres(cfg.DatabaseURL)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("connect to %s: %w", s.dialect, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openSQLite opens the database file with WAL (readers never wait for the writer), a busy
+// timeout (writers queue instead of failing), foreign keys enforced, synchronous=NORMAL (safe
+// with WAL) and BEGIN IMMEDIATE transactions, so that a transaction that will write takes the
+// write lock up front instead of failing to upgrade a read lock later.
+func openSQLite(file string) (*sqlx.DB, error) {
+	if strings.ContainsAny(file, "?#") {
+		return nil, fmt.Errorf("open sqlite: the database path %q must not contain '?' or '#'", file)
+	}
+	dsn := file + "?_journal_mode=WAL&_busy_timeout=5000&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate"
+	db, err := sqlx.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	// SQLite has one writer at a time; a few connections let reads proceed alongside it
+	// without piling up writers that would only wait on the busy timeout.
+	n := max(4, runtime.NumCPU())
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	return db, nil
+}
+
+// openPostgres opens a pgx pool. Extra URL parameters (search_path, application_name, ...)
+// are passed through by pgx as runtime parameters.
+func openPostgres(url string) (*sqlx.DB, error) {
+	db, err := sqlx.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	// Enough connections for concurrent requests of one node while leaving room for other
+	// nodes under PostgreSQL's default max_connections of 100.
+	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(10)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(time.Hour)
+	return db, nil
+}
 
 // Close closes the database.
-func (s *Store) Close() error { panic("unimplemented") }
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	return nil
+}
 
 // Dialect returns "sqlite" or "postgres".
-func (s *Store) Dialect() string { panic("unimplemented") }
+func (s *Store) Dialect() string { return s.dialect }
 
 // Ping checks the database connection.
-func (s *Store) Ping(ctx context.Context) error { panic("unimplemented") }
-
-// --- tiers.go ---
-
-// ListTiers returns every tier ordered by name.
-func (s *Store) ListTiers(ctx context.Context) ([]tierpix.Tier, error) { panic("unimplemented") }
-
-// FindTier returns a tier by name, case-insensitively (ENOTFOUND).
-func (s *Store) FindTier(ctx context.Context, name string) (tierpix.Tier, error) {
-	panic("unimplemented")
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping %s: %w", s.dialect, err)
+	}
+	return nil
 }
 
-// CreateTier validates, normalizes and inserts t, setting its timestamps (ECONFLICT if a tier
-// of that name exists, case-insensitively).
-func (s *Store) CreateTier(ctx context.Context, t *tierpix.Tier) error { panic("unimplemented") }
+// Queries returns how many statements the store has run since Open, migrations included.
+// Tests use it to prove that a request costs a constant number of queries; metrics export it.
+func (s *Store) Queries() uint64 { return s.queries.Load() }
 
-// UpdateTier replaces the heights and flags of the tier named t.Name (ENOTFOUND). t is updated
-// with the stored name's spelling, Builtin and timestamps.
-func (s *Store) UpdateTier(ctx context.Context, t *tierpix.Tier) error { panic("unimplemented") }
-
-// DeleteTier deletes a tier (ENOTFOUND; ECONFLICT while any user is on it).
-func (s *Store) DeleteTier(ctx context.Context, name string) error { panic("unimplemented") }
-
-// --- users.go ---
-
-// ListUsers returns up to limit users with usernames after `after`, ordered by username.
-func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]tierpix.User, error) {
-	panic("unimplemented")
+// migration is one numbered file of a dialect's migrations.
+type migration struct {
+	version int
+	name    string
+	sql     string
 }
 
-// FindUser returns a user and their current tier by username (ENOTFOUND), in one query.
-func (s *Store) FindUser(ctx context.Context, username string) (tierpix.Identity, error) {
-	panic("unimplemented")
+// loadMigrations reads the dialect's migrations, named NNNN_description.sql, in order.
+func loadMigrations(dialect string) ([]migration, error) {
+	dir := path.Join("migrations", dialect)
+	entries, err := fs.ReadDir(migrationsFS, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		num, _, ok := strings.Cut(e.Name(), "_")
+		version, err := strconv.Atoi(num)
+		if !ok || err != nil || version <= 0 {
+			return nil, fmt.Errorf("migration %s: the name must start with a positive number and '_'", e.Name())
+		}
+		body, err := fs.ReadFile(migrationsFS, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		ms = append(ms, migration{version: version, name: e.Name(), sql: string(body)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
+		}
+	}
+	return ms, nil
 }
 
-// FindUserByID returns a user and their current tier by id (ENOTFOUND), in one query.
-func (s *Store) FindUserByID(ctx context.Context, id int64) (tierpix.Identity, error) {
-	panic("unimplemented")
+// migrate applies pending migrations on one connection. On PostgreSQL it holds an advisory
+// lock for the duration; on SQLite each migration's BEGIN IMMEDIATE serializes migrators, and
+// the applied check inside the transaction makes a second migrator skip what the first did.
+func (s *Store) migrate(ctx context.Context) (err error) {
+	ms, err := loadMigrations(s.dialect)
+	if err != nil {
+		return err
+	}
+	conn, err := s.db.Connx(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+
+	if s.dialect == DialectPostgres {
+		if _, err := s.exec(ctx, conn, `SELECT pg_advisory_lock(?)`, int64(pgMigrationLock)); err != nil {
+			return fmt.Errorf("migrate: take lock: %w", err)
+		}
+		defer func() {
+			// A fresh context: the unlock must happen even when ctx is done, or the lock
+			// would stay with the pooled connection.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if _, uerr := s.exec(uctx, conn, `SELECT pg_advisory_unlock(?)`, int64(pgMigrationLock)); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("migrate: release lock: %w", uerr))
+			}
+		}()
+	}
+
+	if _, err := s.exec(ctx, conn, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT   NOT NULL,
+		applied_at BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+
+	for _, m := range ms {
+		if err := s.applyMigration(ctx, conn, m); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+	}
+	return nil
 }
 
-// CreateUser inserts u (ECONFLICT if the username exists; EINVALID with field "tier" if the
-// tier does not exist), setting ID, the stored tier name's spelling and timestamps. The caller
-// hashes the password.
-func (s *Store) CreateUser(ctx context.Context, u *tierpix.User) error { panic("unimplemented") }
+// applyMigration runs one migration and records it, in one transaction, unless it is
+// already recorded.
+func (s *Store) applyMigration(ctx context.Context, conn *sqlx.Conn, m migration) error {
+	tx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
 
-// UpdateUser saves u's password hash, tier and admin flag by u.ID (ENOTFOUND; EINVALID with
-// field "tier" if the tier does not exist).
-func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error { panic("unimplemented") }
-
-// DeleteUser deletes a user with their tokens and images, then removes their originals from
-// disk. It returns the ids of the deleted images so caches can drop them (ENOTFOUND).
-func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, error) {
-	panic("unimplemented")
+	var applied int
+	if err := s.get(ctx, tx, &applied, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.version); err != nil {
+		return err
+	}
+	if applied > 0 {
+		return nil
+	}
+	// Without arguments both drivers run the whole file, several statements at once.
+	if _, err := s.exec(ctx, tx, m.sql); err != nil {
+		return err
+	}
+	if _, err := s.exec(ctx, tx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		m.version, m.name, s.now().UnixMicro()); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
-// CountAdmins returns how many users are admins.
-func (s *Store) CountAdmins(ctx context.Context) (int, error) { panic("unimplemented") }
-
-// --- tokens.go ---
-
-// CreateToken mints an API token for a user: at least 128 random bits, prefixed "tpx_". Only
-// its SHA-256 is stored; the plaintext is returned once.
-func (s *Store) CreateToken(ctx context.Context, userID int64) (string, error) {
-	panic("unimplemented")
+// queryer is what the statement helpers run on: the pool, a transaction or a connection.
+type queryer interface {
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// FindIdentityByToken returns the user and current tier a plaintext token belongs to
-// (ENOTFOUND for unknown tokens), in one query.
-func (s *Store) FindIdentityByToken(ctx context.Context, token string) (tierpix.Identity, error) {
-	panic("unimplemented")
+// get runs a query for one row into dest. Every statement of the store goes through get,
+// sel or exec, which count it and rebind '?' placeholders for the dialect.
+func (s *Store) get(ctx context.Context, q queryer, dest any, query string, args ...any) error {
+	s.queries.Add(1)
+	return q.GetContext(ctx, dest, s.db.Rebind(query), args...)
 }
 
-// --- images.go ---
-
-// TempDir is where uploads are spooled: on the same filesystem as the originals, so that a
-// rename moves them into place atomically.
-func (s *Store) TempDir() string { panic("unimplemented") }
-
-// OriginalPath returns where the original of image id lives.
-func (s *Store) OriginalPath(id string) string { panic("unimplemented") }
-
-// CreateImage moves the validated upload at tmpPath into place and records it: fsync the file,
-// rename it into originals/, fsync the directory, then insert the row; if the insert fails the
-// file is removed. It sets img.ID (random, non-sequential), Seq and CreatedAt.
-func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath string) error {
-	panic("unimplemented")
+// sel runs a query for any number of rows into the slice dest.
+func (s *Store) sel(ctx context.Context, q queryer, dest any, query string, args ...any) error {
+	s.queries.Add(1)
+	return q.SelectContext(ctx, dest, s.db.Rebind(query), args...)
 }
 
-// FindImage returns an image by id (ENOTFOUND).
-func (s *Store) FindImage(ctx context.Context, id string) (tierpix.Image, error) {
-	panic("unimplemented")
+// exec runs a statement that returns no rows.
+func (s *Store) exec(ctx context.Context, q queryer, query string, args ...any) (sql.Result, error) {
+	s.queries.Add(1)
+	return q.ExecContext(ctx, s.db.Rebind(query), args...)
 }
 
-// FindImageForServing returns an image and its owner's current tier in one query (ENOTFOUND).
-func (s *Store) FindImageForServing(ctx context.Context, id string) (tierpix.Image, tierpix.Tier, error) {
-	panic("unimplemented")
+// tx runs fn in a transaction, committing if fn returns nil. On SQLite the transaction starts
+// with BEGIN IMMEDIATE (see openSQLite), so read-then-write transactions do not deadlock.
+func (s *Store) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
 }
 
-// ListImages returns up to limit of the owner's images, newest first, with Seq below
-// beforeSeq (0: from the newest). One query, served by an (owner_id, seq) index.
-func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, limit int) ([]tierpix.Image, error) {
-	panic("unimplemented")
+// dbError translates a database error once for every statement of the store: no row is
+// ENOTFOUND, a unique violation ECONFLICT and a foreign-key violation EINVALID, each with a
+// client-safe message about subject (a sentence's subject such as `The tier "Gold"`). Errors
+// that already are *tierpix.Error pass through; anything else is internal and is wrapped with
+// op, a lowercase description of what failed.
+func dbError(err error, op, subject string) error {
+	if err == nil {
+		return nil
+	}
+	var e *tierpix.Error
+	switch {
+	case errors.As(err, &e):
+		return err
+	case errors.Is(err, sql.ErrNoRows):
+		return tierpix.Errorf(tierpix.ENOTFOUND, "%s was not found.", subject)
+	case isUniqueViolation(err):
+		return tierpix.Errorf(tierpix.ECONFLICT, "%s already exists.", subject)
+	case isForeignKeyViolation(err):
+		return tierpix.Errorf(tierpix.EINVALID, "%s refers to a record that does not exist.", subject)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
-// DeleteImage deletes the owner's image row, then its original file (ENOTFOUND if the image
-// does not exist or is not the owner's).
-func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error {
-	panic("unimplemented")
+func isUniqueViolation(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
-// SweepResult counts what Sweep removed.
-type SweepResult struct {
-	TempFiles int
-	Orphans   int
+func isForeignKeyViolation(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.ExtendedCode == sqlite3.ErrConstraintForeignKey
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23503"
 }
 
-// Sweep removes temp files older than olderThan and originals with no row whose files are
-// older than olderThan (so an upload in flight on another node sharing the directory is
-// left alone).
-func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult, error) {
-	panic("unimplemented")
+// micros converts a time to the stored form, Unix microseconds.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// fromMicros converts a stored time back, in UTC.
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// nowMicros returns the store clock's time truncated to what the database keeps, so that
+// the value set on a struct equals the value later read back.
+func (s *Store) nowMicros() (time.Time, int64) {
+	us := s.now().UnixMicro()
+	return fromMicros(us), us
 }
