@@ -7,6 +7,7 @@ package imaging
 import "C"
 
 import (
+	"bytes"
 	"fmt"
 	"runtime"
 	"unsafe"
@@ -107,7 +108,7 @@ func thumbnail(path, format string, height int) (Rendered, error) {
 	}
 	defer C.g_free(C.gpointer(r.buf))
 	return Rendered{
-		Body:   C.GoBytes(r.buf, C.int(r.len)),
+		Body:   bytes.Clone(unsafe.Slice((*byte)(r.buf), int(r.len))),
 		Format: format,
 		Width:  int(r.width),
 		Height: int(r.height),
