@@ -393,9 +393,6 @@ func isForeignKeyViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23503"
 }
 
-// micros converts a time to the stored form, Unix microseconds.
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
 // fromMicros converts a stored time back, in UTC.
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 

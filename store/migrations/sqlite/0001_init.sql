@@ -18,7 +18,9 @@ CREATE TABLE users (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     username      TEXT    NOT NULL UNIQUE,
     password_hash TEXT    NOT NULL,
-    tier          TEXT    NOT NULL REFERENCES tiers (name) ON DELETE RESTRICT,
+    -- NO ACTION rather than RESTRICT: the same refusal at the end of the statement, but
+    -- reported as SQLITE_CONSTRAINT_FOREIGNKEY (RESTRICT reports SQLITE_CONSTRAINT_TRIGGER).
+    tier          TEXT    NOT NULL REFERENCES tiers (name),
     is_admin      INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL

@@ -1,0 +1,12 @@
+package store
+
+import "github.com/jmoiron/sqlx"
+
+// Test-only access to internals, for tests in package store_test (which cannot be in package
+// store: they use storetest, which imports store).
+
+// DB returns the store's database handle, so tests can inspect what is stored.
+func DB(s *Store) *sqlx.DB { return s.db }
+
+// ListImagesQuery is the statement ListImages runs, so tests can check its plan.
+const ListImagesQuery = listImagesQuery

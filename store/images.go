@@ -1,0 +1,393 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tierpix/tierpix"
+)
+
+// imageIDBytes is the entropy of an image id: 120 bits, so ids can neither be guessed nor
+// enumerated, and encode to 24 base32 characters without padding.
+const imageIDBytes = 15
+
+// ImageIDLength is the length of every image id.
+const ImageIDLength = 24
+
+var imageIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newImageID returns a fresh random image id: lowercase base32, safe in URLs and file names.
+func newImageID() string {
+	b := make([]byte, imageIDBytes)
+	rand.Read(b) // crypto/rand.Read never fails (Go 1.24+): it crashes the program instead
+	return imageIDEncoding.EncodeToString(b)
+}
+
+// ValidImageID reports whether id has the shape of an image id (24 characters of a-z and
+// 2-7). Callers can refuse anything else before a query, and OriginalPath relies on it to keep
+// ids from reaching outside the originals directory.
+func ValidImageID(id string) bool {
+	if len(id) != ImageIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < 'a' || c > 'z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// imageColumns selects an image aliased as i.
+const imageColumns = `i.seq AS seq, i.id AS id, i.owner_id AS owner_id, i.name AS name,
+	i.format AS format, i.width AS width, i.height AS height, i.size_bytes AS size_bytes,
+	i.created_at AS created_at`
+
+// imageRow is an image as stored.
+type imageRow struct {
+	Seq       int64  `db:"seq"`
+	ID        string `db:"id"`
+	OwnerID   int64  `db:"owner_id"`
+	Name      string `db:"name"`
+	Format    string `db:"format"`
+	Width     int    `db:"width"`
+	Height    int    `db:"height"`
+	SizeBytes int64  `db:"size_bytes"`
+	CreatedAt int64  `db:"created_at"`
+}
+
+func (r imageRow) image() tierpix.Image {
+	return tierpix.Image{
+		ID:        r.ID,
+		Seq:       r.Seq,
+		OwnerID:   r.OwnerID,
+		Name:      r.Name,
+		Format:    r.Format,
+		Width:     r.Width,
+		Height:    r.Height,
+		SizeBytes: r.SizeBytes,
+		CreatedAt: fromMicros(r.CreatedAt),
+	}
+}
+
+func imageNotFound() error { return tierpix.Errorf(tierpix.ENOTFOUND, "The image was not found.") }
+
+// TempDir is where uploads are spooled: on the same filesystem as the originals, so that a
+// rename moves them into place atomically.
+func (s *Store) TempDir() string { return s.tmpDir }
+
+// OriginalPath returns where the original of image id lives: originals/{id[0:2]}/{id}, so
+// that no directory grows past a few thousand entries per million images. An id that is not
+// a valid image id maps to a path that never exists inside the originals directory, so a
+// hostile id cannot name another file.
+func (s *Store) OriginalPath(id string) string {
+	if !ValidImageID(id) {
+		return filepath.Join(s.originalsDir, "invalid-id")
+	}
+	return filepath.Join(s.originalsDir, id[:2], id)
+}
+
+// CreateImage moves the validated upload at tmpPath into place and records it: fsync the file,
+// rename it into originals/, fsync the directory, then insert the row; if the insert fails the
+// file is removed. It sets img.ID (random, non-sequential), Seq and CreatedAt, and SizeBytes
+// from the file itself. tmpPath should be in TempDir, on the same filesystem. If CreateImage
+// fails before the rename, the file is left at tmpPath for the caller to remove.
+func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath string) error {
+	if img.Format != tierpix.FormatJPEG && img.Format != tierpix.FormatPNG {
+		return tierpix.Invalid("format", "must be jpeg or png")
+	}
+	if img.Width < 1 || img.Height < 1 {
+		return tierpix.Invalid("size", "width and height must be positive")
+	}
+	now, us := s.nowMicros()
+	// The file's mtime becomes the time it was moved, so that Sweep, which spares recent
+	// files, cannot take it for an orphan in the moment between the rename and the INSERT.
+	if err := os.Chtimes(tmpPath, now, now); err != nil {
+		return fmt.Errorf("touch upload: %w", err)
+	}
+	size, err := syncFile(tmpPath)
+	if err != nil {
+		return err
+	}
+
+	id := newImageID()
+	final := s.OriginalPath(id)
+	shard := filepath.Dir(final)
+	shardCreated := false
+	if err := os.Mkdir(shard, 0o755); err == nil {
+		shardCreated = true
+	} else if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create shard directory: %w", err)
+	}
+	if err := os.Rename(tmpPath, final); err != nil {
+		return fmt.Errorf("move upload into place: %w", err)
+	}
+	// Make the rename durable before the row that points at the file is committed.
+	err = syncDir(shard)
+	if err == nil && shardCreated {
+		err = syncDir(s.originalsDir)
+	}
+	if err != nil {
+		os.Remove(final)
+		return err
+	}
+
+	var seq int64
+	err = s.get(ctx, s.db, &seq, `INSERT INTO images (id, owner_id, name, format, width, height, size_bytes, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		RETURNING seq`,
+		id, img.OwnerID, img.Name, img.Format, img.Width, img.Height, size, us)
+	if err != nil {
+		os.Remove(final)
+		err = dbError(err, "create image", "The image")
+		if tierpix.ErrorCode(err) == tierpix.EINVALID {
+			// The only reference is the owner, deleted while the upload was in flight.
+			return tierpix.Errorf(tierpix.EINVALID, "The owner of the image does not exist.")
+		}
+		return err
+	}
+	img.ID, img.Seq, img.CreatedAt, img.SizeBytes = id, seq, now, size
+	return nil
+}
+
+// syncFile flushes a file's contents to stable storage and returns its size.
+func syncFile(name string) (int64, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, fmt.Errorf("open upload: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat upload: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("upload %s is not a regular file", name)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("sync upload: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("close upload: %w", err)
+	}
+	return fi.Size(), nil
+}
+
+// syncDir flushes a directory's entries, making renames and creations in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// FindImage returns an image by id (ENOTFOUND).
+func (s *Store) FindImage(ctx context.Context, id string) (tierpix.Image, error) {
+	if !ValidImageID(id) {
+		return tierpix.Image{}, imageNotFound()
+	}
+	var r imageRow
+	if err := s.get(ctx, s.db, &r, `SELECT `+imageColumns+` FROM images i WHERE i.id = ?`, id); err != nil {
+		return tierpix.Image{}, dbError(err, "find image", "The image")
+	}
+	return r.image(), nil
+}
+
+// FindImageForServing returns an image and its owner's current tier in one query (ENOTFOUND).
+func (s *Store) FindImageForServing(ctx context.Context, id string) (tierpix.Image, tierpix.Tier, error) {
+	if !ValidImageID(id) {
+		return tierpix.Image{}, tierpix.Tier{}, imageNotFound()
+	}
+	var r struct {
+		imageRow
+		tierRow
+	}
+	err := s.get(ctx, s.db, &r, `SELECT `+imageColumns+`, `+tierColumns+`
+		FROM images i
+		JOIN users u ON u.id = i.owner_id
+		JOIN tiers t ON t.name = u.tier
+		WHERE i.id = ?`, id)
+	if err != nil {
+		return tierpix.Image{}, tierpix.Tier{}, dbError(err, "find image for serving", "The image")
+	}
+	t, err := r.tier()
+	if err != nil {
+		return tierpix.Image{}, tierpix.Tier{}, err
+	}
+	return r.image(), t, nil
+}
+
+// listImagesQuery is a page of one owner's images, newest first: a range scan of the
+// images_owner_seq index (a test checks the plan on both dialects).
+const listImagesQuery = `SELECT ` + imageColumns + ` FROM images i
+	WHERE i.owner_id = ? AND i.seq < ?
+	ORDER BY i.seq DESC
+	LIMIT ?`
+
+// ListImages returns up to limit of the owner's images, newest first, with Seq below
+// beforeSeq (0: from the newest). One query, served by an (owner_id, seq) index.
+func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, limit int) ([]tierpix.Image, error) {
+	if limit < 1 {
+		return nil, tierpix.Invalid("limit", "must be at least 1")
+	}
+	if beforeSeq <= 0 {
+		beforeSeq = math.MaxInt64
+	}
+	var rows []imageRow
+	err := s.sel(ctx, s.db, &rows, listImagesQuery, ownerID, beforeSeq, limit)
+	if err != nil {
+		return nil, dbError(err, "list images", "The image")
+	}
+	images := make([]tierpix.Image, len(rows))
+	for i, r := range rows {
+		images[i] = r.image()
+	}
+	return images, nil
+}
+
+// DeleteImage deletes the owner's image row, then its original file (ENOTFOUND if the image
+// does not exist or is not the owner's). A file already gone is not an error; a file that
+// cannot be removed is reported, though the row is gone, and Sweep removes it later.
+func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error {
+	if !ValidImageID(id) {
+		return imageNotFound()
+	}
+	res, err := s.exec(ctx, s.db, `DELETE FROM images WHERE id = ? AND owner_id = ?`, id, ownerID)
+	if err != nil {
+		return dbError(err, "delete image", "The image")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("delete image: %w", err)
+	}
+	if n == 0 {
+		return imageNotFound()
+	}
+	if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove original %s: %w", id, err)
+	}
+	return nil
+}
+
+// SweepResult counts what Sweep removed.
+type SweepResult struct {
+	TempFiles int
+	Orphans   int
+}
+
+// sweepBatch is how many ids Sweep checks per query.
+const sweepBatch = 500
+
+// Sweep removes temp files older than olderThan and originals with no row whose files are
+// older than olderThan (so an upload in flight on another node sharing the directory is
+// left alone). Originals are checked a batch of ids per query. Files that vanish meanwhile
+// are not errors; only files named like image ids are considered in originals/.
+func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult, error) {
+	var res SweepResult
+	cutoff := s.now().Add(-olderThan)
+
+	tmp, err := os.ReadDir(s.tmpDir)
+	if err != nil {
+		return res, fmt.Errorf("sweep: read temp directory: %w", err)
+	}
+	for _, e := range tmp {
+		if !e.Type().IsRegular() || !olderThanCutoff(e, cutoff) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.tmpDir, e.Name())); err == nil {
+			res.TempFiles++
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return res, fmt.Errorf("sweep: %w", err)
+		}
+	}
+
+	shards, err := os.ReadDir(s.originalsDir)
+	if err != nil {
+		return res, fmt.Errorf("sweep: read originals directory: %w", err)
+	}
+	var batch []string
+	for _, shard := range shards {
+		if !shard.IsDir() || len(shard.Name()) != 2 {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(s.originalsDir, shard.Name()))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return res, fmt.Errorf("sweep: read shard directory: %w", err)
+		}
+		for _, f := range files {
+			if f.Type().IsRegular() && ValidImageID(f.Name()) && f.Name()[:2] == shard.Name() && olderThanCutoff(f, cutoff) {
+				batch = append(batch, f.Name())
+			}
+			if len(batch) == sweepBatch {
+				n, err := s.removeOrphans(ctx, batch)
+				res.Orphans += n
+				if err != nil {
+					return res, err
+				}
+				batch = batch[:0]
+			}
+		}
+	}
+	if len(batch) > 0 {
+		n, err := s.removeOrphans(ctx, batch)
+		res.Orphans += n
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// olderThanCutoff reports whether a directory entry was last modified before cutoff. An entry
+// that vanished is not old: there is nothing left to remove.
+func olderThanCutoff(e fs.DirEntry, cutoff time.Time) bool {
+	info, err := e.Info()
+	return err == nil && info.ModTime().Before(cutoff)
+}
+
+// removeOrphans removes the originals among ids that have no row, with one query.
+func (s *Store) removeOrphans(ctx context.Context, ids []string) (int, error) {
+	query, args, err := sqlx.In(`SELECT id FROM images WHERE id IN (?)`, ids)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: build query: %w", err)
+	}
+	var known []string
+	if err := s.sel(ctx, s.db, &known, query, args...); err != nil {
+		return 0, dbError(err, "sweep: find images", "The image")
+	}
+	exists := make(map[string]bool, len(known))
+	for _, id := range known {
+		exists[id] = true
+	}
+	removed := 0
+	for _, id := range ids {
+		if exists[id] {
+			continue
+		}
+		if err := os.Remove(s.OriginalPath(id)); err == nil {
+			removed++
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("sweep: %w", err)
+		}
+	}
+	return removed, nil
+}

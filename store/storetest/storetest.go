@@ -1,0 +1,141 @@
+// Package storetest opens real stores for tests: a fresh SQLite file, or a fresh schema in
+// the PostgreSQL named by TEST_DATABASE_URL, each cleaned up when the test ends. Each runs a
+// test against both, so every package that touches the store is tested on both dialects.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+
+	"github.com/tierpix/tierpix/store"
+)
+
+// EnvDatabaseURL names the variable holding the PostgreSQL URL that tests create schemas in.
+const EnvDatabaseURL = "TEST_DATABASE_URL"
+
+// SQLite opens a store on a fresh SQLite file in a temporary data directory, closed when the
+// test ends.
+func SQLite(t testing.TB) *store.Store {
+	t.Helper()
+	return open(t, store.Config{DataDir: t.TempDir()})
+}
+
+// Postgres opens a store in a fresh schema of the database at TEST_DATABASE_URL, dropped with
+// everything in it when the test ends. Without TEST_DATABASE_URL the test is skipped, except
+// in CI (CI=true), where it fails: the PostgreSQL suite must never be skipped silently there.
+func Postgres(t testing.TB) *store.Store {
+	t.Helper()
+	dbURL := PostgresURL(t)
+	schema := createSchema(t, dbURL)
+	u, err := WithSearchPath(dbURL, schema)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	return open(t, store.Config{DatabaseURL: u, DataDir: t.TempDir()})
+}
+
+// PostgresURL returns TEST_DATABASE_URL, skipping the test (failing it in CI) when unset.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(EnvDatabaseURL)
+	if u != "" {
+		return u
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("storetest: %s is not set; CI must run the PostgreSQL tests", EnvDatabaseURL)
+	}
+	t.Skipf("storetest: %s is not set; run `make test` to run the PostgreSQL tests against a throwaway cluster, or set it to a postgres:// URL", EnvDatabaseURL)
+	return ""
+}
+
+// NewSchema creates a fresh, randomly named schema in the database at dbURL, dropped with
+// everything in it when the test ends, and returns the URL of a connection that uses it.
+// Tests that open the store themselves (several nodes on one database, a binary under test)
+// use it with PostgresURL.
+func NewSchema(t testing.TB, dbURL string) string {
+	t.Helper()
+	schema := createSchema(t, dbURL)
+	u, err := WithSearchPath(dbURL, schema)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	return u
+}
+
+// createSchema creates tpx_test_<random> over a plain connection and registers its drop.
+func createSchema(t testing.TB, dbURL string) string {
+	t.Helper()
+	b := make([]byte, 8)
+	rand.Read(b)
+	schema := "tpx_test_" + hex.EncodeToString(b)
+
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatalf("storetest: open %s: %v", EnvDatabaseURL, err)
+	}
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+		db.Close()
+		t.Fatalf("storetest: create schema %s: %v", schema, err)
+	}
+	// Registered before the store's Close, so it runs after it (cleanups run last first).
+	t.Cleanup(func() {
+		defer db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("storetest: drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// WithSearchPath returns dbURL with search_path set to schema, which pgx passes to the server
+// as a runtime parameter. It accepts URLs (postgres://...) and key=value connection strings.
+func WithSearchPath(dbURL, schema string) (string, error) {
+	if !strings.HasPrefix(dbURL, "postgres://") && !strings.HasPrefix(dbURL, "postgresql://") {
+		return dbURL + " search_path=" + schema, nil
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func open(t testing.TB, cfg store.Config) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("storetest: open store: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("storetest: close store: %v", err)
+		}
+	})
+	return s
+}
+
+// Each runs fn as the subtests "sqlite" and "postgres", each with a fresh store.
+func Each(t *testing.T, fn func(t *testing.T, s *store.Store)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
+}
