@@ -12,14 +12,20 @@
 //     pixel cap is enforced before a single pixel is decoded; the full decode that follows
 //     streams through a few scanlines, so validating a 50 MP JPEG stays within a few MB.
 //     Interlaced PNGs are the exception: libvips decodes them whole, bounded by the pixel cap.
+//     "Failing on errors" is libvips' fail_on=error: truncation, bad headers, bad tables and
+//     PNG checksum or zlib errors reject a file, while damage libjpeg only warns about (stray
+//     bytes in the compressed data, which it conceals) does not, because cameras and editors
+//     produce such warnings on files that display fine.
 //   - Thumbnail runs libvips' thumbnail operation on the file, which shrinks JPEGs on load,
-//     applies the EXIF orientation and converts CMYK and ICC-tagged images to sRGB. The result
-//     is encoded in the original's format with every metadata block stripped: JPEG at quality
-//     80 with libvips' default chroma subsampling (4:2:0 below quality 90) and optimised
-//     Huffman tables; PNG at compression 6 with the alpha channel kept, as 8-bit truecolour.
-//     Palette PNGs come back as truecolour (re-quantising would cost more than it saves at
-//     thumbnail sizes) and 16-bit PNGs come back with 8 bits per sample, which every browser
-//     shows identically and which is half the size.
+//     applies the EXIF orientation and turns CMYK into sRGB. An image tagged with an ICC
+//     profile is then transformed from it to sRGB, so that stripping the profile keeps its
+//     colours; untagged images are taken to be sRGB and left alone. The result is encoded in
+//     the original's format with every metadata block stripped (libvips still writes the
+//     JFIF or pHYs pixel density): JPEG at quality 80 with 4:2:0 chroma subsampling and
+//     optimised Huffman tables; PNG at compression 6 with the alpha channel kept, as 8-bit
+//     truecolour or grey. Palette PNGs come back as truecolour (re-quantising would cost more
+//     than it saves at thumbnail sizes) and 16-bit PNGs come back with 8 bits per sample,
+//     which browsers show the same and which is half the size.
 //
 // Validate and Thumbnail are safe for concurrent use. Each call pins its goroutine to an OS
 // thread and releases libvips' per-thread state when done. Concurrency across calls is the

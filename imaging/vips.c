@@ -76,15 +76,41 @@ tp_unref(VipsImage *im)
 		g_object_unref(im);
 }
 
+// tp_to_srgb turns an image that carries an ICC profile into sRGB, so that stripping the
+// profile on save keeps its colours. vips_thumbnail's own export_profile is not used for this:
+// in libvips 8.14 it also transforms untagged images, from its fallback sRGB profile to the
+// built-in one, which visibly shifts saturated colours (pure blue gains red). An image
+// without a profile is taken to be sRGB already; a profile libvips cannot use is ignored, as
+// vips_thumbnail itself does.
+static int
+tp_to_srgb(VipsImage *in, VipsImage **out)
+{
+	if (vips_image_get_typeof(in, VIPS_META_ICC_NAME) &&
+		vips_icc_transform(in, out, "srgb",
+			"embedded", TRUE,
+			"intent", VIPS_INTENT_RELATIVE,
+			"depth", 8,
+			NULL) == 0)
+		return 0;
+	vips_error_clear();
+	*out = in;
+	g_object_ref(in);
+	return 0;
+}
+
 // tp_finish brings a thumbnail to what tierpix serves: sRGB (or grey) with 8 bits per sample.
-// vips_thumbnail already turns CMYK and images with an embedded profile into sRGB (the
-// export profile); 16-bit images without a profile are still 16-bit here.
+// vips_thumbnail has already turned CMYK into sRGB.
 static int
 tp_finish(VipsImage *in, VipsImage **out)
 {
+	VipsImage *srgb;
 	VipsInterpretation target;
+	int res;
 
-	switch (vips_image_get_interpretation(in)) {
+	if (tp_to_srgb(in, &srgb))
+		return -1;
+
+	switch (vips_image_get_interpretation(srgb)) {
 	case VIPS_INTERPRETATION_CMYK:
 	case VIPS_INTERPRETATION_RGB16:
 		target = VIPS_INTERPRETATION_sRGB;
@@ -93,13 +119,17 @@ tp_finish(VipsImage *in, VipsImage **out)
 		target = VIPS_INTERPRETATION_B_W;
 		break;
 	default:
-		if (vips_image_get_format(in) != VIPS_FORMAT_UCHAR)
-			return vips_cast(in, out, VIPS_FORMAT_UCHAR, "shift", TRUE, NULL);
-		*out = in;
-		g_object_ref(in);
-		return 0;
+		if (vips_image_get_format(srgb) == VIPS_FORMAT_UCHAR) {
+			*out = srgb;
+			return 0;
+		}
+		res = vips_cast(srgb, out, VIPS_FORMAT_UCHAR, "shift", TRUE, NULL);
+		g_object_unref(srgb);
+		return res;
 	}
-	return vips_colourspace(in, out, target, NULL);
+	res = vips_colourspace(srgb, out, target, NULL);
+	g_object_unref(srgb);
+	return res;
 }
 
 // tp_thumbnail renders path at the given height (never upscaling), applies the EXIF
@@ -116,7 +146,6 @@ tp_thumbnail(const char *path, int format, int height, tp_rendered *r)
 		"height", height,
 		"size", VIPS_SIZE_DOWN,
 		"crop", VIPS_INTERESTING_NONE,
-		"export_profile", "srgb",
 		"fail_on", VIPS_FAIL_ON_ERROR,
 		NULL))
 		return -1;
@@ -128,8 +157,12 @@ tp_thumbnail(const char *path, int format, int height, tp_rendered *r)
 
 	switch (format) {
 	case TP_FORMAT_JPEG:
+		// Chroma subsampling is set rather than left to "auto" (which
+		// switches it off from Q 90 up), so the output does not change
+		// character if the quality is ever tuned: 4:2:0, as the web expects.
 		res = vips_jpegsave_buffer(final, &r->buf, &r->len,
 			"Q", 80,
+			"subsample_mode", VIPS_FOREIGN_SUBSAMPLE_ON,
 			"optimize_coding", TRUE,
 			"strip", TRUE,
 			NULL);
@@ -166,4 +199,22 @@ void
 tp_thread_done(void)
 {
 	vips_thread_shutdown();
+}
+
+static void *
+tp_count_object(VipsObject *object, void *a, void *b)
+{
+	(*(int *) a)++;
+	return NULL;
+}
+
+// tp_live_objects counts the VipsObjects (images, operations, sources, ...) alive in the
+// process. Tests use it to show that every image is unreferenced.
+int
+tp_live_objects(void)
+{
+	int n = 0;
+
+	vips_object_map((VipsSListMap2Fn) tp_count_object, &n, NULL);
+	return n;
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/tierpix/tierpix"
 )
 
-// VIPS_MAX_COORD, the largest width or height libvips handles; thumbnails ask for this width
-// so that the height alone decides the scale.
+// maxCoord is VIPS_MAX_COORD, the largest width or height libvips handles. Thumbnails ask for
+// this width so that the height alone decides the scale.
 const maxCoord = C.VIPS_MAX_COORD
 
 // header is what the loader learnt from a file's header, before any pixel is decoded.
@@ -117,3 +117,6 @@ func thumbnail(path, format string, height int) (Rendered, error) {
 
 // blockUntrusted keeps libvips from loading with operations marked untrusted.
 func blockUntrusted() { C.tp_block_untrusted() }
+
+// liveObjects counts the libvips objects alive in the process, for leak tests.
+func liveObjects() int { return int(C.tp_live_objects()) }

@@ -37,5 +37,6 @@ void tp_unref(VipsImage *im);
 int tp_thumbnail(const char *path, int format, int height, tp_rendered *r);
 char *tp_error(void);
 void tp_thread_done(void);
+int tp_live_objects(void);
 
 #endif

@@ -1,0 +1,93 @@
+package imaging_test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tierpix/tierpix/imaging"
+)
+
+// validateChildEnv names the file a re-executed test binary validates; see TestValidateMemory.
+const validateChildEnv = "TIERPIX_IMAGING_VALIDATE_CHILD"
+
+// vmHWM reads the peak resident set size of this process in KiB.
+func vmHWM(t testing.TB) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc/self/status: %v", err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			if err != nil {
+				t.Fatalf("parse VmHWM %q: %v", v, err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("got no VmHWM line, want one")
+	return 0
+}
+
+// TestValidateChild is the child side of TestValidateMemory: it validates one file and prints
+// its own peak RSS before and after. It does nothing in a normal run.
+func TestValidateChild(t *testing.T) {
+	path := os.Getenv(validateChildEnv)
+	if path == "" {
+		t.Skip("only run by TestValidateMemory")
+	}
+	before := vmHWM(t)
+	info, err := imaging.Validate(path, 60_000_000)
+	if err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	after := vmHWM(t)
+	os.Stdout.WriteString("RESULT " + strconv.Itoa(info.Width) + " " + strconv.Itoa(info.Height) + " " +
+		strconv.Itoa(before) + " " + strconv.Itoa(after) + "\n")
+}
+
+// TestValidateMemory validates a 50 MP JPEG in a fresh process, so that generating the file
+// does not count, and checks that the peak RSS stays far below the 150 MB its decoded pixels
+// would take: the decode must stream.
+func TestValidateMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates a 50 MP JPEG")
+	}
+	const w, h = 8660, 5774 // 50 003 840 pixels
+	path := filepath.Join(t.TempDir(), "50mp.jpg")
+	encodeJPEGFile(t, path, smoothNoise(w, h))
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestValidateChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), validateChildEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	var width, height, before, after int
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "RESULT "); ok {
+			f := strings.Fields(rest)
+			width, _ = strconv.Atoi(f[0])
+			height, _ = strconv.Atoi(f[1])
+			before, _ = strconv.Atoi(f[2])
+			after, _ = strconv.Atoi(f[3])
+		}
+	}
+	if width != w || height != h {
+		t.Fatalf("got %d×%d, want %d×%d; child output:\n%s", width, height, w, h, out)
+	}
+	t.Logf("validating a %d×%d JPEG: peak RSS %d KiB before, %d KiB after (pixels decoded whole: %d KiB)",
+		w, h, before, after, w*h*3/1024)
+	const limitKiB = 64 * 1024
+	if after > limitKiB {
+		t.Errorf("got peak RSS %d KiB, want at most %d KiB", after, limitKiB)
+	}
+}
