@@ -17,6 +17,10 @@
 // Thumbnails are cached by effective height, min(requested, original height), because a
 // smaller original is served at its own size: h400 and h800 of a 300 px image are one render.
 //
+// The disk cache is not bounded: every file in it can be recreated from the original, so
+// operators may prune CacheDir by age (for example with find -atime) while the server runs; a
+// file removed under a reader is simply rendered again.
+//
 // Purge(id) forgets an image everywhere. Work in flight for an image holds a pin; Purge marks
 // the pins of the image, and a pinned operation stores nothing once its pin is marked, so a
 // render that finishes after a delete leaves no cached copy behind.
@@ -162,7 +166,7 @@ type Origin struct {
 
 	// beforeRender, when set (by tests only), runs in a worker slot just before a render, so
 	// tests can hold renders to fill the queue or gather waiters deterministically.
-	beforeRender func(key string)
+	beforeRender atomic.Pointer[func(key string)]
 }
 
 // pin marks work in flight for an image; Purge sets purged so the work stores nothing.
@@ -385,13 +389,15 @@ func (o *Origin) thumbnail(img tierpix.Image, eff int) (*entry, error) {
 			return nil, tierpix.Errorf(tierpix.ENOTFOUND, "No such image.")
 		}
 		body, err := os.ReadFile(path)
-		if err == nil {
+		// Files appear only by rename after fsync, so an empty one is damage from outside
+		// (a full disk, a manual edit): render it anew rather than serve nothing.
+		if err == nil && len(body) > 0 {
 			o.diskHits.Add(1)
 			e := &entry{id: img.ID, height: eff, body: body}
 			o.keep(p, e, "")
 			return e, nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			o.logger.Warn("read disk cache", "path", path, "err", err)
 		}
 		e, err := o.render(img.ID, eff, key)
@@ -424,8 +430,8 @@ func (o *Origin) render(id string, eff int, key string) (*entry, error) {
 	o.workers <- struct{}{}
 	defer func() { <-o.workers }()
 
-	if o.beforeRender != nil {
-		o.beforeRender(key)
+	if hook := o.beforeRender.Load(); hook != nil {
+		(*hook)(key)
 	}
 	o.renders.Add(1)
 	src := o.store.OriginalPath(id)
