@@ -99,13 +99,11 @@ func decodeJSON(ctx *fasthttp.RequestCtx, v any) error {
 
 // readBody reads a small request body whole, refusing more than limit bytes. With
 // StreamRequestBody the body is still on the connection, so it is read through a limit
-// instead of trusting Content-Length.
+// instead of trusting Content-Length. A declared length over the limit is read up to the
+// limit all the same: that costs at most limit bytes, and leaves fasthttp little enough to
+// discard that a client which overshoots gets its 413 on a connection that stays usable.
 func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	tooLarge := tierpix.Errorf(tierpix.ETOOLARGE, "The body is larger than the %d-byte limit.", limit)
-	if ctx.Request.Header.ContentLength() > limit {
-		ctx.SetConnectionClose()
-		return nil, tooLarge
-	}
 	stream := ctx.RequestBodyStream()
 	if stream == nil {
 		body := ctx.Request.Body()
@@ -119,7 +117,6 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		return nil, tierpix.Errorf(tierpix.EINVALID, "The request body could not be read in full.")
 	}
 	if len(body) > limit {
-		ctx.SetConnectionClose()
 		return nil, tooLarge
 	}
 	return body, nil

@@ -16,7 +16,6 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/origin"
-	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/valyala/fasthttp"
 )
@@ -81,23 +80,23 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	r.SaveMatchedRoutePath = true
 	a.Register(r)
 	org.Register(r)
-	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
-		problem.Error(ctx, logger, fmt.Errorf("panic serving %s %s: %v", ctx.Method(), ctx.Path(), v))
-	}
 
 	srv := &fasthttp.Server{
-		Handler:               logRequests(r.Handler, logger),
-		ErrorHandler:          a.ErrorHandler,
-		Name:                  "tierpix",
-		StreamRequestBody:     true,
-		MaxRequestBodySize:    a.MaxRequestBodySize(),
-		ReadBufferSize:        16 << 10,
-		ReadTimeout:           5 * time.Minute, // a 50 MiB upload on a slow link
-		WriteTimeout:          5 * time.Minute,
-		IdleTimeout:           2 * time.Minute,
-		NoDefaultServerHeader: false,
-		CloseOnShutdown:       true,
-		Logger:                slogPrinter{logger},
+		Handler:           logRequests(r.Handler, logger),
+		ErrorHandler:      a.ErrorHandler,
+		Name:              "tierpix",
+		StreamRequestBody: true,
+		// Without this fasthttp reads a whole multipart body (to memory and /tmp) before any
+		// handler runs, ignoring the size cap and authentication; the API streams it instead.
+		DisablePreParseMultipartForm: true,
+		MaxRequestBodySize:           a.MaxRequestBodySize(),
+		ReadBufferSize:               16 << 10,
+		ReadTimeout:                  5 * time.Minute, // a 50 MiB upload on a slow link
+		WriteTimeout:                 5 * time.Minute,
+		IdleTimeout:                  2 * time.Minute,
+		NoDefaultServerHeader:        false,
+		CloseOnShutdown:              true,
+		Logger:                       slogPrinter{logger},
 	}
 
 	if ln == nil {

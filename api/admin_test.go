@@ -1,0 +1,429 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAdminAccess checks every admin route refuses the unauthenticated (401) and non-admins
+// (403) before looking at anything else.
+func TestAdminAccess(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	routes := []struct{ method, path string }{
+		{http.MethodGet, "/api/admin/tiers"},
+		{http.MethodPost, "/api/admin/tiers"},
+		{http.MethodGet, "/api/admin/tiers/Basic"},
+		{http.MethodPatch, "/api/admin/tiers/Basic"},
+		{http.MethodDelete, "/api/admin/tiers/Basic"},
+		{http.MethodGet, "/api/admin/users"},
+		{http.MethodPost, "/api/admin/users"},
+		{http.MethodGet, "/api/admin/users/alice"},
+		{http.MethodPatch, "/api/admin/users/alice"},
+		{http.MethodDelete, "/api/admin/users/alice"},
+		{http.MethodPost, "/api/admin/users/alice/tokens"},
+	}
+	for _, rt := range routes {
+		for _, who := range []struct {
+			name string
+			as   auth
+			want int
+		}{{"anonymous", noAuth, http.StatusUnauthorized}, {"user", asAlice, http.StatusForbidden}} {
+			t.Run(rt.method+" "+rt.path+" "+who.name, func(t *testing.T) {
+				r := ts.doJSON(t, rt.method, rt.path, who.as, `{}`)
+				r.wantProblem(t, who.want)
+				if who.want == http.StatusUnauthorized && r.header.Get("WWW-Authenticate") != wwwAuthenticate {
+					t.Errorf("WWW-Authenticate: got %q, want %q", r.header.Get("WWW-Authenticate"), wwwAuthenticate)
+				}
+			})
+		}
+	}
+	if _, err := ts.st.FindUser(context.Background(), "alice"); err != nil {
+		t.Errorf("alice after refused admin calls: got %v, want her still there", err)
+	}
+}
+
+type apiTier struct {
+	Name             string `json:"name"`
+	ThumbnailHeights []int  `json:"thumbnail_heights"`
+	OriginalLink     bool   `json:"original_link"`
+	ExpiringLinks    bool   `json:"expiring_links"`
+	Builtin          bool   `json:"builtin"`
+}
+
+func TestAdminTiers(t *testing.T) {
+	ts := newTestServer(t, Config{})
+
+	t.Run("list", func(t *testing.T) {
+		r := ts.do(t, http.MethodGet, "/api/admin/tiers", asAdmin, "", nil)
+		r.wantStatus(t, http.StatusOK)
+		r.wantHeaders(t, jsonHeaders)
+		want := `{"results":[` +
+			`{"name":"Basic","thumbnail_heights":[200],"original_link":false,"expiring_links":false,"builtin":true},` +
+			`{"name":"Enterprise","thumbnail_heights":[200,400],"original_link":true,"expiring_links":true,"builtin":true},` +
+			`{"name":"Premium","thumbnail_heights":[200,400],"original_link":true,"expiring_links":false,"builtin":true}` +
+			`],"next":null}`
+		if string(r.body) != want {
+			t.Errorf("body: got %s, want %s", r.body, want)
+		}
+	})
+
+	steps := []struct {
+		name   string
+		method string
+		path   string
+		body   any
+		want   int
+		field  string
+		check  string // the tier JSON the step must answer with
+	}{
+		{name: "create", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"Gold","thumbnail_heights":[800,100,100],"original_link":true}`, want: http.StatusCreated,
+			check: `{"name":"Gold","thumbnail_heights":[100,800],"original_link":true,"expiring_links":false,"builtin":false}`},
+		{name: "create with defaults", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"Bare"}`, want: http.StatusCreated,
+			check: `{"name":"Bare","thumbnail_heights":[],"original_link":false,"expiring_links":false,"builtin":false}`},
+		{name: "create existing", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"Gold"}`, want: http.StatusConflict},
+		{name: "create existing other case", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"gold"}`, want: http.StatusConflict},
+		{name: "create without name", method: http.MethodPost, path: "/api/admin/tiers", body: `{"thumbnail_heights":[100]}`, want: http.StatusBadRequest, field: "name"},
+		{name: "create bad name", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"no spaces"}`, want: http.StatusBadRequest, field: "name"},
+		{name: "create bad height", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"Tall","thumbnail_heights":[0]}`, want: http.StatusBadRequest, field: "thumbnail_heights"},
+		{name: "create huge height", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"Tall","thumbnail_heights":[10001]}`, want: http.StatusBadRequest, field: "thumbnail_heights"},
+		{name: "create builtin", method: http.MethodPost, path: "/api/admin/tiers", body: `{"name":"Fake","builtin":true}`, want: http.StatusBadRequest, field: "builtin"},
+		{name: "get", method: http.MethodGet, path: "/api/admin/tiers/Gold", want: http.StatusOK,
+			check: `{"name":"Gold","thumbnail_heights":[100,800],"original_link":true,"expiring_links":false,"builtin":false}`},
+		{name: "get other case", method: http.MethodGet, path: "/api/admin/tiers/gOLD", want: http.StatusOK,
+			check: `{"name":"Gold","thumbnail_heights":[100,800],"original_link":true,"expiring_links":false,"builtin":false}`},
+		{name: "get missing", method: http.MethodGet, path: "/api/admin/tiers/Nope", want: http.StatusNotFound},
+		{name: "patch one flag", method: http.MethodPatch, path: "/api/admin/tiers/Gold", body: `{"expiring_links":true}`, want: http.StatusOK,
+			check: `{"name":"Gold","thumbnail_heights":[100,800],"original_link":true,"expiring_links":true,"builtin":false}`},
+		{name: "patch heights", method: http.MethodPatch, path: "/api/admin/tiers/Gold", body: `{"thumbnail_heights":[50,20]}`, want: http.StatusOK,
+			check: `{"name":"Gold","thumbnail_heights":[20,50],"original_link":true,"expiring_links":true,"builtin":false}`},
+		{name: "patch nothing", method: http.MethodPatch, path: "/api/admin/tiers/Gold", body: `{}`, want: http.StatusOK,
+			check: `{"name":"Gold","thumbnail_heights":[20,50],"original_link":true,"expiring_links":true,"builtin":false}`},
+		{name: "patch same name", method: http.MethodPatch, path: "/api/admin/tiers/Gold", body: `{"name":"gold","original_link":false}`, want: http.StatusOK,
+			check: `{"name":"Gold","thumbnail_heights":[20,50],"original_link":false,"expiring_links":true,"builtin":false}`},
+		{name: "patch rename", method: http.MethodPatch, path: "/api/admin/tiers/Gold", body: `{"name":"Platinum"}`, want: http.StatusBadRequest, field: "name"},
+		{name: "patch bad heights", method: http.MethodPatch, path: "/api/admin/tiers/Gold", body: `{"thumbnail_heights":[-1]}`, want: http.StatusBadRequest, field: "thumbnail_heights"},
+		{name: "patch builtin flag", method: http.MethodPatch, path: "/api/admin/tiers/Gold", body: `{"builtin":true}`, want: http.StatusBadRequest, field: "builtin"},
+		{name: "patch missing", method: http.MethodPatch, path: "/api/admin/tiers/Nope", body: `{"original_link":true}`, want: http.StatusNotFound},
+		{name: "patch builtin tier", method: http.MethodPatch, path: "/api/admin/tiers/Basic", body: `{"thumbnail_heights":[200,300]}`, want: http.StatusOK,
+			check: `{"name":"Basic","thumbnail_heights":[200,300],"original_link":false,"expiring_links":false,"builtin":true}`},
+		{name: "delete builtin", method: http.MethodDelete, path: "/api/admin/tiers/Basic", want: http.StatusConflict},
+		{name: "delete in use", method: http.MethodDelete, path: "/api/admin/tiers/Gold", want: http.StatusConflict},
+		{name: "move user off", method: http.MethodPatch, path: "/api/admin/users/goldie", body: `{"tier":"Basic"}`, want: http.StatusOK},
+		{name: "delete", method: http.MethodDelete, path: "/api/admin/tiers/Gold", want: http.StatusNoContent},
+		{name: "get deleted", method: http.MethodGet, path: "/api/admin/tiers/Gold", want: http.StatusNotFound},
+		{name: "delete missing", method: http.MethodDelete, path: "/api/admin/tiers/Gold", want: http.StatusNotFound},
+	}
+	for _, st := range steps {
+		if st.name == "delete in use" {
+			ts.createUser(t, "goldie", userPassword, "Gold", false)
+		}
+		t.Run(st.name, func(t *testing.T) {
+			r := ts.doJSON(t, st.method, st.path, asAdmin, st.body)
+			switch {
+			case st.want >= 400 && st.field != "":
+				r.wantProblem(t, st.want, st.field)
+			case st.want >= 400:
+				r.wantProblem(t, st.want)
+			default:
+				r.wantStatus(t, st.want)
+				if st.check != "" && string(r.body) != st.check {
+					t.Errorf("body: got %s, want %s", r.body, st.check)
+				}
+				if st.want == http.StatusCreated {
+					var tier apiTier
+					r.decode(t, &tier)
+					if got, want := r.header.Get("Location"), ts.url+"/api/admin/tiers/"+tier.Name; got != want {
+						t.Errorf("Location: got %q, want %q", got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+type apiUser struct {
+	Username  string `json:"username"`
+	Tier      string `json:"tier"`
+	IsAdmin   bool   `json:"is_admin"`
+	CreatedAt string `json:"created_at"`
+}
+
+func TestAdminUsersList(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	for i := range 7 {
+		ts.createUser(t, fmt.Sprintf("user%02d", i), userPassword, "Basic", false)
+	}
+	want := []string{"admin", "alice", "erin", "pam", "user00", "user01", "user02", "user03", "user04", "user05", "user06"}
+
+	var got []string
+	next := "/api/admin/users?limit=4"
+	for pages := 0; next != ""; pages++ {
+		if pages > 5 {
+			t.Fatalf("more than 5 pages for %d users", len(want))
+		}
+		r := ts.do(t, http.MethodGet, next, asAdmin, "", nil)
+		r.wantStatus(t, http.StatusOK)
+		if bytes.Contains(r.body, []byte("password")) {
+			t.Errorf("body: got %s, want no password field", r.body)
+		}
+		var p struct {
+			Results []apiUser `json:"results"`
+			Next    *string   `json:"next"`
+		}
+		r.decode(t, &p)
+		for _, u := range p.Results {
+			got = append(got, u.Username)
+			if _, err := time.Parse(time.RFC3339, u.CreatedAt); err != nil || u.Tier == "" {
+				t.Errorf("user: got %+v, want a tier and an RFC 3339 created_at", u)
+			}
+		}
+		next = ""
+		if p.Next != nil {
+			next = *p.Next
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("usernames: got %v, want %v", got, want)
+	}
+	ts.do(t, http.MethodGet, "/api/admin/users?limit=0", asAdmin, "", nil).wantProblem(t, http.StatusBadRequest, "limit")
+	ts.do(t, http.MethodGet, "/api/admin/users?cursor=%25", asAdmin, "", nil).wantProblem(t, http.StatusBadRequest, "cursor")
+}
+
+func TestAdminUsers(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	asBob := basic("bob", "bob-password")
+	var bobToken string
+	var bobImage apiImage
+
+	steps := []struct {
+		name   string
+		method string
+		path   string
+		as     auth
+		body   any
+		want   int
+		field  string
+		check  func(t *testing.T, r response)
+	}{
+		{name: "create", method: http.MethodPost, path: "/api/admin/users", as: asAdmin, body: `{"username":"bob","password":"bob-password"}`, want: http.StatusCreated,
+			check: func(t *testing.T, r response) {
+				var u apiUser
+				r.decode(t, &u)
+				if u.Username != "bob" || u.Tier != "Basic" || u.IsAdmin {
+					t.Errorf("user: got %+v, want bob on Basic, not admin", u)
+				}
+				if bytes.Contains(r.body, []byte("password")) {
+					t.Errorf("body: got %s, want no password", r.body)
+				}
+				if got, want := r.header.Get("Location"), ts.url+"/api/admin/users/bob"; got != want {
+					t.Errorf("Location: got %q, want %q", got, want)
+				}
+			}},
+		{name: "new user signs in", method: http.MethodGet, path: "/api/me", as: asBob, want: http.StatusOK},
+		{name: "create existing", method: http.MethodPost, path: "/api/admin/users", as: asAdmin, body: `{"username":"bob","password":"bob-password"}`, want: http.StatusConflict},
+		{name: "create without password", method: http.MethodPost, path: "/api/admin/users", as: asAdmin, body: `{"username":"carol"}`, want: http.StatusBadRequest, field: "password"},
+		{name: "create short password", method: http.MethodPost, path: "/api/admin/users", as: asAdmin, body: `{"username":"carol","password":"short"}`, want: http.StatusBadRequest, field: "password"},
+		{name: "create bad username", method: http.MethodPost, path: "/api/admin/users", as: asAdmin, body: `{"username":"carol smith","password":"carol-password"}`, want: http.StatusBadRequest, field: "username"},
+		{name: "create unknown tier", method: http.MethodPost, path: "/api/admin/users", as: asAdmin, body: `{"username":"carol","password":"carol-password","tier":"Nope"}`, want: http.StatusBadRequest, field: "tier"},
+		{name: "create with tier and admin", method: http.MethodPost, path: "/api/admin/users", as: asAdmin, body: `{"username":"carol","password":"carol-password","tier":"premium","is_admin":true}`, want: http.StatusCreated,
+			check: func(t *testing.T, r response) {
+				var u apiUser
+				r.decode(t, &u)
+				if u.Tier != "Premium" || !u.IsAdmin {
+					t.Errorf("user: got %+v, want Premium admin", u)
+				}
+			}},
+		{name: "get", method: http.MethodGet, path: "/api/admin/users/bob", as: asAdmin, want: http.StatusOK,
+			check: func(t *testing.T, r response) {
+				var u apiUser
+				r.decode(t, &u)
+				if u.Username != "bob" || u.Tier != "Basic" {
+					t.Errorf("user: got %+v, want bob on Basic", u)
+				}
+			}},
+		{name: "get missing", method: http.MethodGet, path: "/api/admin/users/nobody", as: asAdmin, want: http.StatusNotFound},
+		{name: "patch tier", method: http.MethodPatch, path: "/api/admin/users/bob", as: asAdmin, body: `{"tier":"Premium"}`, want: http.StatusOK},
+		{name: "tier shows at once", method: http.MethodGet, path: "/api/me", as: asBob, want: http.StatusOK,
+			check: func(t *testing.T, r response) {
+				if !bytes.Contains(r.body, []byte(`"tier":{"name":"Premium"`)) {
+					t.Errorf("body: got %s, want the Premium tier", r.body)
+				}
+			}},
+		{name: "patch unknown tier", method: http.MethodPatch, path: "/api/admin/users/bob", as: asAdmin, body: `{"tier":"Nope"}`, want: http.StatusBadRequest, field: "tier"},
+		{name: "patch short password", method: http.MethodPatch, path: "/api/admin/users/bob", as: asAdmin, body: `{"password":"short"}`, want: http.StatusBadRequest, field: "password"},
+		{name: "patch rename", method: http.MethodPatch, path: "/api/admin/users/bob", as: asAdmin, body: `{"username":"robert"}`, want: http.StatusBadRequest, field: "username"},
+		{name: "patch unknown field", method: http.MethodPatch, path: "/api/admin/users/bob", as: asAdmin, body: `{"created_at":"2020-01-01T00:00:00Z"}`, want: http.StatusBadRequest, field: "created_at"},
+		{name: "patch missing", method: http.MethodPatch, path: "/api/admin/users/nobody", as: asAdmin, body: `{"tier":"Basic"}`, want: http.StatusNotFound},
+		{name: "mint token", method: http.MethodPost, path: "/api/admin/users/bob/tokens", as: asAdmin, want: http.StatusCreated,
+			check: func(t *testing.T, r response) {
+				var tok struct {
+					Token string `json:"token"`
+				}
+				r.decode(t, &tok)
+				if !strings.HasPrefix(tok.Token, "tpx_") {
+					t.Errorf("token: got %q, want tpx_...", tok.Token)
+				}
+				bobToken = tok.Token
+			}},
+		{name: "mint token for missing user", method: http.MethodPost, path: "/api/admin/users/nobody/tokens", as: asAdmin, want: http.StatusNotFound},
+		{name: "demote an admin", method: http.MethodPatch, path: "/api/admin/users/carol", as: asAdmin, body: `{"is_admin":false}`, want: http.StatusOK},
+		{name: "demote the last admin", method: http.MethodPatch, path: "/api/admin/users/admin", as: asAdmin, body: `{"is_admin":false}`, want: http.StatusConflict},
+		{name: "delete self", method: http.MethodDelete, path: "/api/admin/users/admin", as: asAdmin, want: http.StatusConflict},
+		{name: "delete missing", method: http.MethodDelete, path: "/api/admin/users/nobody", as: asAdmin, want: http.StatusNotFound},
+		{name: "delete", method: http.MethodDelete, path: "/api/admin/users/bob", as: asAdmin, want: http.StatusNoContent,
+			check: func(t *testing.T, r response) {
+				if got := ts.purger.purged(); len(got) != 1 || got[0] != bobImage.ID {
+					t.Errorf("purged: got %v, want [%s]", got, bobImage.ID)
+				}
+				if files := ts.files(t); len(files) != 0 {
+					t.Errorf("files: got %v, want none", files)
+				}
+			}},
+		{name: "deleted password", method: http.MethodGet, path: "/api/me", as: asBob, want: http.StatusUnauthorized},
+		{name: "deleted token", method: http.MethodGet, path: "/api/me", as: func(r *http.Request) { bearer(bobToken)(r) }, want: http.StatusUnauthorized},
+		{name: "get deleted", method: http.MethodGet, path: "/api/admin/users/bob", as: asAdmin, want: http.StatusNotFound},
+	}
+	for _, st := range steps {
+		if st.name == "delete" {
+			bobImage = ts.uploadImage(t, asBob, encodePNG(t, picture(30, 20)))
+		}
+		t.Run(st.name, func(t *testing.T) {
+			r := ts.doJSON(t, st.method, st.path, st.as, st.body)
+			switch {
+			case st.want >= 400 && st.field != "":
+				r.wantProblem(t, st.want, st.field)
+			case st.want >= 400:
+				r.wantProblem(t, st.want)
+			default:
+				r.wantStatus(t, st.want)
+			}
+			if st.check != nil {
+				st.check(t, r)
+			}
+		})
+	}
+}
+
+// TestCredentialCache checks that remembered Basic passwords never outlive a change: through
+// this node's API, or straight in the database as another node would make it.
+func TestCredentialCache(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	me := func(t *testing.T, as auth) response {
+		t.Helper()
+		return ts.do(t, http.MethodGet, "/api/me", as, "", nil)
+	}
+	cached := func(username, password string) bool {
+		return ts.api.creds.verified(ts.api.creds.key(username, password), ts.user(t, username).User.PasswordHash)
+	}
+
+	me(t, asAlice).wantStatus(t, http.StatusOK)
+	if !cached("alice", userPassword) {
+		t.Fatalf("cache after a good password: got no entry, want one")
+	}
+	me(t, basic("alice", "wrong-password")).wantStatus(t, http.StatusUnauthorized)
+	if cached("alice", "wrong-password") {
+		t.Errorf("cache after a wrong password: got an entry, want none")
+	}
+
+	t.Run("password changed through the API", func(t *testing.T) {
+		ts.doJSON(t, http.MethodPatch, "/api/admin/users/alice", asAdmin, `{"password":"second-password"}`).wantStatus(t, http.StatusOK)
+		me(t, asAlice).wantProblem(t, http.StatusUnauthorized)
+		me(t, basic("alice", "second-password")).wantStatus(t, http.StatusOK)
+	})
+
+	t.Run("password changed by another node", func(t *testing.T) {
+		me(t, basic("alice", "second-password")).wantStatus(t, http.StatusOK)
+		if !cached("alice", "second-password") {
+			t.Fatalf("cache: got no entry for the current password, want one")
+		}
+		u := ts.user(t, "alice").User
+		hash, err := HashPassword("third-password", testBcryptCost)
+		if err != nil {
+			t.Fatalf("HashPassword: %v", err)
+		}
+		u.PasswordHash = hash
+		if err := ts.st.UpdateUser(context.Background(), &u); err != nil {
+			t.Fatalf("update user: %v", err)
+		}
+		me(t, basic("alice", "second-password")).wantProblem(t, http.StatusUnauthorized)
+		me(t, basic("alice", "third-password")).wantStatus(t, http.StatusOK)
+	})
+
+	t.Run("tier changes show at once", func(t *testing.T) {
+		asAliceNow := basic("alice", "third-password")
+		ts.doJSON(t, http.MethodPatch, "/api/admin/users/alice", asAdmin, `{"tier":"Enterprise"}`).wantStatus(t, http.StatusOK)
+		r := me(t, asAliceNow)
+		if !bytes.Contains(r.body, []byte(`"tier":{"name":"Enterprise","thumbnail_heights":[200,400]`)) {
+			t.Errorf("/api/me after a tier change: got %s, want Enterprise", r.body)
+		}
+		ts.doJSON(t, http.MethodPatch, "/api/admin/tiers/Enterprise", asAdmin, `{"thumbnail_heights":[100,200,400]}`).wantStatus(t, http.StatusOK)
+		r = me(t, asAliceNow)
+		if !bytes.Contains(r.body, []byte(`"thumbnail_heights":[100,200,400]`)) {
+			t.Errorf("/api/me after the tier's heights changed: got %s, want [100,200,400]", r.body)
+		}
+	})
+}
+
+func TestCredCacheBounds(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := newCredCache(time.Minute, 10, func() time.Time { return now })
+	if err != nil {
+		t.Fatalf("newCredCache: %v", err)
+	}
+	tests := []struct {
+		name    string
+		advance time.Duration
+		want    bool
+	}{
+		{name: "fresh", advance: 0, want: true},
+		{name: "before expiry", advance: 59 * time.Second, want: true},
+		{name: "at expiry", advance: time.Minute, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			k := c.key("alice", "pw-"+tt.name)
+			c.remember(k, "alice", "hash")
+			now = now.Add(tt.advance)
+			if got := c.verified(k, "hash"); got != tt.want {
+				t.Errorf("verified: got %t, want %t", got, tt.want)
+			}
+			if c.verified(k, "other-hash") {
+				t.Errorf("verified against another hash: got true, want false")
+			}
+		})
+	}
+
+	t.Run("bounded", func(t *testing.T) {
+		for i := range 100 {
+			c.remember(c.key(fmt.Sprintf("user%d", i), "pw"), fmt.Sprintf("user%d", i), "hash")
+			if n := c.len(); n > 10 {
+				t.Fatalf("after %d inserts: got %d entries, want at most 10", i+1, n)
+			}
+		}
+	})
+
+	t.Run("forget", func(t *testing.T) {
+		k := c.key("Bob", "pw")
+		c.remember(k, "Bob", "hash")
+		c.forget("bob")
+		if c.verified(k, "hash") {
+			t.Errorf("verified after forget: got true, want false")
+		}
+	})
+
+	t.Run("salted per process", func(t *testing.T) {
+		other, err := newCredCache(time.Minute, 10, time.Now)
+		if err != nil {
+			t.Fatalf("newCredCache: %v", err)
+		}
+		if c.key("alice", "pw") == other.key("alice", "pw") {
+			t.Errorf("keys of two caches: got equal, want different salts")
+		}
+	})
+}

@@ -1,0 +1,477 @@
+package api
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/imaging"
+	"github.com/tierpix/tierpix/signing"
+	"github.com/valyala/fasthttp"
+)
+
+// Page sizes of list endpoints.
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+)
+
+// maxNameBytes bounds a stored image name; longer client file names are cut at a character
+// boundary.
+const maxNameBytes = 255
+
+// uploadField is the multipart field that carries the image.
+const uploadField = "image"
+
+type imageJSON struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	ContentType string    `json:"content_type"`
+	Width       int       `json:"width"`
+	Height      int       `json:"height"`
+	SizeBytes   int64     `json:"size_bytes"`
+	CreatedAt   string    `json:"created_at"`
+	Links       linksJSON `json:"links"`
+}
+
+type linksJSON struct {
+	Thumbnails []thumbnailJSON `json:"thumbnails"`
+	Original   string          `json:"original,omitempty"`
+}
+
+type thumbnailJSON struct {
+	Height int    `json:"height"`
+	URL    string `json:"url"`
+}
+
+// page is the body of every paginated list. Next is null on the last page.
+type page[T any] struct {
+	Results []T     `json:"results"`
+	Next    *string `json:"next"`
+}
+
+// formatTime is the one timestamp format of the API: RFC 3339 in UTC.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// linkBuilder signs the links of many images into one scratch buffer, so a list page costs
+// one allocation per URL and no database work: the tier comes from the caller's identity.
+type linkBuilder struct {
+	a   *API
+	buf []byte
+}
+
+func (b *linkBuilder) url(l signing.Link) string {
+	b.buf = append(b.buf[:0], b.a.cfg.PublicURL...)
+	b.buf = b.a.signer.AppendPath(b.buf, l)
+	return string(b.buf)
+}
+
+// image returns the JSON of img with the permanent links tier allows.
+func (b *linkBuilder) image(img *tierpix.Image, tier *tierpix.Tier) imageJSON {
+	thumbs := make([]thumbnailJSON, len(tier.ThumbnailHeights))
+	for i, h := range tier.ThumbnailHeights {
+		thumbs[i] = thumbnailJSON{Height: h, URL: b.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(h)})}
+	}
+	links := linksJSON{Thumbnails: thumbs}
+	if tier.OriginalLink {
+		links.Original = b.url(signing.Link{ImageID: img.ID, Variant: signing.Original})
+	}
+	return imageJSON{
+		ID:          img.ID,
+		Name:        img.Name,
+		ContentType: img.ContentType(),
+		Width:       img.Width,
+		Height:      img.Height,
+		SizeBytes:   img.SizeBytes,
+		CreatedAt:   formatTime(img.CreatedAt),
+		Links:       links,
+	}
+}
+
+func (a *API) links() *linkBuilder { return &linkBuilder{a: a, buf: make([]byte, 0, 256)} }
+
+func errImageNotFound() error {
+	return tierpix.Errorf(tierpix.ENOTFOUND, "The image does not exist.")
+}
+
+// findOwnImage returns the caller's image id. Another user's image is as absent as a missing
+// one, so ids cannot be probed.
+func (a *API) findOwnImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity, imageID string) (tierpix.Image, error) {
+	img, err := a.st.FindImage(ctx, imageID)
+	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND || (err == nil && img.OwnerID != id.User.ID) {
+		return tierpix.Image{}, errImageNotFound()
+	} else if err != nil {
+		return tierpix.Image{}, fmt.Errorf("find image %q: %w", imageID, err)
+	}
+	return img, nil
+}
+
+// handleMe serves GET /api/me.
+func (a *API) handleMe(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+	a.writeJSON(ctx, http.StatusOK, struct {
+		Username string   `json:"username"`
+		IsAdmin  bool     `json:"is_admin"`
+		Tier     tierJSON `json:"tier"`
+	}{id.User.Username, id.User.IsAdmin, newTierJSON(&id.Tier)})
+	return nil
+}
+
+// handleListImages serves GET /api/images: one query for the page (plus one to
+// authenticate), whatever the page size.
+func (a *API) handleListImages(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+	limit, err := parseLimit(ctx)
+	if err != nil {
+		return err
+	}
+	var before int64
+	if c, ok := queryArg(ctx, "cursor"); ok {
+		if before, err = decodeSeqCursor(c); err != nil {
+			return err
+		}
+	}
+	imgs, err := a.st.ListImages(ctx, id.User.ID, before, limit+1)
+	if err != nil {
+		return fmt.Errorf("list images of user %d: %w", id.User.ID, err)
+	}
+	var next *string
+	if len(imgs) > limit {
+		imgs = imgs[:limit]
+		u := fmt.Sprintf("%s/api/images?limit=%d&cursor=%s", a.cfg.PublicURL, limit, encodeSeqCursor(imgs[limit-1].Seq))
+		next = &u
+	}
+	lb := a.links()
+	results := make([]imageJSON, len(imgs))
+	for i := range imgs {
+		results[i] = lb.image(&imgs[i], &id.Tier)
+	}
+	a.writeJSON(ctx, http.StatusOK, page[imageJSON]{Results: results, Next: next})
+	return nil
+}
+
+// handleGetImage serves GET /api/images/{id}.
+func (a *API) handleGetImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+	img, err := a.findOwnImage(ctx, id, pathParam(ctx, "id"))
+	if err != nil {
+		return err
+	}
+	a.writeJSON(ctx, http.StatusOK, a.links().image(&img, &id.Tier))
+	return nil
+}
+
+// handleDeleteImage serves DELETE /api/images/{id}. The store removes the row and the
+// original; the purge drops cached renders so the links stop working on this node at once.
+func (a *API) handleDeleteImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+	imageID := pathParam(ctx, "id")
+	err := a.st.DeleteImage(ctx, id.User.ID, imageID)
+	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
+		return errImageNotFound()
+	} else if err != nil {
+		return fmt.Errorf("delete image %q: %w", imageID, err)
+	}
+	a.purger.Purge(imageID)
+	writeNoContent(ctx)
+	return nil
+}
+
+type expiringLinkRequest struct {
+	ExpiresIn *int `json:"expires_in"`
+	Height    *int `json:"height"`
+}
+
+// handleExpiringLink serves POST /api/images/{id}/expiring-links.
+func (a *API) handleExpiringLink(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+	var req expiringLinkRequest
+	if err := decodeJSON(ctx, &req); err != nil {
+		return err
+	}
+	img, err := a.findOwnImage(ctx, id, pathParam(ctx, "id"))
+	if err != nil {
+		return err
+	}
+	tier := &id.Tier
+	if !tier.ExpiringLinks {
+		return tierpix.Errorf(tierpix.EFORBIDDEN, "The %s tier has no expiring links.", tier.Name)
+	}
+
+	fields := map[string]string{}
+	if req.ExpiresIn == nil {
+		fields["expires_in"] = "This field is required."
+	} else if *req.ExpiresIn < tierpix.MinExpirySeconds || *req.ExpiresIn > tierpix.MaxExpirySeconds {
+		fields["expires_in"] = fmt.Sprintf("must be between %d and %d seconds", tierpix.MinExpirySeconds, tierpix.MaxExpirySeconds)
+	}
+	variant := signing.Original
+	if req.Height != nil {
+		if !tier.AllowsHeight(*req.Height) {
+			fields["height"] = allowedHeightsMessage(tier)
+		}
+		variant = signing.Thumbnail(*req.Height)
+	}
+	if len(fields) > 0 {
+		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The request has invalid fields.", Fields: fields}
+	}
+	if variant.IsOriginal() && !tier.OriginalLink {
+		return tierpix.Errorf(tierpix.EFORBIDDEN, "The %s tier has no access to originals; ask for a thumbnail height.", tier.Name)
+	}
+
+	expires := a.cfg.Now().Unix() + int64(*req.ExpiresIn)
+	u := a.links().url(signing.Link{ImageID: img.ID, Variant: variant, Expires: expires})
+	a.writeJSON(ctx, http.StatusCreated, struct {
+		URL       string `json:"url"`
+		ExpiresAt string `json:"expires_at"`
+	}{u, formatTime(time.Unix(expires, 0))})
+	return nil
+}
+
+func allowedHeightsMessage(tier *tierpix.Tier) string {
+	if len(tier.ThumbnailHeights) == 0 {
+		return "The tier has no thumbnail heights; leave height out for the original."
+	}
+	hs := make([]string, len(tier.ThumbnailHeights))
+	for i, h := range tier.ThumbnailHeights {
+		hs[i] = strconv.Itoa(h)
+	}
+	return "must be one of the tier's heights: " + strings.Join(hs, ", ")
+}
+
+// handleUpload serves POST /api/images. The body is read as a stream: the image part goes to
+// a temp file under the size cap, is validated by libvips, and only then moved into place by
+// the store. Any failure removes the temp file, so a rejected upload leaves no row and no file.
+//
+// A refused body is left to fasthttp, which discards up to 256 KiB of what is left (so a
+// client that overshoots a little gets its 413 on a connection it can reuse) and closes the
+// connection beyond that, without reading the rest.
+func (a *API) handleUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+	mt, params, err := mime.ParseMediaType(string(ctx.Request.Header.ContentType()))
+	if err != nil || mt != "multipart/form-data" {
+		return tierpix.Errorf(tierpix.EUNSUPPORTED, "The body must be multipart/form-data with the image in the field %q.", uploadField)
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		return tierpix.Errorf(tierpix.EINVALID, "The multipart/form-data Content-Type has no boundary.")
+	}
+	if cl := ctx.Request.Header.ContentLength(); cl > a.MaxRequestBodySize() {
+		return a.errUploadTooLarge()
+	}
+
+	stream := ctx.RequestBodyStream()
+	if stream == nil {
+		// The server parsed the form before the handler ran (no StreamRequestBody, or no
+		// DisablePreParseMultipartForm); take the image from there.
+		return a.uploadFromParsedForm(ctx, id)
+	}
+
+	// The limit bounds the whole body, small fields included; a part that runs into it is
+	// too large, not malformed.
+	body := &io.LimitedReader{R: stream, N: int64(a.MaxRequestBodySize()) + 1}
+	malformed := func(err error) error {
+		if body.N <= 0 {
+			return a.errUploadTooLarge()
+		}
+		return tierpix.Errorf(tierpix.EINVALID, "The multipart body is malformed or was cut off.")
+	}
+	mr := multipart.NewReader(body, boundary)
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return tierpix.Invalid(uploadField, "This field is required.")
+		} else if err != nil {
+			return malformed(err)
+		}
+		if part.FormName() == uploadField {
+			return a.storeUpload(ctx, id, part, part.FileName(), malformed)
+		}
+		if _, err := io.Copy(io.Discard, part); err != nil {
+			return malformed(err)
+		}
+	}
+}
+
+// uploadFromParsedForm takes the image from a multipart form fasthttp has already read.
+func (a *API) uploadFromParsedForm(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+	form, err := ctx.MultipartForm()
+	if err != nil {
+		return tierpix.Errorf(tierpix.EINVALID, "The multipart body is malformed or was cut off.")
+	}
+	defer ctx.Request.RemoveMultipartFormFiles()
+	files := form.File[uploadField]
+	if len(files) == 0 {
+		return tierpix.Invalid(uploadField, "This field is required.")
+	}
+	fh := files[0]
+	if fh.Size > a.cfg.MaxUploadBytes {
+		return a.errUploadTooLarge()
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return fmt.Errorf("open parsed upload: %w", err)
+	}
+	defer f.Close()
+	return a.storeUpload(ctx, id, f, fh.Filename, func(error) error {
+		return tierpix.Errorf(tierpix.EINVALID, "The multipart body is malformed or was cut off.")
+	})
+}
+
+func (a *API) errUploadTooLarge() error {
+	return tierpix.Errorf(tierpix.ETOOLARGE, "The image is larger than the %d-byte limit.", a.cfg.MaxUploadBytes)
+}
+
+// storeUpload spools src to a temp file, validates it and hands it to the store. readFailed
+// turns an error reading src (the client's body) into the client error it stands for.
+func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io.Reader, filename string, readFailed func(error) error) error {
+	tmp, err := os.CreateTemp(a.st.TempDir(), "upload-*")
+	if err != nil {
+		return fmt.Errorf("create upload temp file: %w", err)
+	}
+	tmpPath := tmp.Name()
+	stored := false
+	defer func() {
+		if stored {
+			return
+		}
+		tmp.Close()
+		if err := os.Remove(tmpPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			a.logger.Error("remove rejected upload", "path", tmpPath, "err", err)
+		}
+	}()
+
+	r := &readTracker{r: io.LimitReader(src, a.cfg.MaxUploadBytes+1)}
+	n, err := io.Copy(tmp, r)
+	if err != nil {
+		if r.err != nil {
+			return readFailed(r.err)
+		}
+		return fmt.Errorf("write upload temp file: %w", err)
+	}
+	if n > a.cfg.MaxUploadBytes {
+		return a.errUploadTooLarge()
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close upload temp file: %w", err)
+	}
+
+	info, err := imaging.Validate(tmpPath, a.cfg.MaxPixels)
+	if err != nil {
+		var e *tierpix.Error
+		if errors.As(err, &e) {
+			return err
+		}
+		return fmt.Errorf("validate upload: %w", err)
+	}
+	img := tierpix.Image{
+		OwnerID:   id.User.ID,
+		Name:      sanitizeName(filename),
+		Format:    info.Format,
+		Width:     info.Width,
+		Height:    info.Height,
+		SizeBytes: n,
+	}
+	if err := a.st.CreateImage(ctx, &img, tmpPath); err != nil {
+		return fmt.Errorf("create image: %w", err)
+	}
+	stored = true
+
+	ctx.Response.Header.Set("Location", a.cfg.PublicURL+"/api/images/"+img.ID)
+	a.writeJSON(ctx, http.StatusCreated, a.links().image(&img, &id.Tier))
+	return nil
+}
+
+// readTracker remembers the error of the reader it wraps, so that a failed copy can be told
+// apart: the client's body (4xx) or the disk (5xx).
+type readTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (t *readTracker) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.err = err
+	}
+	return n, err
+}
+
+// sanitizeName makes a client's file name safe to store and show: its base name (either
+// slash), valid UTF-8 without control or bidi-override characters, at most maxNameBytes, and
+// "image" when nothing is left.
+func sanitizeName(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.ToValidUTF8(name, "")
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return -1
+		}
+		return r
+	}, name)
+	name = strings.TrimSpace(name)
+	if len(name) > maxNameBytes {
+		cut := maxNameBytes
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		name = strings.TrimSpace(name[:cut])
+	}
+	if name == "" || name == "." || name == ".." {
+		return "image"
+	}
+	return name
+}
+
+// queryArg returns a query parameter and whether it is present at all, so that "limit=" is
+// refused rather than taken for the default.
+func queryArg(ctx *fasthttp.RequestCtx, name string) (string, bool) {
+	args := ctx.QueryArgs()
+	if !args.Has(name) {
+		return "", false
+	}
+	return string(args.Peek(name)), true
+}
+
+func parseLimit(ctx *fasthttp.RequestCtx) (int, error) {
+	s, ok := queryArg(ctx, "limit")
+	if !ok {
+		return defaultPageSize, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxPageSize {
+		return 0, tierpix.Invalid("limit", fmt.Sprintf("must be an integer between 1 and %d", maxPageSize))
+	}
+	return n, nil
+}
+
+// Cursors are opaque to clients: base64url of the key the next page starts after.
+func encodeSeqCursor(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString(strconv.AppendInt(nil, seq, 10))
+}
+
+func decodeSeqCursor(c string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil {
+		if seq, err := strconv.ParseInt(string(b), 10, 64); err == nil && seq > 0 {
+			return seq, nil
+		}
+	}
+	return 0, tierpix.Invalid("cursor", "is not a cursor this API handed out")
+}
+
+func encodeStringCursor(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func decodeStringCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) == 0 || !utf8.Valid(b) {
+		return "", tierpix.Invalid("cursor", "is not a cursor this API handed out")
+	}
+	return string(b), nil
+}
