@@ -50,6 +50,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "start imaging:", err)
 		os.Exit(1)
 	}
+	if path := os.Getenv(validateChildEnv); path != "" {
+		os.Exit(validateChild(path))
+	}
 	os.Exit(m.Run())
 }
 

@@ -2,6 +2,8 @@ package imaging_test
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,42 +18,41 @@ import (
 const validateChildEnv = "TIERPIX_IMAGING_VALIDATE_CHILD"
 
 // vmHWM reads the peak resident set size of this process in KiB.
-func vmHWM(t testing.TB) int {
-	t.Helper()
+func vmHWM() (int, error) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		t.Skipf("no /proc/self/status: %v", err)
+		return 0, err
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				t.Fatalf("parse VmHWM %q: %v", v, err)
-			}
-			return kb
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 		}
 	}
-	t.Fatalf("got no VmHWM line, want one")
-	return 0
+	return 0, errors.New("no VmHWM line in /proc/self/status")
 }
 
-// TestValidateChild is the child side of TestValidateMemory: it validates one file and prints
-// its own peak RSS before and after. It does nothing in a normal run.
-func TestValidateChild(t *testing.T) {
-	path := os.Getenv(validateChildEnv)
-	if path == "" {
-		t.Skip("only run by TestValidateMemory")
+// validateChild is what a test binary re-executed by TestValidateMemory does instead of
+// running tests (see TestMain): validate one file and print its own peak RSS before and after.
+func validateChild(path string) int {
+	before, err := vmHWM()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	before := vmHWM(t)
 	info, err := imaging.Validate(path, 60_000_000)
 	if err != nil {
-		t.Fatalf("validate: %v", err)
+		fmt.Fprintln(os.Stderr, "validate:", err)
+		return 1
 	}
-	after := vmHWM(t)
-	os.Stdout.WriteString("RESULT " + strconv.Itoa(info.Width) + " " + strconv.Itoa(info.Height) + " " +
-		strconv.Itoa(before) + " " + strconv.Itoa(after) + "\n")
+	after, err := vmHWM()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("RESULT %d %d %d %d\n", info.Width, info.Height, before, after)
+	return 0
 }
 
 // TestValidateMemory validates a 50 MP JPEG in a fresh process, so that generating the file
@@ -65,7 +66,7 @@ func TestValidateMemory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "50mp.jpg")
 	encodeJPEGFile(t, path, smoothNoise(w, h))
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestValidateChild$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	cmd.Env = append(os.Environ(), validateChildEnv+"="+path)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
