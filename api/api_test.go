@@ -78,7 +78,7 @@ func TestMe(t *testing.T) {
 			r := ts.do(t, http.MethodGet, "/api/me", tt.as, "", nil)
 			r.wantStatus(t, http.StatusOK)
 			r.wantHeaders(t, jsonHeaders)
-			if string(r.body) != tt.want {
+			if strings.TrimSuffix(string(r.body), "\n") != tt.want {
 				t.Errorf("body: got %s, want %s", r.body, tt.want)
 			}
 		})
@@ -92,7 +92,7 @@ func TestRouting(t *testing.T) {
 		r := ts.do(t, http.MethodGet, "/healthz", noAuth, "", nil)
 		r.wantStatus(t, http.StatusOK)
 		r.wantHeaders(t, jsonHeaders)
-		if string(r.body) != `{"status":"ok"}` {
+		if strings.TrimSuffix(string(r.body), "\n") != `{"status":"ok"}` {
 			t.Errorf("body: got %s, want {\"status\":\"ok\"}", r.body)
 		}
 	})

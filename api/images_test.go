@@ -346,7 +346,7 @@ func TestListImages(t *testing.T) {
 	t.Run("empty", func(t *testing.T) {
 		r := ts.do(t, http.MethodGet, "/api/images", asErin, "", nil)
 		r.wantStatus(t, http.StatusOK)
-		if string(r.body) != `{"results":[],"next":null}` {
+		if strings.TrimSuffix(string(r.body), "\n") != `{"results":[],"next":null}` {
 			t.Errorf("body: got %s, want {\"results\":[],\"next\":null}", r.body)
 		}
 	})

@@ -15,7 +15,8 @@ import (
 )
 
 // jsonMarshal encodes v without HTML escaping: responses are JSON for API clients, and
-// escaping would turn the '&' of every next-page URL into \u0026.
+// escaping would turn the '&' of every next-page URL into \u0026. The trailing newline keeps
+// curl output readable.
 func jsonMarshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -23,7 +24,7 @@ func jsonMarshal(v any) ([]byte, error) {
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return buf.Bytes(), nil
 }
 
 // decodeJSON reads a request's JSON object into v, a pointer to a struct whose fields are

@@ -57,6 +57,7 @@ func Write(ctx *fasthttp.RequestCtx, status int, detail string, fields map[strin
 		Errors: fields,
 	}
 	body, _ := json.Marshal(d)
+	body = append(body, '\n')
 	ctx.Response.ResetBody()
 	ctx.SetStatusCode(status)
 	ctx.SetContentType(ContentType)
