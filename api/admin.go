@@ -63,7 +63,7 @@ func errReadOnly(field string) error {
 }
 
 func (a *API) findTier(ctx *fasthttp.RequestCtx, name string) (tierpix.Tier, error) {
-	t, err := a.st.FindTier(ctx, name)
+	t, err := a.st.FindTier(dbContext(ctx), name)
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 		return tierpix.Tier{}, tierpix.Errorf(tierpix.ENOTFOUND, "The tier does not exist.")
 	} else if err != nil {
@@ -104,7 +104,7 @@ func (a *API) handleCreateTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	if err := a.st.CreateTier(ctx, &t); err != nil {
+	if err := a.st.CreateTier(dbContext(ctx), &t); err != nil {
 		return fmt.Errorf("create tier %q: %w", t.Name, err)
 	}
 	ctx.Response.Header.Set("Location", a.cfg.PublicURL+"/api/admin/tiers/"+url.PathEscape(t.Name))
@@ -144,7 +144,7 @@ func (a *API) handleUpdateTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	if err := a.st.UpdateTier(ctx, &t); err != nil {
+	if err := a.st.UpdateTier(dbContext(ctx), &t); err != nil {
 		return fmt.Errorf("update tier %q: %w", t.Name, err)
 	}
 	a.writeJSON(ctx, http.StatusOK, newTierJSON(&t))
@@ -160,7 +160,7 @@ func (a *API) handleDeleteTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 	if t.Builtin {
 		return tierpix.Errorf(tierpix.ECONFLICT, "The %s tier is builtin and cannot be deleted.", t.Name)
 	}
-	if err := a.st.DeleteTier(ctx, t.Name); err != nil {
+	if err := a.st.DeleteTier(dbContext(ctx), t.Name); err != nil {
 		return fmt.Errorf("delete tier %q: %w", t.Name, err)
 	}
 	writeNoContent(ctx)
@@ -187,7 +187,7 @@ type userRequest struct {
 }
 
 func (a *API) findUser(ctx *fasthttp.RequestCtx, username string) (tierpix.Identity, error) {
-	id, err := a.st.FindUser(ctx, username)
+	id, err := a.st.FindUser(dbContext(ctx), username)
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 		return tierpix.Identity{}, tierpix.Errorf(tierpix.ENOTFOUND, "The user does not exist.")
 	} else if err != nil {
@@ -208,7 +208,7 @@ func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) err
 			return err
 		}
 	}
-	users, err := a.st.ListUsers(ctx, after, limit+1)
+	users, err := a.st.ListUsers(dbContext(ctx), after, limit+1)
 	if err != nil {
 		return fmt.Errorf("list users: %w", err)
 	}
@@ -259,7 +259,7 @@ func (a *API) handleCreateUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 		return err
 	}
 	u.PasswordHash = hash
-	if err := a.st.CreateUser(ctx, &u); err != nil {
+	if err := a.st.CreateUser(dbContext(ctx), &u); err != nil {
 		return fmt.Errorf("create user %q: %w", u.Username, err)
 	}
 	ctx.Response.Header.Set("Location", a.cfg.PublicURL+"/api/admin/users/"+url.PathEscape(u.Username))
@@ -314,7 +314,7 @@ func (a *API) handleUpdateUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 			return err
 		}
 	}
-	if err := a.st.UpdateUser(ctx, &u); err != nil {
+	if err := a.st.UpdateUser(dbContext(ctx), &u); err != nil {
 		return fmt.Errorf("update user %q: %w", u.Username, err)
 	}
 	a.creds.forget(u.Username)
@@ -337,7 +337,7 @@ func (a *API) handleDeleteUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 			return err
 		}
 	}
-	ids, err := a.st.DeleteUser(ctx, target.User.Username)
+	ids, err := a.st.DeleteUser(dbContext(ctx), target.User.Username)
 	if err != nil {
 		return fmt.Errorf("delete user %q: %w", target.User.Username, err)
 	}
@@ -369,7 +369,7 @@ func (a *API) handleCreateToken(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) e
 	if err != nil {
 		return err
 	}
-	token, err := a.st.CreateToken(ctx, target.User.ID)
+	token, err := a.st.CreateToken(dbContext(ctx), target.User.ID)
 	if err != nil {
 		return fmt.Errorf("create token for %q: %w", target.User.Username, err)
 	}

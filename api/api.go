@@ -335,3 +335,11 @@ func pathParam(ctx *fasthttp.RequestCtx, name string) string {
 	v, _ := ctx.UserValue(name).(string)
 	return v
 }
+
+// dbContext is the context for a request's database work. fasthttp cancels a RequestCtx when
+// the server starts shutting down, but a request in flight then is one the drain promises to
+// finish: an upload half-received must still get its row. So the store gets the request's
+// values without its cancellation.
+func dbContext(ctx *fasthttp.RequestCtx) context.Context {
+	return context.WithoutCancel(ctx)
+}

@@ -67,7 +67,7 @@ func (a *API) authenticateToken(ctx *fasthttp.RequestCtx, token string) (tierpix
 	if token == "" || len(token) > maxTokenLength {
 		return tierpix.Identity{}, errUnauthorized("The token is not valid.")
 	}
-	id, err := a.st.FindIdentityByToken(ctx, token)
+	id, err := a.st.FindIdentityByToken(dbContext(ctx), token)
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 		return tierpix.Identity{}, errUnauthorized("The token is not valid.")
 	} else if err != nil {
@@ -95,7 +95,7 @@ func (a *API) authenticateBasic(ctx *fasthttp.RequestCtx, cred []byte) (tierpix.
 	if tierpix.ValidateUsername(username) != nil {
 		err = tierpix.Errorf(tierpix.ENOTFOUND, "no such user")
 	} else {
-		id, err = a.st.FindUser(ctx, username)
+		id, err = a.st.FindUser(dbContext(ctx), username)
 	}
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 		// Pay for a hash anyway, so that an unknown username answers as slowly as a wrong

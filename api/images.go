@@ -108,7 +108,7 @@ func errImageNotFound() error {
 // findOwnImage returns the caller's image id. Another user's image is as absent as a missing
 // one, so ids cannot be probed.
 func (a *API) findOwnImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity, imageID string) (tierpix.Image, error) {
-	img, err := a.st.FindImage(ctx, imageID)
+	img, err := a.st.FindImage(dbContext(ctx), imageID)
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND || (err == nil && img.OwnerID != id.User.ID) {
 		return tierpix.Image{}, errImageNotFound()
 	} else if err != nil {
@@ -140,7 +140,7 @@ func (a *API) handleListImages(ctx *fasthttp.RequestCtx, id *tierpix.Identity) e
 			return err
 		}
 	}
-	imgs, err := a.st.ListImages(ctx, id.User.ID, before, limit+1)
+	imgs, err := a.st.ListImages(dbContext(ctx), id.User.ID, before, limit+1)
 	if err != nil {
 		return fmt.Errorf("list images of user %d: %w", id.User.ID, err)
 	}
@@ -173,7 +173,7 @@ func (a *API) handleGetImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) err
 // original; the purge drops cached renders so the links stop working on this node at once.
 func (a *API) handleDeleteImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
 	imageID := pathParam(ctx, "id")
-	err := a.st.DeleteImage(ctx, id.User.ID, imageID)
+	err := a.st.DeleteImage(dbContext(ctx), id.User.ID, imageID)
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 		return errImageNotFound()
 	} else if err != nil {
@@ -376,7 +376,7 @@ func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io
 		Height:    info.Height,
 		SizeBytes: n,
 	}
-	if err := a.st.CreateImage(ctx, &img, tmpPath); err != nil {
+	if err := a.st.CreateImage(dbContext(ctx), &img, tmpPath); err != nil {
 		return fmt.Errorf("create image: %w", err)
 	}
 	stored = true

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -229,6 +231,19 @@ func gradientJPEG(t *testing.T, w, h int) []byte {
 		for x := 0; x < w; x++ {
 			img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), 128, 255})
 		}
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func noiseJPEG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	if _, err := rand.Read(img.Pix); err != nil {
+		t.Fatal(err)
 	}
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
@@ -482,4 +497,108 @@ func countFiles(t *testing.T, dir string) int {
 		return nil
 	})
 	return n
+}
+
+// TestShutdownDrains starts an upload, stops the server halfway through the body, and checks
+// the upload still completes with 201, new connections are refused, and serve returns cleanly.
+func TestShutdownDrains(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	env := map[string]string{
+		"TIERPIX_ADDR": addr, "TIERPIX_DATA_DIR": t.TempDir(), "TIERPIX_PUBLIC_URL": "http://" + addr,
+		"TIERPIX_ADMIN_USERNAME": testAdmin, "TIERPIX_ADMIN_PASSWORD": testAdminPW, "TIERPIX_LOG_LEVEL": "warn",
+	}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, ln, newLogger(cfg, logs), logs) }()
+	s := &server{URL: "http://" + addr, logs: logs}
+	waitHealthy(t, s, done)
+
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("image", "slow.jpg")
+	fw.Write(noiseJPEG(t, 800, 600)) // a few hundred KB: more than fasthttp reads ahead
+	mw.Close()
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/images HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n",
+		addr, basicAuth(testAdmin, testAdminPW), mw.FormDataContentType(), body.Len())
+	half := body.Len() / 2
+	if _, err := conn.Write(body.Bytes()[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the server is inside the handler, reading the body, before stopping it.
+	waitFor(t, 10*time.Second, "upload temp file", func() bool { return countFiles(t, filepath.Join(env["TIERPIX_DATA_DIR"], "tmp")) > 0 })
+	cancel()
+	waitFor(t, 10*time.Second, "listener closed", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return true
+	})
+	if _, err := conn.Write(body.Bytes()[half:]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read response of the in-flight upload: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantStatus(t, "in-flight upload during shutdown", resp, b, http.StatusCreated)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: got %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not return within 20s of the drain")
+	}
+}
+
+func waitHealthy(t *testing.T, s *server, done chan error) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "healthz", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped early: %v\n%s", err, s.logs.String())
+		default:
+		}
+		resp, err := http.Get(s.URL + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: condition not met within %v", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func basicAuth(user, pw string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))
 }
