@@ -78,42 +78,42 @@ func cmdSetTier(ctx context.Context, cfg config, args []string, stdout io.Writer
 	if len(args) != 2 {
 		return errors.New("usage: tierpix set-tier USERNAME TIER")
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	id, err := st.FindUser(ctx, args[0])
-	if err != nil {
-		return describe(err)
-	}
-	id.User.TierName = args[1]
-	if err := st.UpdateUser(ctx, &id.User); err != nil {
-		return describe(err)
-	}
-	fmt.Fprintf(stdout, "user %s is now on tier %s\n", id.User.Username, id.User.TierName)
-	return nil
+	return withUser(ctx, cfg, args[0], func(st *store.Store, u *tierpix.User) error {
+		u.TierName = args[1]
+		if err := st.UpdateUser(ctx, u); err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(stdout, "user %s is now on tier %s\n", u.Username, u.TierName)
+		return nil
+	})
 }
 
 func cmdMintToken(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: tierpix mint-token USERNAME")
 	}
+	return withUser(ctx, cfg, args[0], func(st *store.Store, u *tierpix.User) error {
+		tok, err := st.CreateToken(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		return nil
+	})
+}
+
+// withUser opens the store, finds a user by name and hands both to fn.
+func withUser(ctx context.Context, cfg config, username string, fn func(*store.Store, *tierpix.User) error) error {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	id, err := st.FindUser(ctx, args[0])
+	id, err := st.FindUser(ctx, username)
 	if err != nil {
 		return describe(err)
 	}
-	tok, err := st.CreateToken(ctx, id.User.ID)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, tok)
-	return nil
+	return fn(st, &id.User)
 }
 
 // ensureAdmin makes sure someone can administer the service: the configured admin is created

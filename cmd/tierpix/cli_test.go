@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func envFunc(env map[string]string) func(string) string {
+	return func(k string) string { return env[k] }
+}
+
+// runCLI runs one tierpix command as main would and returns its stdout.
+func runCLI(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, envFunc(env), &out, &errOut)
+	return out.String(), err
+}
+
+func TestAdminCommands(t *testing.T) {
+	env := map[string]string{"TIERPIX_DATA_DIR": t.TempDir()}
+
+	out, err := runCLI(t, env, "migrate")
+	if err != nil || !strings.Contains(out, "migrations applied (sqlite)") {
+		t.Fatalf("migrate: got %q, %v; want migrations applied (sqlite)", out, err)
+	}
+	out, err = runCLI(t, env, "create-user", "-tier", "Premium", "carol")
+	if err != nil {
+		t.Fatalf("create-user: %v", err)
+	}
+	m := regexp.MustCompile(`password: (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("create-user: got %q, want a generated password", out)
+	}
+	if _, err := runCLI(t, env, "create-user", "carol"); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("create-user twice: got %v, want an error saying the user exists", err)
+	}
+	if _, err := runCLI(t, env, "create-user", "-tier", "Nope", "dave"); err == nil || !strings.Contains(err.Error(), "Nope") {
+		t.Fatalf("create-user on a missing tier: got %v, want an error naming the tier", err)
+	}
+	if _, err := runCLI(t, env, "create-user", "-password", "short", "erin"); err == nil || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("create-user with a short password: got %v, want an error about the password", err)
+	}
+	if out, err = runCLI(t, env, "set-tier", "carol", "enterprise"); err != nil || !strings.Contains(out, "Enterprise") {
+		t.Fatalf("set-tier: got %q, %v; want carol on Enterprise", out, err)
+	}
+	if _, err := runCLI(t, env, "set-tier", "nobody", "Basic"); err == nil {
+		t.Fatal("set-tier of a missing user: got nil error, want one")
+	}
+	tok, err := runCLI(t, env, "mint-token", "carol")
+	if err != nil || !strings.HasPrefix(tok, "tpx_") {
+		t.Fatalf("mint-token: got %q, %v; want a tpx_ token", tok, err)
+	}
+
+	// The server started on the same data dir accepts both the password and the token.
+	s := startServer(t, map[string]string{"TIERPIX_DATA_DIR": env["TIERPIX_DATA_DIR"]})
+	s.DataDir = env["TIERPIX_DATA_DIR"]
+	for name, c := range map[string]*client{
+		"password": s.basic(t, "carol", m[1]),
+		"token":    s.bearer(t, strings.TrimSpace(tok)),
+	} {
+		var me struct {
+			Tier struct {
+				Name string `json:"name"`
+			} `json:"tier"`
+		}
+		resp, body := c.json("GET", "/api/me", nil, &me)
+		wantStatus(t, "me with "+name, resp, body, http.StatusOK)
+		if me.Tier.Name != "Enterprise" {
+			t.Fatalf("me with %s: got tier %q, want Enterprise", name, me.Tier.Name)
+		}
+	}
+}
+
+func TestFirstStartCreatesAdmin(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, map[string]string{"TIERPIX_DATA_DIR": dir, "TIERPIX_ADMIN_USERNAME": "", "TIERPIX_ADMIN_PASSWORD": ""})
+	m := regexp.MustCompile(`username: admin\s+password: (\S+)`).FindStringSubmatch(s.logs.String())
+	if m == nil {
+		t.Fatalf("first start: got output %q, want the admin's password", s.logs.String())
+	}
+	resp, body := s.basic(t, "admin", m[1]).json("GET", "/api/admin/tiers", nil, nil)
+	wantStatus(t, "admin API with the printed password", resp, body, http.StatusOK)
+
+	key := filepath.Join(dir, "signing.key")
+	fi, err := os.Stat(key)
+	if err != nil {
+		t.Fatalf("signing key: %v", err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("signing key mode: got %o, want 600", perm)
+	}
+}
+
+func TestSigningKeyRotation(t *testing.T) {
+	const oldKey = "old-key-0123456789abcdefghijklmnopqrstuvwxyz"
+	const newKey = "new-key-0123456789abcdefghijklmnopqrstuvwxyz"
+	dir := t.TempDir()
+
+	// Issue links under the old key.
+	var link string
+	func() {
+		s := startServer(t, map[string]string{"TIERPIX_DATA_DIR": dir, "TIERPIX_SIGNING_KEY": oldKey})
+		admin := s.basic(t, testAdmin, testAdminPW)
+		var img imageJSON
+		resp, body := admin.upload("a.jpg", gradientJPEG(t, 300, 200), &img)
+		wantStatus(t, "upload", resp, body, http.StatusCreated)
+		link = img.Links.Thumbnails[0].URL
+	}()
+	if _, err := os.Stat(filepath.Join(dir, "signing.key")); err == nil {
+		t.Fatal("a signing key file was written although TIERPIX_SIGNING_KEY was set")
+	}
+
+	tests := []struct {
+		name string
+		keys string
+		want int
+	}{
+		{"rotated: new key first, old kept", newKey + "," + oldKey, http.StatusOK},
+		{"old key retired", newKey, http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, map[string]string{"TIERPIX_DATA_DIR": dir, "TIERPIX_SIGNING_KEY": tt.keys})
+			// The server's public URL changed with its port; the signed path did not.
+			path := link[strings.Index(link, "/i/"):]
+			resp, body := getLink(t, s.URL+path)
+			wantStatus(t, "old link", resp, body, tt.want)
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"bad address", map[string]string{"TIERPIX_ADDR": "nonsense"}, "TIERPIX_ADDR"},
+		{"bad public url", map[string]string{"TIERPIX_PUBLIC_URL": "ftp://x"}, "TIERPIX_PUBLIC_URL"},
+		{"bad database url", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
+		{"half an admin", map[string]string{"TIERPIX_ADMIN_USERNAME": "root"}, "TIERPIX_ADMIN_PASSWORD"},
+		{"bad number", map[string]string{"TIERPIX_MAX_UPLOAD_BYTES": "50MB"}, "TIERPIX_MAX_UPLOAD_BYTES"},
+		{"bad log level", map[string]string{"TIERPIX_LOG_LEVEL": "loud"}, "TIERPIX_LOG_LEVEL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(envFunc(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+	cfg, err := loadConfig(envFunc(nil))
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if cfg.Addr != "127.0.0.1:8080" || cfg.PublicURL != "http://127.0.0.1:8080" || cfg.MaxUploadBytes != 50<<20 || cfg.MaxPixels != 50_000_000 {
+		t.Fatalf("defaults: got %+v", cfg)
+	}
+	if _, err := runCLI(t, map[string]string{"TIERPIX_SIGNING_KEY": "short", "TIERPIX_DATA_DIR": t.TempDir()}, "serve"); err == nil || !strings.Contains(err.Error(), "TIERPIX_SIGNING_KEY") {
+		t.Fatalf("serve with a short key: got %v, want an error naming TIERPIX_SIGNING_KEY", err)
+	}
+}
