@@ -329,17 +329,18 @@ func (a *API) errUploadTooLarge() error {
 // storeUpload spools src to a temp file, validates it and hands it to the store. readFailed
 // turns an error reading src (the client's body) into the client error it stands for.
 func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io.Reader, filename string, readFailed func(error) error) error {
-	tmp, err := os.CreateTemp(a.st.TempDir(), "upload-*")
+	// The temp file stays open, and so locked against sweeps, until the row is in.
+	tmp, err := a.st.CreateTemp()
 	if err != nil {
-		return fmt.Errorf("create upload temp file: %w", err)
+		return err
 	}
 	tmpPath := tmp.Name()
 	stored := false
 	defer func() {
+		tmp.Close()
 		if stored {
 			return
 		}
-		tmp.Close()
 		if err := os.Remove(tmpPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 			a.logger.Error("remove rejected upload", "path", tmpPath, "err", err)
 		}
@@ -355,9 +356,6 @@ func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io
 	}
 	if n > a.cfg.MaxUploadBytes {
 		return a.errUploadTooLarge()
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close upload temp file: %w", err)
 	}
 
 	info, err := imaging.Validate(tmpPath, a.cfg.MaxPixels)

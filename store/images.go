@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -86,6 +87,39 @@ func imageNotFound() error { return tierpix.Errorf(tierpix.ENOTFOUND, "The image
 // TempDir is where uploads are spooled: on the same filesystem as the originals, so that a
 // rename moves them into place atomically.
 func (s *Store) TempDir() string { return s.tmpDir }
+
+// CreateTemp creates a temp file for an upload in TempDir and holds an exclusive flock on it
+// for as long as it stays open, so that Sweep can tell the temp file of a live upload (on this
+// or another node sharing the directory) from one a crash left behind. Keep it open until
+// CreateImage has returned; closing it releases the lock.
+func (s *Store) CreateTemp() (*os.File, error) {
+	f, err := os.CreateTemp(s.tmpDir, "upload-*")
+	if err != nil {
+		return nil, fmt.Errorf("create upload temp file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("lock upload temp file: %w", err)
+	}
+	return f, nil
+}
+
+// lockedByWriter reports whether a temp file's upload is still alive, that is, whether some
+// process holds the lock CreateTemp took. A file that cannot be opened is treated as locked:
+// when in doubt, a sweep leaves it for the age cutoff.
+func lockedByWriter(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
 
 // OriginalPath returns where the original of image id lives: originals/{id[0:2]}/{id}, so
 // that no directory grows past a few thousand entries per million images. An id that is not
@@ -294,9 +328,10 @@ type SweepResult struct {
 // sweepBatch is how many ids Sweep checks per query.
 const sweepBatch = 500
 
-// Sweep removes temp files older than olderThan and originals with no row whose files are
-// older than olderThan (so an upload in flight on another node sharing the directory is
-// left alone). Originals are checked a batch of ids per query. Files that vanish meanwhile
+// Sweep removes temp files whose upload is gone (no longer locked, see CreateTemp) or that
+// are older than olderThan, and originals with no row whose files are older than olderThan
+// (the window between an upload's rename and its INSERT is short, but an orphan is only disk
+// space, so the age rule errs on the side of keeping). Originals are checked a batch of ids per query. Files that vanish meanwhile
 // are not errors; only files named like image ids are considered in originals/.
 func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult, error) {
 	var res SweepResult
@@ -307,10 +342,16 @@ func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult
 		return res, fmt.Errorf("sweep: read temp directory: %w", err)
 	}
 	for _, e := range tmp {
-		if !e.Type().IsRegular() || !olderThanCutoff(e, cutoff) {
+		if !e.Type().IsRegular() {
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.tmpDir, e.Name())); err == nil {
+		path := filepath.Join(s.tmpDir, e.Name())
+		// A temp file made by CreateTemp is locked while its upload is alive, on whichever
+		// node: an unlocked one belongs to a process that is gone, whatever its age.
+		if !olderThanCutoff(e, cutoff) && lockedByWriter(path) {
+			continue
+		}
+		if err := os.Remove(path); err == nil {
 			res.TempFiles++
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("sweep: %w", err)

@@ -650,7 +650,12 @@ func TestSweep(t *testing.T) {
 
 		staleTmp := writeTemp(t, s, "stale")
 		mustOK(t, os.Chtimes(staleTmp, old, old))
-		freshTmp := writeTemp(t, s, "fresh")
+		// A live upload's temp file is locked by its writer; a crashed one's is not.
+		live, err := s.CreateTemp()
+		mustOK(t, err)
+		defer live.Close()
+		liveTmp := live.Name()
+		crashedTmp := writeTemp(t, s, "fresh but unlocked")
 
 		orphan := func(id string, mtime time.Time) string {
 			t.Helper()
@@ -669,7 +674,7 @@ func TestSweep(t *testing.T) {
 
 		res, err := s.Sweep(ctx, time.Hour)
 		mustOK(t, err)
-		if want := (store.SweepResult{TempFiles: 1, Orphans: 2}); res != want {
+		if want := (store.SweepResult{TempFiles: 2, Orphans: 2}); res != want {
 			t.Errorf("got %+v, want %+v", res, want)
 		}
 		files := []struct {
@@ -678,7 +683,8 @@ func TestSweep(t *testing.T) {
 			want bool
 		}{
 			{name: "stale temp", path: staleTmp, want: false},
-			{name: "fresh temp", path: freshTmp, want: true},
+			{name: "temp of a live upload", path: liveTmp, want: true},
+			{name: "fresh temp of a dead upload", path: crashedTmp, want: false},
 			{name: "stale orphan", path: staleOrphan, want: false},
 			{name: "stale orphan in another shard", path: staleOrphan2, want: false},
 			{name: "fresh orphan", path: freshOrphan, want: true},

@@ -17,6 +17,7 @@ type config struct {
 	DataDir          string
 	DatabaseURL      string
 	PublicURL        string
+	publicURLDefault bool // PublicURL was derived from Addr, so it follows the bound port
 	SigningKey       string
 	AdminUsername    string
 	AdminPassword    string
@@ -83,7 +84,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("TIERPIX_ADDR", "want host:port")
 	}
 	if c.PublicURL == "" {
-		c.PublicURL = defaultPublicURL(c.Addr)
+		c.PublicURL, c.publicURLDefault = defaultPublicURL(c.Addr), true
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/signing"
+	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 )
 
@@ -46,14 +47,36 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	if err := ensureAdmin(ctx, st, cfg, logger, out); err != nil {
 		return err
 	}
-	// Leftovers of a crash: temp files and originals whose row never landed. The hour of grace
-	// leaves uploads in flight on other nodes sharing the directory alone.
-	swept, err := st.Sweep(ctx, time.Hour)
-	if err != nil {
-		return fmt.Errorf("sweep data dir: %w", err)
+	// Leftovers of a crash: temp files and originals whose row never landed. At start, and
+	// then every sweepEvery, so leftovers of another node's crash go too.
+	if err := sweep(ctx, st, logger); err != nil {
+		return err
 	}
-	if swept.TempFiles+swept.Orphans > 0 {
-		logger.Info("swept leftovers", "temp_files", swept.TempFiles, "orphan_originals", swept.Orphans)
+	go func() {
+		t := time.NewTicker(sweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := sweep(ctx, st, logger); err != nil && ctx.Err() == nil {
+					logger.Error("periodic sweep", "err", err)
+				}
+			}
+		}
+	}()
+
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	defer ln.Close()
+	if cfg.publicURLDefault {
+		// With port 0 only the listener knows the port the links must name.
+		cfg.PublicURL = defaultPublicURL(ln.Addr().String())
 	}
 
 	org, err := origin.New(origin.Config{
@@ -99,12 +122,6 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		Logger:                       slogPrinter{logger},
 	}
 
-	if ln == nil {
-		ln, err = net.Listen("tcp", cfg.Addr)
-		if err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
-	}
 	logger.Info("tierpix listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
 		"database", st.Dialect(), "data_dir", cfg.DataDir)
 
@@ -122,6 +139,25 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		logger.Warn("shutdown did not drain every request", "err", err)
 	}
 	logger.Info("stopped")
+	return nil
+}
+
+// sweepEvery is how often leftovers are swept while the server runs; orphanAge is how old an
+// original without a row must be before it counts as a leftover rather than an upload whose
+// row is about to land.
+const (
+	sweepEvery = 15 * time.Minute
+	orphanAge  = time.Hour
+)
+
+func sweep(ctx context.Context, st *store.Store, logger *slog.Logger) error {
+	res, err := st.Sweep(ctx, orphanAge)
+	if err != nil {
+		return fmt.Errorf("sweep data dir: %w", err)
+	}
+	if res.TempFiles+res.Orphans > 0 {
+		logger.Info("swept leftovers", "temp_files", res.TempFiles, "orphan_originals", res.Orphans)
+	}
 	return nil
 }
 
