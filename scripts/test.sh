@@ -22,9 +22,9 @@ export GOFLAGS="${GOFLAGS:-} -mod=readonly"
 log=$(mktemp /tmp/tierpix-test.XXXXXX)
 echo "==> go vet ./..."
 go vet ./...
-echo "==> go test ./... (full log: $log)"
+echo "==> go test -race ./... (full log: $log)"
 set +e
-go test -count=1 -timeout 10m -v ./... >"$log" 2>&1
+go test -race -count=1 -timeout 10m -v ./... >"$log" 2>&1
 status=$?
 set -e
 

@@ -642,15 +642,20 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestAppendPathAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("sync.Pool drops items at random under the race detector")
-	}
 	s := newSigner(t, keyA)
 	l := signing.Link{ImageID: testID, Variant: signing.Thumbnail(200), Expires: now.Unix() + 300}
 	buf := make([]byte, 0, 256)
 	s.AppendPath(buf, l) // fill the pool
-	if got := testing.AllocsPerRun(100, func() { buf = s.AppendPath(buf[:0], l) }); got != 0 {
-		t.Errorf("AppendPath allocations: got %v, want 0", got)
+	got := testing.AllocsPerRun(1000, func() { buf = s.AppendPath(buf[:0], l) })
+	// Under the race detector sync.Pool drops a quarter of what is put back at random, so
+	// some calls build a fresh HMAC (a handful of allocations); still far below one per call.
+	want := 0.0
+	if raceEnabled {
+		want = 4
+	}
+	t.Logf("AppendPath allocations: %v per call", got)
+	if got > want {
+		t.Errorf("AppendPath allocations: got %v per call, want at most %v", got, want)
 	}
 }
 
