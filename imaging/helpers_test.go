@@ -183,10 +183,18 @@ func storedFor(d *image.NRGBA, orientation int) *image.NRGBA {
 		for sx := range sw {
 			var dx, dy int
 			switch orientation {
+			case 2: // displayed mirrored left to right
+				dx, dy = dw-1-sx, sy
 			case 3: // displayed turned 180°
 				dx, dy = dw-1-sx, dh-1-sy
+			case 4: // displayed mirrored top to bottom
+				dx, dy = sx, dh-1-sy
+			case 5: // displayed transposed (mirrored about the main diagonal)
+				dx, dy = sy, sx
 			case 6: // displayed turned 90° clockwise
 				dx, dy = dw-1-sy, sx
+			case 7: // displayed transversed (mirrored about the other diagonal)
+				dx, dy = dw-1-sy, dh-1-sx
 			case 8: // displayed turned 90° anticlockwise
 				dx, dy = sy, dh-1-sx
 			default:

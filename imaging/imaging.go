@@ -17,15 +17,18 @@
 //     bytes in the compressed data, which it conceals) does not, because cameras and editors
 //     produce such warnings on files that display fine.
 //   - Thumbnail runs libvips' thumbnail operation on the file, which shrinks JPEGs on load,
-//     applies the EXIF orientation and turns CMYK into sRGB. An image tagged with an ICC
-//     profile is then transformed from it to sRGB, so that stripping the profile keeps its
-//     colours; untagged images are taken to be sRGB and left alone. The result is encoded in
-//     the original's format with every metadata block stripped (libvips still writes the
-//     JFIF or pHYs pixel density): JPEG at quality 80 with 4:2:0 chroma subsampling and
-//     optimised Huffman tables; PNG at compression 6 with the alpha channel kept, as 8-bit
-//     truecolour or grey. Palette PNGs come back as truecolour (re-quantising would cost more
-//     than it saves at thumbnail sizes) and 16-bit PNGs come back with 8 bits per sample,
-//     which browsers show the same and which is half the size.
+//     applies the EXIF orientation and turns CMYK into sRGB. Both sides of the result are
+//     worked out from the header and forced: shrink-on-load rounds each side on its own, and
+//     scaling by the height alone would carry that rounding into the width (a 6000×403
+//     panorama came out 1493 px wide at 100 px high instead of 1489). An image tagged with
+//     an ICC profile is then transformed from it to sRGB, so that stripping the profile keeps
+//     its colours; untagged images are taken to be sRGB and left alone. The result is
+//     encoded in the original's format with every metadata block stripped (libvips still
+//     writes the JFIF or pHYs pixel density): JPEG at quality 80 with 4:2:0 chroma
+//     subsampling and optimised Huffman tables; PNG at compression 6 with the alpha channel
+//     kept, as 8-bit truecolour or grey. Palette PNGs come back as truecolour (re-quantising
+//     would cost more than it saves at thumbnail sizes) and 16-bit PNGs come back with 8
+//     bits per sample, which browsers show the same and which is half the size.
 //
 // Validate and Thumbnail are safe for concurrent use. Each call pins its goroutine to an OS
 // thread and releases libvips' per-thread state when done. Concurrency across calls is the

@@ -358,8 +358,12 @@ func TestOrientation(t *testing.T) {
 	}{
 		{name: "none", orientation: 0, stored: image.Pt(90, 60)},
 		{name: "1 upright", orientation: 1, stored: image.Pt(90, 60)},
+		{name: "2 mirrored", orientation: 2, stored: image.Pt(90, 60)},
 		{name: "3 upside down", orientation: 3, stored: image.Pt(90, 60)},
+		{name: "4 flipped", orientation: 4, stored: image.Pt(90, 60)},
+		{name: "5 transposed", orientation: 5, stored: image.Pt(60, 90)},
 		{name: "6 turned clockwise", orientation: 6, stored: image.Pt(60, 90)},
+		{name: "7 transversed", orientation: 7, stored: image.Pt(60, 90)},
 		{name: "8 turned anticlockwise", orientation: 8, stored: image.Pt(60, 90)},
 	}
 	for _, tt := range tests {
@@ -426,6 +430,12 @@ func TestThumbnailSize(t *testing.T) {
 		{name: "small png not upscaled", w: 50, h: 30, format: tierpix.FormatPNG, height: 200, wantW: 50, wantH: 30},
 		{name: "1x1 png", w: 1, h: 1, format: tierpix.FormatPNG, height: 200, wantW: 1, wantH: 1},
 		{name: "1x1 jpeg", w: 1, h: 1, format: tierpix.FormatJPEG, height: 400, wantW: 1, wantH: 1},
+		// JPEG shrink-on-load rounds each side up on its own, which must not leak into the
+		// aspect ratio: these came out 1493 and 1000 px wide when only the height was asked.
+		{name: "jpeg panorama", w: 6000, h: 403, format: tierpix.FormatJPEG, height: 100, wantW: 1489, wantH: 100},
+		{name: "thin jpeg", w: 4000, h: 5, format: tierpix.FormatJPEG, height: 1, wantW: 800, wantH: 1},
+		{name: "1x5000 jpeg", w: 1, h: 5000, format: tierpix.FormatJPEG, height: 200, wantW: 1, wantH: 200},
+		{name: "5000x1 png", w: 5000, h: 1, format: tierpix.FormatPNG, height: 200, wantW: 5000, wantH: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -589,9 +599,15 @@ func TestThumbnailCMYK(t *testing.T) {
 	if _, err := imaging.Validate(path, 0); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
+	warnings := strings.Count(vipsLog.String(), "level=WARN")
 	r, err := imaging.Thumbnail(path, 30)
 	if err != nil {
 		t.Fatalf("thumbnail: %v", err)
+	}
+	// vips_thumbnail leaves the CMYK profile on its sRGB result; transforming from it again
+	// made libvips warn "profile incompatible with image" on every CMYK render.
+	if n := strings.Count(vipsLog.String(), "level=WARN") - warnings; n != 0 {
+		t.Errorf("got %d libvips warnings rendering a good CMYK file, want none; log:\n%s", n, vipsLog.String())
 	}
 	img := decode(t, r)
 	if _, ok := img.(*image.YCbCr); !ok {

@@ -82,10 +82,20 @@ tp_unref(VipsImage *im)
 // built-in one, which visibly shifts saturated colours (pure blue gains red). An image
 // without a profile is taken to be sRGB already; a profile libvips cannot use is ignored, as
 // vips_thumbnail itself does.
+//
+// A profile that does not fit the image is ignored too, without asking lcms: vips_thumbnail
+// turns CMYK into sRGB but leaves the CMYK profile attached, and transforming from it would
+// log "profile incompatible with image" on every CMYK render and fall back to an sRGB to sRGB
+// transform of the whole thumbnail.
 static int
 tp_to_srgb(VipsImage *in, VipsImage **out)
 {
+	const void *icc;
+	size_t icc_len;
+
 	if (vips_image_get_typeof(in, VIPS_META_ICC_NAME) &&
+		vips_image_get_blob(in, VIPS_META_ICC_NAME, &icc, &icc_len) == 0 &&
+		vips_icc_is_compatible_profile(in, icc, icc_len) &&
 		vips_icc_transform(in, out, "srgb",
 			"embedded", TRUE,
 			"intent", VIPS_INTENT_RELATIVE,
@@ -132,19 +142,55 @@ tp_finish(VipsImage *in, VipsImage **out)
 	return res;
 }
 
+// tp_target works out the size of a thumbnail at the given height from the header of
+// path: the displayed size (after the EXIF orientation) scaled to that height, never up.
+static int
+tp_target(const char *path, int format, int height, int *width_out, int *height_out)
+{
+	VipsImage *im;
+	tp_header h;
+	int w, hh;
+
+	if (tp_open(path, format, &im))
+		return -1;
+	tp_read_header(im, &h);
+	g_object_unref(im);
+	w = h.width;
+	hh = h.height;
+	if (h.orientation >= 5) {
+		w = h.height;
+		hh = h.width;
+	}
+	if (height > hh)
+		height = hh;
+	*height_out = height;
+	*width_out = VIPS_CLIP(1, (int) ((double) w * height / hh + 0.5), w);
+	return 0;
+}
+
 // tp_thumbnail renders path at the given height (never upscaling), applies the EXIF
 // orientation, converts to sRGB and encodes in format with all metadata stripped.
+//
+// Both sides of the result are computed here and forced, rather than asking
+// vips_thumbnail for the height alone: JPEG shrink-on-load rounds each side up on its own
+// (shrunk by 8 on load, a 6000x403 image is 750x51 rather than 750x50.4), and scaling that
+// by height alone carries the rounding of the short side into the width, pixels off the
+// original's aspect ratio (1493 px instead of 1489 at 100 px high) and worse for thin images
+// (4000x5 came out 1000x1 instead of 800x1).
 int
 tp_thumbnail(const char *path, int format, int height, tp_rendered *r)
 {
 	VipsImage *thumb = NULL;
 	VipsImage *final = NULL;
+	int width;
 	int res;
 
 	memset(r, 0, sizeof(*r));
-	if (vips_thumbnail(path, &thumb, VIPS_MAX_COORD,
+	if (tp_target(path, format, height, &width, &height))
+		return -1;
+	if (vips_thumbnail(path, &thumb, width,
 		"height", height,
-		"size", VIPS_SIZE_DOWN,
+		"size", VIPS_SIZE_FORCE,
 		"crop", VIPS_INTERESTING_NONE,
 		"fail_on", VIPS_FAIL_ON_ERROR,
 		NULL))

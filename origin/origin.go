@@ -556,12 +556,15 @@ func (o *Origin) imageDir(id string) (string, bool) {
 	return filepath.Join(o.cfg.CacheDir, id[:2], id), true
 }
 
+// diskPath returns the file of a variant in the disk cache: imageDir/h{eff}-v{renderVersion}.
+// Files of other render versions are never read; Purge removes them with the image dir, and
+// pruning by age removes them otherwise.
 func (o *Origin) diskPath(id string, eff int) (string, bool) {
 	dir, ok := o.imageDir(id)
 	if !ok {
 		return "", false
 	}
-	return filepath.Join(dir, "h"+strconv.Itoa(eff)), true
+	return filepath.Join(dir, "h"+strconv.Itoa(eff)+"-v"+renderVersion), true
 }
 
 // validID accepts 2 to 128 letters, digits, '-' and '_': enough for any random id encoding,

@@ -184,8 +184,8 @@ type response struct {
 	body   []byte
 }
 
-// fetch sends one request with the given header lines ("Name: value"). It does not fail the
-// test itself, so goroutines may call it.
+// fetch sends one request with the given header lines ("Name: value"); a name given twice
+// is sent on two lines. It does not fail the test itself, so goroutines may call it.
 func fetch(method, url string, header ...string) (response, error) {
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
@@ -193,7 +193,7 @@ func fetch(method, url string, header ...string) (response, error) {
 	}
 	for _, h := range header {
 		name, value, _ := strings.Cut(h, ":")
-		req.Header.Set(name, strings.TrimSpace(value))
+		req.Header.Add(name, strings.TrimSpace(value))
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -553,9 +553,13 @@ func TestConditional(t *testing.T) {
 		name   string
 		url    string
 		inm    string
+		more   []string // further If-None-Match lines
 		status int
 	}{
 		{name: "exact", url: thumb, inm: etag, status: 304},
+		// A list may come over several header lines (RFC 9110 5.3); each counts.
+		{name: "on a second line", url: thumb, inm: `"other"`, more: []string{etag}, status: 304},
+		{name: "on no line", url: thumb, inm: `"other"`, more: []string{`"another"`}, status: 200},
 		{name: "in a list", url: thumb, inm: `"other", ` + etag, status: 304},
 		{name: "weak", url: thumb, inm: "W/" + etag, status: 304},
 		{name: "star", url: thumb, inm: "*", status: 304},
@@ -568,7 +572,11 @@ func TestConditional(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := get(t, tt.url, "If-None-Match: "+tt.inm)
+			header := []string{"If-None-Match: " + tt.inm}
+			for _, v := range tt.more {
+				header = append(header, "If-None-Match: "+v)
+			}
+			res := get(t, tt.url, header...)
 			if res.status != tt.status {
 				t.Fatalf("status: got %d, want %d", res.status, tt.status)
 			}
@@ -631,7 +639,7 @@ func TestCacheLayers(t *testing.T) {
 	if got, want := e.origin.Stats(), (Stats{Renders: 1, MemoryHits: 1}); got != want {
 		t.Errorf("stats: got %+v, want %+v", got, want)
 	}
-	disk := filepath.Join(cacheDir, img.ID[:2], img.ID, "h200")
+	disk, _ := e.origin.diskPath(img.ID, 200)
 	if onDisk, err := os.ReadFile(disk); err != nil || !bytes.Equal(onDisk, first.body) {
 		t.Errorf("disk cache %s: got %d bytes (err %v), want the served body", disk, len(onDisk), err)
 	}
@@ -657,7 +665,7 @@ func TestEmptyDiskFileIsRenderedAnew(t *testing.T) {
 	cacheDir := t.TempDir()
 	e := newEnv(t, fullTier, Config{CacheDir: cacheDir})
 	img, _ := e.addImage(t, tierpix.FormatJPEG, 300, 300)
-	disk := filepath.Join(cacheDir, img.ID[:2], img.ID, "h100")
+	disk, _ := e.origin.diskPath(img.ID, 100)
 	if err := os.MkdirAll(filepath.Dir(disk), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -673,6 +681,36 @@ func TestEmptyDiskFileIsRenderedAnew(t *testing.T) {
 	}
 	if onDisk, err := os.ReadFile(disk); err != nil || !bytes.Equal(onDisk, res.body) {
 		t.Errorf("disk cache: got %d bytes (err %v), want the rendered body", len(onDisk), err)
+	}
+}
+
+// TestDiskCacheOfOtherRenderVersion checks that a disk cache file written by a release that
+// rendered differently is not served under this release's ETag: nodes on both sides of an
+// upgrade share the directory, and the ETag promises the bytes of this render version.
+func TestDiskCacheOfOtherRenderVersion(t *testing.T) {
+	cacheDir := t.TempDir()
+	e := newEnv(t, fullTier, Config{CacheDir: cacheDir})
+	img, _ := e.addImage(t, tierpix.FormatJPEG, 300, 300)
+	old := []byte("rendered by an older release")
+	dir, _ := e.origin.imageDir(img.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// "h100" is the name releases before render version 2 gave the file.
+	for _, name := range []string{"h100", "h100-v1"} {
+		if err := os.WriteFile(filepath.Join(dir, name), old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := get(t, e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(100)}))
+	if res.status != 200 || bytes.Equal(res.body, old) {
+		t.Fatalf("response: got %d with %q, want 200 with a fresh render", res.status, res.body[:min(len(res.body), 40)])
+	}
+	if got, want := res.header.Get("ETag"), `"`+img.ID+`-h100-v`+renderVersion+`"`; got != want {
+		t.Errorf("ETag: got %s, want %s", got, want)
+	}
+	if got, want := e.origin.Stats(), (Stats{Renders: 1}); got != want {
+		t.Errorf("stats: got %+v, want %+v", got, want)
 	}
 }
 

@@ -16,9 +16,14 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// renderVersion is part of every thumbnail ETag. Bump it when a change to rendering changes
-// the bytes of a variant, so caches downstream do not keep the old ones as current.
-const renderVersion = "1"
+// renderVersion is part of every thumbnail ETag and of the name of every disk cache file.
+// Bump it when a change to rendering changes the bytes of a variant, so caches downstream do
+// not keep the old ones as current and the disk cache does not serve old renders under the
+// new ETag (nodes on either side of a rolling upgrade share the directory).
+//
+// Version 2: thumbnails are forced to the width that the original's aspect ratio gives, which
+// moves some widths by a pixel or more.
+const renderVersion = "2"
 
 // errNoImage is the answer for links to images that do not exist (any more) and for paths that
 // are not links at all: the two are deliberately indistinguishable.
@@ -166,9 +171,12 @@ func (o *Origin) writeHeaders(ctx *fasthttp.RequestCtx, img tierpix.Image, link 
 		h.Set(fasthttp.HeaderLastModified, img.CreatedAt.UTC().Format(http.TimeFormat))
 	}
 	h.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
-	if inm := ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch); len(inm) > 0 && etagMatches(string(inm), etag) {
-		ctx.SetStatusCode(fasthttp.StatusNotModified)
-		return true
+	// The list may arrive over several header lines, which count as one list (RFC 9110 5.3).
+	for _, inm := range ctx.Request.Header.PeekAll(fasthttp.HeaderIfNoneMatch) {
+		if etagMatches(string(inm), etag) {
+			ctx.SetStatusCode(fasthttp.StatusNotModified)
+			return true
+		}
 	}
 	ctx.SetContentType(contentType)
 	return false
