@@ -234,7 +234,8 @@ func writeKeyFile(path, key string) error {
 }
 
 // logRequests is the one place requests are logged: 5xx at Error, 4xx at Warn, the rest at
-// Debug (image hits are far too many to log at Info).
+// Debug (image hits are far too many to log at Info). A 503 is the render queue shedding load
+// by design, so it is a Warn too. Paths are cut short: a 4xx may carry a junk path of many KiB.
 func logRequests(next fasthttp.RequestHandler, logger *slog.Logger) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
@@ -242,6 +243,8 @@ func logRequests(next fasthttp.RequestHandler, logger *slog.Logger) fasthttp.Req
 		status := ctx.Response.StatusCode()
 		level := slog.LevelDebug
 		switch {
+		case status == fasthttp.StatusServiceUnavailable:
+			level = slog.LevelWarn
 		case status >= 500:
 			level = slog.LevelError
 		case status >= 400:
@@ -250,11 +253,18 @@ func logRequests(next fasthttp.RequestHandler, logger *slog.Logger) fasthttp.Req
 		if !logger.Enabled(context.Background(), level) {
 			return
 		}
+		path := ctx.Path()
+		if len(path) > maxLoggedPath {
+			path = append(path[:maxLoggedPath:maxLoggedPath], "..."...)
+		}
 		logger.Log(context.Background(), level, "request",
-			"method", string(ctx.Method()), "path", string(ctx.Path()), "status", status,
+			"method", string(ctx.Method()), "path", string(path), "status", status,
 			"duration", time.Since(start), "remote", ctx.RemoteIP().String())
 	}
 }
+
+// maxLoggedPath is the longest path a request log line carries.
+const maxLoggedPath = 256
 
 // slogPrinter routes fasthttp's own log lines (connection errors and the like) to slog.
 type slogPrinter struct{ logger *slog.Logger }
