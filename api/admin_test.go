@@ -5,9 +5,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/store/storetest"
 )
 
 // TestAdminAccess checks every admin route refuses the unauthenticated (401) and non-admins
@@ -271,6 +277,7 @@ func TestAdminUsers(t *testing.T) {
 				bobToken = tok.Token
 			}},
 		{name: "mint token for missing user", method: http.MethodPost, path: "/api/admin/users/nobody/tokens", as: asAdmin, want: http.StatusNotFound},
+		{name: "demote self with another admin left", method: http.MethodPatch, path: "/api/admin/users/carol", as: basic("carol", "carol-password"), body: `{"is_admin":false}`, want: http.StatusConflict},
 		{name: "demote an admin", method: http.MethodPatch, path: "/api/admin/users/carol", as: asAdmin, body: `{"is_admin":false}`, want: http.StatusOK},
 		{name: "demote the last admin", method: http.MethodPatch, path: "/api/admin/users/admin", as: asAdmin, body: `{"is_admin":false}`, want: http.StatusConflict},
 		{name: "delete self", method: http.MethodDelete, path: "/api/admin/users/admin", as: asAdmin, want: http.StatusConflict},
@@ -311,6 +318,101 @@ func TestAdminUsers(t *testing.T) {
 
 // TestCredentialCache checks that remembered Basic passwords never outlive a change: through
 // this node's API, or straight in the database as another node would make it.
+// TestAdminsDemoteEachOther has two admins demote, or delete, each other at the same moment:
+// whatever the interleaving, one admin remains, on either database.
+func TestAdminsDemoteEachOther(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{}, nil)
+		for round := range 10 {
+			other := fmt.Sprintf("admin%d", round)
+			ts.createUser(t, other, adminPassword, "Basic", true)
+			method, body := http.MethodPatch, `{"is_admin":false}`
+			if round%2 == 1 {
+				method, body = http.MethodDelete, ""
+			}
+			var wg sync.WaitGroup
+			statuses := make([]int, 2)
+			for i, req := range []struct {
+				as     auth
+				target string
+			}{{asAdmin, other}, {basic(other, adminPassword), "admin"}} {
+				wg.Go(func() {
+					var b any
+					if body != "" {
+						b = body
+					}
+					statuses[i] = ts.doJSON(t, method, "/api/admin/users/"+req.target, req.as, b).status
+				})
+			}
+			wg.Wait()
+			n, err := ts.st.CountAdmins(t.Context())
+			if err != nil {
+				t.Fatalf("count admins: %v", err)
+			}
+			if n != 1 {
+				t.Fatalf("round %d (%s): got statuses %v and %d admins left, want 1 admin", round, method, statuses, n)
+			}
+			// Start the next round from admin alone.
+			id, err := ts.st.FindUser(t.Context(), "admin")
+			switch {
+			case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
+				ts.createUser(t, "admin", adminPassword, "Basic", true)
+			case err != nil:
+				t.Fatalf("find admin: %v", err)
+			case !id.User.IsAdmin:
+				id.User.IsAdmin = true
+				if err := ts.st.UpdateUser(t.Context(), &id.User); err != nil {
+					t.Fatalf("promote admin: %v", err)
+				}
+			}
+			if _, err := ts.st.DeleteUser(t.Context(), other); err != nil && tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+				t.Fatalf("delete %s: %v", other, err)
+			}
+		}
+	})
+}
+
+// TestConcurrentPatches sends two PATCHes of different fields of one user, and of one tier, at
+// the same moment: neither may undo the other. A password change hashes between reading the
+// user and writing it, which is when a tier change could slip in and be overwritten.
+func TestConcurrentPatches(t *testing.T) {
+	ts := newTestServer(t, Config{BcryptCost: 10})
+	ts.createUser(t, "bob", userPassword, "Basic", false)
+	ts.doJSON(t, http.MethodPost, "/api/admin/tiers", asAdmin, `{"name":"Gold","thumbnail_heights":[100]}`).wantStatus(t, http.StatusCreated)
+	patchBoth := func(path string, bodies ...string) {
+		t.Helper()
+		var wg sync.WaitGroup
+		statuses := make([]int, len(bodies))
+		for i, body := range bodies {
+			wg.Go(func() { statuses[i] = ts.doJSON(t, http.MethodPatch, path, asAdmin, body).status })
+		}
+		wg.Wait()
+		for i, st := range statuses {
+			if st != http.StatusOK {
+				t.Fatalf("PATCH %s %s: got status %d, want 200", path, bodies[i], st)
+			}
+		}
+	}
+	for round, tier := range []string{"Premium", "Enterprise", "Premium"} {
+		password := fmt.Sprintf("password-of-round-%d", round)
+		patchBoth("/api/admin/users/bob", `{"password":"`+password+`"}`, `{"tier":"`+tier+`"}`)
+		ts.do(t, http.MethodGet, "/api/me", basic("bob", password), "", nil).wantStatus(t, http.StatusOK)
+		if got := ts.user(t, "bob").User.TierName; got != tier {
+			t.Errorf("round %d: got tier %s, want %s", round, got, tier)
+		}
+
+		heights := []int{100 + round}
+		patchBoth("/api/admin/tiers/gold", fmt.Sprintf(`{"thumbnail_heights":[%d]}`, heights[0]), fmt.Sprintf(`{"original_link":%t}`, round%2 == 0))
+		gold, err := ts.st.FindTier(t.Context(), "Gold")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(gold.ThumbnailHeights, heights) || gold.OriginalLink != (round%2 == 0) {
+			t.Errorf("round %d: got tier %+v, want heights %v and original_link %t", round, gold, heights, round%2 == 0)
+		}
+	}
+}
+
 func TestCredentialCache(t *testing.T) {
 	ts := newTestServer(t, Config{})
 	me := func(t *testing.T, as auth) response {

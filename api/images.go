@@ -18,6 +18,7 @@ import (
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/signing"
+	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 )
 
@@ -174,9 +175,13 @@ func (a *API) handleGetImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) err
 func (a *API) handleDeleteImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
 	imageID := pathParam(ctx, "id")
 	err := a.st.DeleteImage(dbContext(ctx), id.User.ID, imageID)
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
+	switch {
+	case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
 		return errImageNotFound()
-	} else if err != nil {
+	case errors.Is(err, store.ErrOriginalKept):
+		// The image is deleted; only its file is left, for the sweep.
+		a.logger.Warn("delete image: original left on disk", "image", imageID, "err", err)
+	case err != nil:
 		return fmt.Errorf("delete image %q: %w", imageID, err)
 	}
 	a.purger.Purge(imageID)

@@ -8,6 +8,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -453,6 +455,41 @@ func TestGetAndDeleteImage(t *testing.T) {
 				r.wantProblem(t, tt.want)
 			}
 		})
+	}
+}
+
+// TestDeleteKeepsFile deletes an image, and a user with an image, whose original cannot be
+// removed from disk (a non-empty directory stands in its place): the rows are gone, so the
+// answer is a success that purges the caches, not a 500; the file is left for the sweep.
+func TestDeleteKeepsFile(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.createUser(t, "bob", userPassword, "Basic", false)
+	asBob := basic("bob", userPassword)
+	pin := func(id string) {
+		t.Helper()
+		path := ts.st.OriginalPath(id)
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(path, "pinned"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	img := ts.uploadImage(t, asAlice, encodePNG(t, picture(40, 30)))
+	pin(img.ID)
+	ts.do(t, http.MethodDelete, "/api/images/"+img.ID, asAlice, "", nil).wantStatus(t, http.StatusNoContent)
+	ts.do(t, http.MethodGet, "/api/images/"+img.ID, asAlice, "", nil).wantProblem(t, http.StatusNotFound)
+	if got := ts.purger.purged(); len(got) != 1 || got[0] != img.ID {
+		t.Errorf("purged: got %v, want [%s]", got, img.ID)
+	}
+
+	bobImg := ts.uploadImage(t, asBob, encodePNG(t, picture(40, 30)))
+	pin(bobImg.ID)
+	ts.doJSON(t, http.MethodDelete, "/api/admin/users/bob", asAdmin, nil).wantStatus(t, http.StatusNoContent)
+	ts.doJSON(t, http.MethodGet, "/api/admin/users/bob", asAdmin, nil).wantProblem(t, http.StatusNotFound)
+	if got := ts.purger.purged(); len(got) != 2 || got[1] != bobImg.ID {
+		t.Errorf("purged: got %v, want [%s %s]", got, img.ID, bobImg.ID)
 	}
 }
 

@@ -10,3 +10,6 @@ func DB(s *Store) *sqlx.DB { return s.db }
 
 // ListImagesQuery is the statement ListImages runs, so tests can check its plan.
 const ListImagesQuery = listImagesQuery
+
+// SetBeforeTempLock makes CreateTemp call fn between creating a temp file and locking it.
+func SetBeforeTempLock(s *Store, fn func(path string)) { s.beforeTempLock = fn }

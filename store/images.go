@@ -84,6 +84,11 @@ func (r imageRow) image() tierpix.Image {
 
 func imageNotFound() error { return tierpix.Errorf(tierpix.ENOTFOUND, "The image was not found.") }
 
+// ErrOriginalKept is wrapped by the errors of DeleteImage and DeleteUser when the rows are gone
+// but an original could not be removed from disk: the deletion happened, and Sweep removes
+// the file later.
+var ErrOriginalKept = errors.New("deleted, but the original is still on disk")
+
 // TempDir is where uploads are spooled: on the same filesystem as the originals, so that a
 // rename moves them into place atomically.
 func (s *Store) TempDir() string { return s.tmpDir }
@@ -92,33 +97,67 @@ func (s *Store) TempDir() string { return s.tmpDir }
 // for as long as it stays open, so that Sweep can tell the temp file of a live upload (on this
 // or another node sharing the directory) from one a crash left behind. Keep it open until
 // CreateImage has returned; closing it releases the lock.
+//
+// The file exists for a moment before it is locked, and a sweep may remove it then, as it
+// removes every unlocked temp file. Sweep removes only while it holds the lock itself, so once
+// CreateTemp holds the lock and still finds the file at its path, the file is safe; otherwise
+// it starts again with a new one.
 func (s *Store) CreateTemp() (*os.File, error) {
-	f, err := os.CreateTemp(s.tmpDir, "upload-*")
-	if err != nil {
-		return nil, fmt.Errorf("create upload temp file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	for attempt := 0; ; attempt++ {
+		f, err := os.CreateTemp(s.tmpDir, "upload-*")
+		if err != nil {
+			return nil, fmt.Errorf("create upload temp file: %w", err)
+		}
+		if s.beforeTempLock != nil {
+			s.beforeTempLock(f.Name())
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil && stillAt(f) {
+			return f, nil
+		}
 		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("lock upload temp file: %w", err)
+		if err != nil && !errors.Is(err, syscall.EWOULDBLOCK) {
+			os.Remove(f.Name())
+			return nil, fmt.Errorf("lock upload temp file: %w", err)
+		}
+		// A sweep took the file for a dead upload's and removes it, or has: start again.
+		if attempt == 3 {
+			return nil, errors.New("create upload temp file: removed by a sweep on every attempt")
+		}
 	}
-	return f, nil
 }
 
-// lockedByWriter reports whether a temp file's upload is still alive, that is, whether some
-// process holds the lock CreateTemp took. A file that cannot be opened is treated as locked:
+// stillAt reports whether f is still the file at its path: not removed, not replaced.
+func stillAt(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	pi, err := os.Stat(f.Name())
+	return err == nil && os.SameFile(fi, pi)
+}
+
+// removeUnlocked removes a temp file unless some process holds the lock CreateTemp took, that
+// is, unless its upload is still alive. It removes while holding the lock itself, so that a
+// writer that locks the file a moment later finds it gone (see CreateTemp) instead of writing
+// to a file no longer in the directory. A file that cannot be opened is treated as locked:
 // when in doubt, a sweep leaves it for the age cutoff.
-func lockedByWriter(path string) bool {
+func removeUnlocked(path string) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return true
+		return false, nil
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return true
+		return false, nil
 	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // OriginalPath returns where the original of image id lives: originals/{id[0:2]}/{id}, so
@@ -297,7 +336,8 @@ func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, 
 
 // DeleteImage deletes the owner's image row, then its original file (ENOTFOUND if the image
 // does not exist or is not the owner's). A file already gone is not an error; a file that
-// cannot be removed is reported, though the row is gone, and Sweep removes it later.
+// cannot be removed is reported with ErrOriginalKept, though the row is gone, and Sweep removes
+// it later.
 func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error {
 	if !ValidImageID(id) {
 		return imageNotFound()
@@ -314,7 +354,7 @@ func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error
 		return imageNotFound()
 	}
 	if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove original %s: %w", id, err)
+		return fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err)
 	}
 	return nil
 }
@@ -348,7 +388,14 @@ func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult
 		path := filepath.Join(s.tmpDir, e.Name())
 		// A temp file made by CreateTemp is locked while its upload is alive, on whichever
 		// node: an unlocked one belongs to a process that is gone, whatever its age.
-		if !olderThanCutoff(e, cutoff) && lockedByWriter(path) {
+		if !olderThanCutoff(e, cutoff) {
+			removed, err := removeUnlocked(path)
+			if err != nil {
+				return res, fmt.Errorf("sweep: %w", err)
+			}
+			if removed {
+				res.TempFiles++
+			}
 			continue
 		}
 		if err := os.Remove(path); err == nil {

@@ -84,6 +84,10 @@ type Store struct {
 
 	// queries counts statements run since Open; see Queries.
 	queries atomic.Uint64
+
+	// beforeTempLock, when set (by tests), runs in CreateTemp between creating a temp file and
+	// locking it: the moment a sweep could take the file for a dead upload's.
+	beforeTempLock func(path string)
 }
 
 //go:embed migrations

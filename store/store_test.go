@@ -337,6 +337,172 @@ func TestUsers(t *testing.T) {
 	})
 }
 
+// TestLastAdmin checks that the store itself never lets the last admin go, by demotion or by
+// deletion, so that no interleaving of requests can leave the service without an admin.
+func TestLastAdmin(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		root := tierpix.User{Username: "root", PasswordHash: "h", TierName: "Basic", IsAdmin: true}
+		mustOK(t, s.CreateUser(ctx, &root))
+		alice := createUser(t, s, "alice", "Basic")
+
+		// Updating users who are not the last admin is not affected.
+		alice.TierName = "Premium"
+		mustOK(t, s.UpdateUser(ctx, &alice))
+		root.TierName = "Premium"
+		mustOK(t, s.UpdateUser(ctx, &root))
+
+		demoted := root
+		demoted.IsAdmin = false
+		wantCode(t, s.UpdateUser(ctx, &demoted), tierpix.ECONFLICT)
+		_, err := s.DeleteUser(ctx, "root")
+		wantCode(t, err, tierpix.ECONFLICT)
+		id, err := s.FindUser(ctx, "root")
+		mustOK(t, err)
+		if !id.User.IsAdmin {
+			t.Fatalf("got root demoted, want still an admin")
+		}
+
+		// With a second admin, either may go, and then the other is the last.
+		alice.IsAdmin = true
+		mustOK(t, s.UpdateUser(ctx, &alice))
+		mustOK(t, s.UpdateUser(ctx, &demoted))
+		_, err = s.DeleteUser(ctx, "alice")
+		wantCode(t, err, tierpix.ECONFLICT)
+		alice.IsAdmin = false
+		wantCode(t, s.UpdateUser(ctx, &alice), tierpix.ECONFLICT)
+
+		// A user that does not exist is still not found, and an unknown tier still invalid.
+		wantCode(t, s.UpdateUser(ctx, &tierpix.User{ID: 999999, Username: "ghost", PasswordHash: "h", TierName: "Basic"}), tierpix.ENOTFOUND)
+		alice.IsAdmin, alice.TierName = true, "Gold"
+		wantCode(t, s.UpdateUser(ctx, &alice), tierpix.EINVALID)
+	})
+}
+
+// TestLastAdminConcurrent has two admins demote, or delete, each other at the same moment, many
+// times over: exactly one of each pair may succeed, and one admin must always remain.
+func TestLastAdminConcurrent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		for round := range 20 {
+			var admins [2]tierpix.User
+			for i := range admins {
+				admins[i] = tierpix.User{Username: fmt.Sprintf("admin%d-%d", round, i), PasswordHash: "h", TierName: "Basic", IsAdmin: true}
+				mustOK(t, s.CreateUser(ctx, &admins[i]))
+			}
+			deleting := round%2 == 1
+			var wg sync.WaitGroup
+			errs := make([]error, len(admins))
+			start := make(chan struct{})
+			for i := range admins {
+				wg.Go(func() {
+					<-start
+					if deleting {
+						_, errs[i] = s.DeleteUser(ctx, admins[i].Username)
+						return
+					}
+					u := admins[i]
+					u.IsAdmin = false
+					errs[i] = s.UpdateUser(ctx, &u)
+				})
+			}
+			close(start)
+			wg.Wait()
+			ok := 0
+			for _, err := range errs {
+				switch tierpix.ErrorCode(err) {
+				case "":
+					ok++
+				case tierpix.ECONFLICT:
+				default:
+					t.Fatalf("round %d: got error %v, want success or a conflict", round, err)
+				}
+			}
+			n, err := s.CountAdmins(ctx)
+			mustOK(t, err)
+			if ok != 1 || n != 1 {
+				t.Fatalf("round %d (deleting %v): got %d successes and %d admins left, want 1 and 1", round, deleting, ok, n)
+			}
+			// Leave no admin from this round, so that the next round's two are the only ones.
+			for _, a := range admins {
+				if _, err := s.DeleteUser(ctx, a.Username); err != nil && tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+					// The survivor is the last admin; remove it behind the guard's back.
+					_, err := store.DB(s).ExecContext(ctx, store.DB(s).Rebind(`DELETE FROM users WHERE username = ?`), a.Username)
+					mustOK(t, err)
+				}
+			}
+		}
+	})
+}
+
+// TestModifySerializes runs a second ModifyUser (ModifyTier) while a first one is between its
+// read and its write: the second must not slip in and be overwritten by the first.
+func TestModifySerializes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		createUser(t, s, "bob", "Basic")
+		mustOK(t, s.CreateTier(ctx, &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{100}}))
+
+		// race starts first, waits inside it until second has had its chance, then finishes.
+		race := func(first, second func(hold func()) error) {
+			t.Helper()
+			inside, release := make(chan struct{}), make(chan struct{})
+			errs := make(chan error, 2)
+			go func() { errs <- first(func() { close(inside); <-release }) }()
+			<-inside
+			go func() { errs <- second(func() {}) }()
+			pending := 2
+			select {
+			case err := <-errs: // second finished while first was inside: no serialization
+				mustOK(t, err)
+				pending--
+			case <-time.After(200 * time.Millisecond): // second is waiting, as it should
+			}
+			close(release)
+			for range pending {
+				mustOK(t, <-errs)
+			}
+		}
+
+		race(func(hold func()) error {
+			_, err := s.ModifyUser(ctx, "bob", func(u *tierpix.User) error { hold(); u.PasswordHash = "new-hash"; return nil })
+			return err
+		}, func(hold func()) error {
+			_, err := s.ModifyUser(ctx, "bob", func(u *tierpix.User) error { hold(); u.TierName = "premium"; return nil })
+			return err
+		})
+		id, err := s.FindUser(ctx, "bob")
+		mustOK(t, err)
+		if id.User.PasswordHash != "new-hash" || id.User.TierName != "Premium" {
+			t.Errorf("got hash %q and tier %s, want both changes: new-hash and Premium", id.User.PasswordHash, id.User.TierName)
+		}
+
+		race(func(hold func()) error {
+			_, err := s.ModifyTier(ctx, "gold", func(t *tierpix.Tier) error { hold(); t.ThumbnailHeights = []int{300}; return nil })
+			return err
+		}, func(hold func()) error {
+			_, err := s.ModifyTier(ctx, "GOLD", func(t *tierpix.Tier) error { hold(); t.OriginalLink = true; return nil })
+			return err
+		})
+		gold, err := s.FindTier(ctx, "Gold")
+		mustOK(t, err)
+		if !slices.Equal(gold.ThumbnailHeights, []int{300}) || !gold.OriginalLink {
+			t.Errorf("got tier %+v, want both changes: heights [300] and original_link", gold)
+		}
+
+		_, err = s.ModifyUser(ctx, "ghost", func(*tierpix.User) error { return nil })
+		wantCode(t, err, tierpix.ENOTFOUND)
+		_, err = s.ModifyTier(ctx, "Nope", func(*tierpix.Tier) error { return nil })
+		wantCode(t, err, tierpix.ENOTFOUND)
+		_, err = s.ModifyUser(ctx, "bob", func(u *tierpix.User) error { u.TierName = "Nope"; return nil })
+		wantCode(t, err, tierpix.EINVALID)
+		_, err = s.ModifyTier(ctx, "Gold", func(t *tierpix.Tier) error { t.ThumbnailHeights = []int{0}; return nil })
+		wantCode(t, err, tierpix.EINVALID)
+		_, err = s.ModifyUser(ctx, "bob", func(u *tierpix.User) error { return tierpix.Errorf(tierpix.ECONFLICT, "no") })
+		wantCode(t, err, tierpix.ECONFLICT)
+	})
+}
+
 func TestListUsers(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		// Byte order: upper case before lower case, in both dialects.
@@ -702,6 +868,40 @@ func TestSweep(t *testing.T) {
 			t.Errorf("got %+v on the second sweep, want nothing removed", res)
 		}
 	})
+}
+
+// TestCreateTempRacesSweep has a sweep run in the moment between CreateTemp creating its file
+// and locking it, when the file looks like a dead upload's: the upload must still get a temp
+// file that stays in the directory, and later sweeps must leave it alone.
+func TestCreateTempRacesSweep(t *testing.T) {
+	s := storetest.SQLite(t)
+	ctx := t.Context()
+	swept := 0
+	store.SetBeforeTempLock(s, func(path string) {
+		if swept > 0 {
+			return
+		}
+		res, err := s.Sweep(ctx, time.Hour)
+		mustOK(t, err)
+		swept += res.TempFiles
+	})
+	f, err := s.CreateTemp()
+	mustOK(t, err)
+	defer f.Close()
+	if swept != 1 {
+		t.Fatalf("got %d temp files swept in the window, want 1", swept)
+	}
+	fi, err := f.Stat()
+	mustOK(t, err)
+	pi, err := os.Stat(f.Name())
+	if err != nil || !os.SameFile(fi, pi) {
+		t.Fatalf("got the temp file gone from %s (%v), want it there", f.Name(), err)
+	}
+	res, err := s.Sweep(ctx, time.Hour)
+	mustOK(t, err)
+	if res.TempFiles != 0 || !exists(t, f.Name()) {
+		t.Errorf("got %+v and present %v after a later sweep, want the locked temp file kept", res, exists(t, f.Name()))
+	}
 }
 
 func TestSweepBatches(t *testing.T) {

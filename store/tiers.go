@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/tierpix/tierpix"
 )
 
@@ -102,15 +104,55 @@ func (s *Store) CreateTier(ctx context.Context, t *tierpix.Tier) error {
 }
 
 // UpdateTier replaces the heights and flags of the tier named t.Name (ENOTFOUND). t is updated
-// with the stored name's spelling, Builtin and timestamps.
+// with the stored name's spelling, Builtin and timestamps. It writes what t holds, so a caller
+// that read t earlier overwrites changes made since; ModifyTier reads and writes in one
+// transaction.
 func (s *Store) UpdateTier(ctx context.Context, t *tierpix.Tier) error {
+	return s.updateTier(ctx, s.db, t)
+}
+
+// ModifyTier changes the tier named name (case-insensitively) with fn and saves the result
+// (ENOTFOUND; EINVALID if the result is not a valid tier; any error of fn). fn gets the tier as
+// stored and may change its heights and flags. The read, fn and the write are one transaction
+// with the tier's row locked, so two changes to one tier at once cannot undo each other.
+func (s *Store) ModifyTier(ctx context.Context, name string, fn func(t *tierpix.Tier) error) (tierpix.Tier, error) {
+	query := `SELECT ` + tierColumns + ` FROM tiers t WHERE lower(t.name) = lower(?)`
+	if s.dialect == DialectPostgres {
+		// NO KEY: the name stays, so users may go on referencing the tier meanwhile. SQLite
+		// needs no lock: its transactions begin IMMEDIATE (see openSQLite).
+		query += ` FOR NO KEY UPDATE`
+	}
+	var t tierpix.Tier
+	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		var r tierRow
+		if err := s.get(ctx, tx, &r, query, name); err != nil {
+			return dbError(err, "modify tier", tierSubject(name))
+		}
+		cur, err := r.tier()
+		if err != nil {
+			return err
+		}
+		t = cur
+		if err := fn(&t); err != nil {
+			return err
+		}
+		t.Name = cur.Name
+		return s.updateTier(ctx, tx, &t)
+	})
+	if err != nil {
+		return tierpix.Tier{}, err
+	}
+	return t, nil
+}
+
+func (s *Store) updateTier(ctx context.Context, q queryer, t *tierpix.Tier) error {
 	t.Normalize()
 	if err := t.Validate(); err != nil {
 		return err
 	}
 	_, us := s.nowMicros()
 	var r tierRow
-	err := s.get(ctx, s.db, &r, `UPDATE tiers
+	err := s.get(ctx, q, &r, `UPDATE tiers
 		SET thumbnail_heights = ?, original_link = ?, expiring_links = ?, updated_at = ?
 		WHERE lower(name) = lower(?)
 		RETURNING name AS tier_name, thumbnail_heights AS tier_thumbnail_heights,

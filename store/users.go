@@ -141,35 +141,94 @@ func (s *Store) CreateUser(ctx context.Context, u *tierpix.User) error {
 }
 
 // UpdateUser saves u's password hash, tier and admin flag by u.ID (ENOTFOUND; EINVALID with
-// field "tier" if the tier does not exist). u gets the stored tier name's spelling and
-// timestamps.
+// field "tier" if the tier does not exist; ECONFLICT if it would demote the last admin). u gets
+// the stored tier name's spelling and timestamps. It writes what u holds, so a caller that read
+// u earlier overwrites changes made since; ModifyUser reads and writes in one transaction.
 //
-// The tier is resolved by UPDATE ... FROM tiers, so the common case is one statement; only
-// when nothing was updated does a second query tell a missing tier from a missing user.
+// The tier is resolved by UPDATE ... FROM tiers, so the common case is one statement: an update
+// that cannot take an admin away (u stays an admin, or the row is not an admin now) needs no
+// guard. Only when that statement updates nothing does a transaction follow, which demotes an
+// admin only if another remains (see keepAnAdmin) and tells a missing tier from a missing user.
 func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 	now, us := s.nowMicros()
-	var r struct {
-		Tier      string `db:"tier"`
-		Username  string `db:"username"`
-		CreatedAt int64  `db:"created_at"`
+	var r updatedUserRow
+	err := s.get(ctx, s.db, &r, updateUserQuery, u.PasswordHash, u.IsAdmin, us, u.ID, u.TierName, u.IsAdmin)
+	if err != nil {
+		err = dbError(err, "update user", "The user")
+		if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+			return err
+		}
+		err = s.tx(ctx, func(tx *sqlx.Tx) error {
+			if err := s.lockUsers(ctx, tx); err != nil {
+				return err
+			}
+			if !u.IsAdmin {
+				if err := s.keepAnAdmin(ctx, tx, func(a adminRow) bool { return a.ID == u.ID }, "demote"); err != nil {
+					return err
+				}
+			}
+			return s.saveUser(ctx, tx, u, us, &r)
+		})
+		if err != nil {
+			return err
+		}
 	}
-	err := s.get(ctx, s.db, &r, `UPDATE users
-		SET password_hash = ?, tier = t.name, is_admin = ?, updated_at = ?
-		FROM tiers t
-		WHERE users.id = ? AND lower(t.name) = lower(?)
-		RETURNING users.tier AS tier, users.username AS username, users.created_at AS created_at`,
-		u.PasswordHash, u.IsAdmin, us, u.ID, u.TierName)
-	if err == nil {
+	u.TierName, u.Username = r.Tier, r.Username
+	u.CreatedAt, u.UpdatedAt = fromMicros(r.CreatedAt), now
+	return nil
+}
+
+// ModifyUser changes the user named username with fn and saves the result (ENOTFOUND; EINVALID
+// with field "tier" if fn names a tier that does not exist; ECONFLICT if it would demote the last
+// admin; any error of fn). fn gets the user as stored, and may change the password hash, the
+// tier and the admin flag. The read, fn and the write are one transaction that holds the users
+// lock (see lockUsers), so two changes to one user at once, say a new password and a new
+// tier, cannot undo each other. fn should be quick: hash passwords before.
+func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tierpix.User) error) (tierpix.User, error) {
+	now, us := s.nowMicros()
+	var u tierpix.User
+	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		if err := s.lockUsers(ctx, tx); err != nil {
+			return err
+		}
+		var cur userRow
+		if err := s.get(ctx, tx, &cur, `SELECT `+userColumns+` FROM users u WHERE u.username = ?`, username); err != nil {
+			return dbError(err, "modify user", userSubject(username))
+		}
+		u = cur.user()
+		if err := fn(&u); err != nil {
+			return err
+		}
+		u.ID = cur.ID
+		if cur.IsAdmin && !u.IsAdmin {
+			if err := s.keepAnAdmin(ctx, tx, func(a adminRow) bool { return a.ID == cur.ID }, "demote"); err != nil {
+				return err
+			}
+		}
+		var r updatedUserRow
+		if err := s.saveUser(ctx, tx, &u, us, &r); err != nil {
+			return err
+		}
 		u.TierName, u.Username = r.Tier, r.Username
 		u.CreatedAt, u.UpdatedAt = fromMicros(r.CreatedAt), now
 		return nil
+	})
+	if err != nil {
+		return tierpix.User{}, err
 	}
+	return u, nil
+}
+
+// saveUser runs updateUserQuery on tx, with the last-admin guard already passed, into r
+// (ENOTFOUND; EINVALID with field "tier" if the tier does not exist).
+func (s *Store) saveUser(ctx context.Context, tx *sqlx.Tx, u *tierpix.User, us int64, r *updatedUserRow) error {
+	err := s.get(ctx, tx, r, updateUserQuery, u.PasswordHash, u.IsAdmin, us, u.ID, u.TierName, true)
 	err = dbError(err, "update user", "The user")
 	if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
 		return err
 	}
 	var tiers int
-	if err := s.get(ctx, s.db, &tiers, `SELECT COUNT(*) FROM tiers WHERE lower(name) = lower(?)`, u.TierName); err != nil {
+	if err := s.get(ctx, tx, &tiers, `SELECT COUNT(*) FROM tiers WHERE lower(name) = lower(?)`, u.TierName); err != nil {
 		return dbError(err, "update user: find tier", tierSubject(u.TierName))
 	}
 	if tiers == 0 {
@@ -178,17 +237,79 @@ func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 	return err
 }
 
+// updateUserQuery is the statement of UpdateUser and saveUser. Its last parameter says whether
+// it may demote an admin; false leaves a row that is an admin now alone unless u stays one.
+const updateUserQuery = `UPDATE users
+	SET password_hash = ?, tier = t.name, is_admin = ?, updated_at = ?
+	FROM tiers t
+	WHERE users.id = ? AND lower(t.name) = lower(?) AND (? OR NOT users.is_admin)
+	RETURNING users.tier AS tier, users.username AS username, users.created_at AS created_at`
+
+type updatedUserRow struct {
+	Tier      string `db:"tier"`
+	Username  string `db:"username"`
+	CreatedAt int64  `db:"created_at"`
+}
+
+// pgUsersLock is the pg_advisory_xact_lock key of lockUsers, next to pgMigrationLock.
+const pgUsersLock = pgMigrationLock + 1
+
+// lockUsers serializes the transactions that read users and then write them on what they read:
+// those that may take an admin away (keepAnAdmin counts the admins, then demotes or deletes)
+// and ModifyUser. It must be the transaction's first statement, so that it is the first lock
+// each of them waits for and they cannot deadlock. On PostgreSQL it is a transaction-scoped
+// advisory lock; the statements after it see what the previous holder committed. On SQLite
+// every transaction begins IMMEDIATE (see openSQLite), which serializes writers already.
+func (s *Store) lockUsers(ctx context.Context, tx *sqlx.Tx) error {
+	if s.dialect != DialectPostgres {
+		return nil
+	}
+	if _, err := s.exec(ctx, tx, `SELECT pg_advisory_xact_lock(?)`, int64(pgUsersLock)); err != nil {
+		return dbError(err, "lock users", "The user")
+	}
+	return nil
+}
+
+// adminRow is an admin as keepAnAdmin sees it.
+type adminRow struct {
+	ID       int64  `db:"id"`
+	Username string `db:"username"`
+}
+
+// keepAnAdmin refuses (ECONFLICT) to go on when the admin that isTarget picks out is the only
+// one left. It must run inside the transaction that then demotes or deletes that user, after
+// lockUsers, so that no other transaction can take away the other admin in between: of two
+// admins demoting each other at once, the second is refused.
+func (s *Store) keepAnAdmin(ctx context.Context, tx *sqlx.Tx, isTarget func(adminRow) bool, action string) error {
+	var admins []adminRow
+	if err := s.sel(ctx, tx, &admins, `SELECT id, username FROM users WHERE is_admin = ? ORDER BY id`, true); err != nil {
+		return dbError(err, "find admins", "The user")
+	}
+	if len(admins) == 1 && isTarget(admins[0]) {
+		return tierpix.Errorf(tierpix.ECONFLICT, "You cannot %s the last admin.", action)
+	}
+	return nil
+}
+
 // DeleteUser deletes a user with their tokens and images, then removes their originals from
-// disk. It returns the ids of the deleted images so caches can drop them (ENOTFOUND).
+// disk. It returns the ids of the deleted images so caches can drop them (ENOTFOUND; ECONFLICT
+// for the last admin, see keepAnAdmin).
 //
 // The images are deleted explicitly with RETURNING, in the same transaction as the user, so
 // the ids returned are exactly the rows removed. Files are removed after the commit; a file
-// that cannot be removed is reported in the error alongside the ids (the rows are gone
-// either way) and is left for Sweep, which removes originals that have no row.
+// that cannot be removed is reported in the error (wrapping ErrOriginalKept) alongside the ids
+// (the rows are gone either way) and is left for Sweep, which removes originals that have no
+// row.
 func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, error) {
 	var ids []string
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
 		ids = nil
+		if err := s.lockUsers(ctx, tx); err != nil {
+			return err
+		}
+		if err := s.keepAnAdmin(ctx, tx, func(a adminRow) bool { return a.Username == username }, "delete"); err != nil {
+			return err
+		}
 		if err := s.sel(ctx, tx, &ids, `DELETE FROM images
 			WHERE owner_id IN (SELECT id FROM users WHERE username = ?)
 			RETURNING id`, username); err != nil {
@@ -213,7 +334,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, erro
 	var errs []error
 	for _, id := range ids {
 		if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove original %s: %w", id, err))
+			errs = append(errs, fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err))
 		}
 	}
 	if ids == nil {
