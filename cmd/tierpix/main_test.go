@@ -602,3 +602,37 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 func basicAuth(user, pw string) string {
 	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))
 }
+
+// TestExpectContinue shows a client that announces an oversized upload with Expect:
+// 100-continue is refused before it sends the body, while one within the cap is invited.
+func TestExpectContinue(t *testing.T) {
+	s := startServer(t, map[string]string{"TIERPIX_MAX_UPLOAD_BYTES": "1000000"})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	tests := []struct {
+		name   string
+		length int
+		want   string
+	}{
+		{"over the cap", 50 << 20, "HTTP/1.1 417"},
+		{"within the cap", 1000, "HTTP/1.1 100"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST /api/images HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
+				addr, basicAuth(testAdmin, testAdminPW), tt.length)
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil {
+				t.Fatalf("read status line: %v", err)
+			}
+			if !strings.HasPrefix(line, tt.want) {
+				t.Fatalf("got status line %q, want %s", line, tt.want)
+			}
+		})
+	}
+}

@@ -113,13 +113,18 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		// handler runs, ignoring the size cap and authentication; the API streams it instead.
 		DisablePreParseMultipartForm: true,
 		MaxRequestBodySize:           a.MaxRequestBodySize(),
-		ReadBufferSize:               16 << 10,
-		ReadTimeout:                  5 * time.Minute, // a 50 MiB upload on a slow link
-		WriteTimeout:                 5 * time.Minute,
-		IdleTimeout:                  2 * time.Minute,
-		NoDefaultServerHeader:        false,
-		CloseOnShutdown:              true,
-		Logger:                       slogPrinter{logger},
+		// A client that asks before sending (Expect: 100-continue) an upload over the cap is
+		// told 417 at once instead of being invited to send it.
+		ContinueHandler: func(h *fasthttp.RequestHeader) bool {
+			return h.ContentLength() <= a.MaxRequestBodySize()
+		},
+		ReadBufferSize:        16 << 10,
+		ReadTimeout:           5 * time.Minute, // a 50 MiB upload on a slow link
+		WriteTimeout:          5 * time.Minute,
+		IdleTimeout:           2 * time.Minute,
+		NoDefaultServerHeader: false,
+		CloseOnShutdown:       true,
+		Logger:                slogPrinter{logger},
 	}
 
 	logger.Info("tierpix listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
