@@ -16,6 +16,8 @@ package api
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -138,6 +140,8 @@ type API struct {
 	logger *slog.Logger
 
 	creds *credCache
+	// cursors seals image-list cursors (see encodeSeqCursor).
+	cursors cipher.Block
 	// dummyHash is compared against when a Basic username does not exist, so that an unknown
 	// username costs the same bcrypt work as a wrong password and usernames cannot be probed
 	// by timing.
@@ -170,7 +174,12 @@ func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, log
 	if err != nil {
 		return nil, fmt.Errorf("api: make dummy password hash: %w", err)
 	}
+	cursors, err := aes.NewCipher(signer.DeriveKey("api image list cursor")[:16])
+	if err != nil {
+		return nil, fmt.Errorf("api: make cursor cipher: %w", err)
+	}
 	return &API{
+		cursors:   cursors,
 		cfg:       cfg,
 		st:        st,
 		signer:    signer,

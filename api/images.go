@@ -1,7 +1,9 @@
 package api
 
 import (
+	"crypto/aes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -137,7 +139,7 @@ func (a *API) handleListImages(ctx *fasthttp.RequestCtx, id *tierpix.Identity) e
 	}
 	var before int64
 	if c, ok := queryArg(ctx, "cursor"); ok {
-		if before, err = decodeSeqCursor(c); err != nil {
+		if before, err = a.decodeSeqCursor(c, id.User.ID); err != nil {
 			return err
 		}
 	}
@@ -148,7 +150,7 @@ func (a *API) handleListImages(ctx *fasthttp.RequestCtx, id *tierpix.Identity) e
 	var next *string
 	if len(imgs) > limit {
 		imgs = imgs[:limit]
-		u := fmt.Sprintf("%s/api/images?limit=%d&cursor=%s", a.cfg.PublicURL, limit, encodeSeqCursor(imgs[limit-1].Seq))
+		u := fmt.Sprintf("%s/api/images?limit=%d&cursor=%s", a.cfg.PublicURL, limit, a.encodeSeqCursor(imgs[limit-1].Seq, id.User.ID))
 		next = &u
 	}
 	lb := a.links()
@@ -454,15 +456,29 @@ func parseLimit(ctx *fasthttp.RequestCtx) (int, error) {
 	return n, nil
 }
 
-// Cursors are opaque to clients: base64url of the key the next page starts after.
-func encodeSeqCursor(seq int64) string {
-	return base64.RawURLEncoding.EncodeToString(strconv.AppendInt(nil, seq, 10))
+// An image-list cursor is the sequence number the next page starts after, sealed with AES
+// together with the owner's id: sequence numbers are global, so in the clear they would tell
+// a user how many images everyone else uploaded between two of theirs. The owner inside
+// makes another user's cursor invalid rather than a window on their list. One AES block, no
+// nonce: the same position always gives the same cursor, which is harmless (the holder knows
+// the position) and keeps next URLs stable.
+func (a *API) encodeSeqCursor(seq, owner int64) string {
+	var b [aes.BlockSize]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(seq))
+	binary.BigEndian.PutUint64(b[8:], uint64(owner))
+	a.cursors.Encrypt(b[:], b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func decodeSeqCursor(c string) (int64, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil {
-		if seq, err := strconv.ParseInt(string(b), 10, 64); err == nil && seq > 0 {
+func (a *API) decodeSeqCursor(c string, owner int64) (int64, error) {
+	var b [aes.BlockSize]byte
+	if len(c) != base64.RawURLEncoding.EncodedLen(len(b)) {
+		return 0, tierpix.Invalid("cursor", "is not a cursor this API handed out")
+	}
+	if n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(c)); err == nil && n == len(b) {
+		a.cursors.Decrypt(b[:], b[:])
+		seq := int64(binary.BigEndian.Uint64(b[:8]))
+		if seq > 0 && int64(binary.BigEndian.Uint64(b[8:])) == owner {
 			return seq, nil
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -324,6 +325,31 @@ func TestListImages(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(ids) {
 			t.Errorf("ids: got %v, want %v (newest first, no duplicates or gaps)", got, ids)
 		}
+	})
+
+	t.Run("cursors are sealed and bound to their owner", func(t *testing.T) {
+		r := ts.do(t, http.MethodGet, "/api/images?limit=1", asAlice, "", nil)
+		r.wantStatus(t, http.StatusOK)
+		var p imagePage
+		r.decode(t, &p)
+		if p.Next == nil {
+			t.Fatal("next: got null, want a second page")
+		}
+		cursor := (*p.Next)[strings.Index(*p.Next, "cursor=")+len("cursor="):]
+		raw, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil || len(raw) != 16 {
+			t.Fatalf("cursor %q: got %d bytes (%v), want one sealed 16-byte block", cursor, len(raw), err)
+		}
+		if _, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			t.Fatalf("cursor %q is a plain number, want it sealed", cursor)
+		}
+		ts.do(t, http.MethodGet, "/api/images?limit=1&cursor="+cursor, asAlice, "", nil).wantStatus(t, http.StatusOK)
+		// Another user's list does not open with alice's cursor, and a changed cursor is no cursor.
+		ts.do(t, http.MethodGet, "/api/images?limit=1&cursor="+cursor, asPam, "", nil).wantProblem(t, http.StatusBadRequest, "cursor")
+		raw[3] ^= 1
+		tampered := base64.RawURLEncoding.EncodeToString(raw)
+		ts.do(t, http.MethodGet, "/api/images?limit=1&cursor="+tampered, asAlice, "", nil).wantProblem(t, http.StatusBadRequest, "cursor")
+		ts.do(t, http.MethodGet, "/api/images?limit=1&cursor="+cursor+"AA", asAlice, "", nil).wantProblem(t, http.StatusBadRequest, "cursor")
 	})
 
 	t.Run("default limit", func(t *testing.T) {

@@ -392,3 +392,13 @@ func (s *Signer) Verify(path []byte, now time.Time) (Link, error) {
 	}
 	return l, nil
 }
+
+// DeriveKey returns a 32-byte key for another purpose than link signatures (sealing list
+// cursors, say), derived from the signing key: every node of a deployment derives the same
+// key and none has to be configured. It changes when the first signing key changes.
+func (s *Signer) DeriveKey(purpose string) []byte {
+	m := hmac.New(sha256.New, s.keys[0])
+	m.Write([]byte("tierpix/v1 derived key\n"))
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}

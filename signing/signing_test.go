@@ -702,3 +702,27 @@ func BenchmarkHMACNew(b *testing.B) {
 		m.Sum(nil)
 	}
 }
+
+func TestDeriveKey(t *testing.T) {
+	a, b := newSigner(t, keyA), newSigner(t, keyB)
+	k := a.DeriveKey("cursor")
+	tests := []struct {
+		name string
+		got  []byte
+		same bool
+	}{
+		{name: "same key and purpose", got: newSigner(t, keyA, keyB).DeriveKey("cursor"), same: true},
+		{name: "other purpose", got: a.DeriveKey("other"), same: false},
+		{name: "other signing key", got: b.DeriveKey("cursor"), same: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if len(tt.got) != 32 {
+				t.Fatalf("got %d bytes, want 32", len(tt.got))
+			}
+			if same := string(tt.got) == string(k); same != tt.same {
+				t.Fatalf("got same=%v, want %v", same, tt.same)
+			}
+		})
+	}
+}
