@@ -193,25 +193,30 @@ func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, log
 // Register adds every API route to r, and makes the router's own answers (unknown path, wrong
 // method, a panicking handler) problem documents like every other error.
 func (a *API) Register(r *router.Router) {
-	r.GET("/healthz", a.handleHealth)
+	// Every GET answers HEAD too: the same handler, and fasthttp sends the headers only.
+	get := func(path string, h fasthttp.RequestHandler) {
+		r.GET(path, h)
+		r.HEAD(path, h)
+	}
+	get("/healthz", a.handleHealth)
 
-	r.GET("/api/me", a.authed(a.handleMe))
+	get("/api/me", a.authed(a.handleMe))
 
-	r.GET("/api/images", a.authed(a.handleListImages))
+	get("/api/images", a.authed(a.handleListImages))
 	r.POST("/api/images", a.authed(a.handleUpload))
-	r.GET("/api/images/{id}", a.authed(a.handleGetImage))
+	get("/api/images/{id}", a.authed(a.handleGetImage))
 	r.DELETE("/api/images/{id}", a.authed(a.handleDeleteImage))
 	r.POST("/api/images/{id}/expiring-links", a.authed(a.handleExpiringLink))
 
-	r.GET("/api/admin/tiers", a.admin(a.handleListTiers))
+	get("/api/admin/tiers", a.admin(a.handleListTiers))
 	r.POST("/api/admin/tiers", a.admin(a.handleCreateTier))
-	r.GET("/api/admin/tiers/{name}", a.admin(a.handleGetTier))
+	get("/api/admin/tiers/{name}", a.admin(a.handleGetTier))
 	r.PATCH("/api/admin/tiers/{name}", a.admin(a.handleUpdateTier))
 	r.DELETE("/api/admin/tiers/{name}", a.admin(a.handleDeleteTier))
 
-	r.GET("/api/admin/users", a.admin(a.handleListUsers))
+	get("/api/admin/users", a.admin(a.handleListUsers))
 	r.POST("/api/admin/users", a.admin(a.handleCreateUser))
-	r.GET("/api/admin/users/{username}", a.admin(a.handleGetUser))
+	get("/api/admin/users/{username}", a.admin(a.handleGetUser))
 	r.PATCH("/api/admin/users/{username}", a.admin(a.handleUpdateUser))
 	r.DELETE("/api/admin/users/{username}", a.admin(a.handleDeleteUser))
 	r.POST("/api/admin/users/{username}/tokens", a.admin(a.handleCreateToken))

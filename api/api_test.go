@@ -96,6 +96,19 @@ func TestRouting(t *testing.T) {
 			t.Errorf("body: got %s, want {\"status\":\"ok\"}", r.body)
 		}
 	})
+	t.Run("HEAD of a GET route", func(t *testing.T) {
+		get := ts.do(t, http.MethodGet, "/api/me", asAlice, "", nil)
+		head := ts.do(t, http.MethodHead, "/api/me", asAlice, "", nil)
+		head.wantStatus(t, http.StatusOK)
+		if len(head.body) != 0 {
+			t.Errorf("HEAD body: got %d bytes, want none", len(head.body))
+		}
+		for _, h := range []string{"Content-Type", "Content-Length", "Cache-Control"} {
+			if got, want := head.header.Get(h), get.header.Get(h); got != want {
+				t.Errorf("HEAD %s: got %q, want %q as for GET", h, got, want)
+			}
+		}
+	})
 	t.Run("unknown path", func(t *testing.T) {
 		ts.do(t, http.MethodGet, "/api/nothing-here", asAlice, "", nil).wantProblem(t, http.StatusNotFound)
 	})
