@@ -17,9 +17,18 @@
 // Thumbnails are cached by effective height, min(requested, original height), because a
 // smaller original is served at its own size: h400 and h800 of a 300 px image are one render.
 //
-// The disk cache is not bounded: every file in it can be recreated from the original, so
-// operators may prune CacheDir by age (for example with find -atime) while the server runs; a
-// file removed under a reader is simply rendered again.
+// The disk cache is bounded by DiskCacheBytes (default 10 GiB). An atomic counter tracks the
+// bytes of rendered files: a background walk at New adds up what is already there, installs
+// add, Purge subtracts. When it passes the budget, one janitor goroutine at a time walks
+// CacheDir and deletes the least recently used files until the cache is at most 90% of the
+// budget. "Used" is the file's modification time: installs set it and disk hits touch it, on
+// the origin's clock (memory hits, the common case, do not reach the disk and need not: a
+// variant hot in memory is rendered again at worst once if its file goes). Every file can be
+// recreated from the original, so a file evicted under a reader is simply rendered again, and
+// each pass resets the counter from its own walk, so it never drifts far from the truth. Nodes
+// sharing CacheDir each hold the whole directory to their budget. A negative DiskCacheBytes
+// leaves the cache unbounded, for operators who prune it themselves (find -atime); nothing is
+// evicted then, and Stats.DiskBytes does not see files removed from outside.
 //
 // Purge(id) forgets an image everywhere. Work in flight for an image holds a pin; Purge marks
 // the pins of the image, and a pinned operation stores nothing once its pin is marked, so a
@@ -59,12 +68,14 @@ const (
 	DefaultMetadataTTL      = 2 * time.Second
 	DefaultRenderQueue      = 64
 	DefaultMaxAge           = time.Hour
+	DefaultDiskCacheBytes   = 10 << 30
 )
 
 // Config tunes the caches and the render pool. Zero values take the defaults.
 type Config struct {
 	CacheDir         string        // disk cache of rendered variants; required
 	MemoryCacheBytes int64         // ristretto budget; default 256 MiB
+	DiskCacheBytes   int64         // rendered files under CacheDir, temp files not included; default 10 GiB; negative: unbounded
 	MetadataTTL      time.Duration // how long image and tier lookups are cached; default 2s (tier changes apply within 5s)
 	RenderWorkers    int           // renders at once; default runtime.NumCPU()
 	RenderQueue      int           // renders waiting for a worker before 503; default 64
@@ -76,6 +87,9 @@ type Config struct {
 func (cfg Config) withDefaults() Config {
 	if cfg.MemoryCacheBytes == 0 {
 		cfg.MemoryCacheBytes = DefaultMemoryCacheBytes
+	}
+	if cfg.DiskCacheBytes == 0 {
+		cfg.DiskCacheBytes = DefaultDiskCacheBytes
 	}
 	if cfg.MetadataTTL == 0 {
 		cfg.MetadataTTL = DefaultMetadataTTL
@@ -125,13 +139,15 @@ func (cfg Config) Validate() error {
 	return nil
 }
 
-// Stats counts what the origin did since New. The counters only grow.
+// Stats counts what the origin did since New. The counters only grow; DiskBytes is a gauge.
 type Stats struct {
 	Renders    uint64 // thumbnails rendered by libvips
 	MemoryHits uint64 // thumbnails answered from the memory cache
 	DiskHits   uint64 // thumbnails read from the disk cache (and promoted into memory)
 	Shared     uint64 // requests that waited on another request's lookup or render of the same variant
 	Rejected   uint64 // renders refused with 503 because the render queue was full
+	Evictions  uint64 // files the janitor deleted from the disk cache to keep it within budget
+	DiskBytes  int64  // bytes of rendered files in the disk cache, as counted (exact after a quiet janitor pass)
 }
 
 // Origin is the image-serving half of the server.
@@ -141,7 +157,8 @@ type Origin struct {
 	signer *signing.Signer
 	logger *slog.Logger
 
-	tmpDir string // CacheDir/.tmp: temp files of disk cache writes
+	tmpDir   string // CacheDir/.tmp: temp files of disk cache writes
+	diskRoot string // CacheDir with symbolic links resolved: the janitor walks it and stays in it
 
 	// mu orders the stores of cached data against Purge: a store checks its pin and writes
 	// under mu, Purge marks pins and deletes under mu.
@@ -162,11 +179,27 @@ type Origin struct {
 	workers  chan struct{} // one slot per render running
 	pending  atomic.Int64  // renders running or waiting for a slot
 
-	renders, memoryHits, diskHits, shared, rejected atomic.Uint64
+	// diskBytes counts the bytes of rendered files under CacheDir; see diskPass for how it is
+	// kept near the truth without a lock.
+	diskBytes   atomic.Int64
+	janitorBusy atomic.Bool // a janitor goroutine runs; at most one does
+
+	// bgMu orders starting background work against Close, so that bg is never added to once
+	// Close waits on it.
+	bgMu      sync.Mutex
+	closed    bool
+	done      chan struct{} // closed by Close: background work stops
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+
+	renders, memoryHits, diskHits, shared, rejected, evictions atomic.Uint64
 
 	// beforeRender, when set (by tests only), runs in a worker slot just before a render, so
 	// tests can hold renders to fill the queue or gather waiters deterministically.
 	beforeRender atomic.Pointer[func(key string)]
+	// beforeEvict, when set (by tests only), runs in the janitor after its walk, just before
+	// it deletes files, so tests can catch it mid-pass.
+	beforeEvict atomic.Pointer[func()]
 }
 
 // pin marks work in flight for an image; Purge sets purged so the work stores nothing.
@@ -219,10 +252,18 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 		meta:    make(map[string]metaEntry),
 		idx:     make(map[string]map[int]*entry),
 		workers: make(chan struct{}, cfg.RenderWorkers),
+		done:    make(chan struct{}),
 	}
 	if err := os.MkdirAll(o.tmpDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cache dir: %w", err)
 	}
+	// The janitor's walk follows no symbolic link, so it starts from the real directory: a
+	// CacheDir that is itself a link is still walked.
+	root, err := filepath.EvalSymlinks(cfg.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve cache dir: %w", err)
+	}
+	o.diskRoot = root
 	o.sweepTemp(time.Hour)
 
 	// About ten counters per item that fits, assuming thumbnails of some 16 KiB.
@@ -238,6 +279,12 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 		return nil, fmt.Errorf("create memory cache: %w", err)
 	}
 	o.mem = mem
+
+	// Count what earlier runs left in the disk cache (and trim it if it is over budget) in the
+	// background: a large cache holds millions of files, and neither New nor requests wait.
+	o.janitorBusy.Store(true)
+	o.bg.Add(1)
+	go o.janitor(false)
 	return o, nil
 }
 
@@ -273,15 +320,37 @@ func (o *Origin) Purge(id string) {
 	}
 
 	if dir, ok := o.imageDir(id); ok {
+		size := dirSize(dir)
 		if err := os.RemoveAll(dir); err != nil {
+			// Some files may be gone and some not; the next janitor pass recounts.
 			o.logger.Warn("purge disk cache", "image", id, "err", err)
+		} else {
+			o.diskBytes.Add(-size)
 		}
 	}
 }
 
-// Close releases the caches. The Origin must not serve after Close.
+// Close stops the janitor, waiting for it a bounded time, and releases the caches. The Origin
+// must not serve after Close; a second Close does nothing.
 func (o *Origin) Close() {
-	o.mem.Close()
+	o.closeOnce.Do(func() {
+		o.bgMu.Lock()
+		o.closed = true
+		close(o.done)
+		o.bgMu.Unlock()
+		stopped := make(chan struct{})
+		go func() {
+			o.bg.Wait()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(closeWait):
+			// It deletes nothing more once it sees Close, and only inside CacheDir anyway.
+			o.logger.Warn("disk cache janitor did not stop in time", "waited", closeWait)
+		}
+		o.mem.Close()
+	})
 }
 
 // Stats returns the counters so far.
@@ -292,6 +361,8 @@ func (o *Origin) Stats() Stats {
 		DiskHits:   o.diskHits.Load(),
 		Shared:     o.shared.Load(),
 		Rejected:   o.rejected.Load(),
+		Evictions:  o.evictions.Load(),
+		DiskBytes:  o.diskBytes.Load(),
 	}
 }
 
@@ -393,6 +464,7 @@ func (o *Origin) thumbnail(img tierpix.Image, eff int) (*entry, error) {
 		// (a full disk, a manual edit): render it anew rather than serve nothing.
 		if err == nil && len(body) > 0 {
 			o.diskHits.Add(1)
+			o.touch(path)
 			e := &entry{id: img.ID, height: eff, body: body}
 			o.keep(p, e, "")
 			return e, nil
@@ -458,7 +530,7 @@ func (o *Origin) keep(p *pin, e *entry, tmp string) {
 		return
 	}
 	if tmp != "" {
-		if err := o.install(tmp, e.id, e.height); err != nil {
+		if err := o.install(tmp, e.id, e.height, int64(len(e.body))); err != nil {
 			o.logger.Warn("write disk cache", "image", e.id, "height", e.height, "err", err)
 			os.Remove(tmp)
 		}
@@ -476,6 +548,7 @@ func (o *Origin) keep(p *pin, e *entry, tmp string) {
 	// Sets are applied asynchronously; waiting makes the next request for this variant a
 	// memory hit. It costs one channel round trip per render or disk read, never per hit.
 	o.mem.Wait()
+	o.maybeEvict()
 }
 
 // unindex is ristretto's OnExit: it forgets e in the index unless a newer entry replaced it.
@@ -516,8 +589,9 @@ func (o *Origin) writeTemp(body []byte) (string, error) {
 	return f.Name(), nil
 }
 
-// install renames tmp into the disk cache; the caller holds o.mu.
-func (o *Origin) install(tmp, id string, eff int) error {
+// install renames tmp, of size bytes, into the disk cache and counts it (less the file it
+// replaces, if any); the caller holds o.mu.
+func (o *Origin) install(tmp, id string, eff int, size int64) error {
 	path, ok := o.diskPath(id, eff)
 	if !ok {
 		return fmt.Errorf("image id %q is not usable as a path", id)
@@ -525,8 +599,20 @@ func (o *Origin) install(tmp, id string, eff int) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create image dir: %w", err)
 	}
+	var replaced int64
+	if info, err := os.Lstat(path); err == nil && info.Mode().IsRegular() {
+		replaced = info.Size()
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
+	}
+	o.diskBytes.Add(size - replaced)
+	// Eviction goes by modification time, which disk hits set with the origin's clock; a new
+	// file takes the same clock's time, so that the two compare. Failing leaves the write
+	// time, which is nearly as good.
+	now := o.cfg.Now()
+	if err := os.Chtimes(path, now, now); err != nil {
+		o.logger.Warn("set disk cache file time", "path", path, "err", err)
 	}
 	return nil
 }
@@ -557,8 +643,8 @@ func (o *Origin) imageDir(id string) (string, bool) {
 }
 
 // diskPath returns the file of a variant in the disk cache: imageDir/h{eff}-v{renderVersion}.
-// Files of other render versions are never read; Purge removes them with the image dir, and
-// pruning by age removes them otherwise.
+// Files of other render versions are never read, so never touched: Purge removes them with
+// the image dir, and the janitor evicts them first otherwise.
 func (o *Origin) diskPath(id string, eff int) (string, bool) {
 	dir, ok := o.imageDir(id)
 	if !ok {

@@ -148,6 +148,8 @@ func TestConfigErrors(t *testing.T) {
 		{"half an admin", map[string]string{"TIERPIX_ADMIN_USERNAME": "root"}, "TIERPIX_ADMIN_PASSWORD"},
 		{"bad number", map[string]string{"TIERPIX_MAX_UPLOAD_BYTES": "50MB"}, "TIERPIX_MAX_UPLOAD_BYTES"},
 		{"bad log level", map[string]string{"TIERPIX_LOG_LEVEL": "loud"}, "TIERPIX_LOG_LEVEL"},
+		{"zero disk cache", map[string]string{"TIERPIX_DISK_CACHE_BYTES": "0"}, "TIERPIX_DISK_CACHE_BYTES"},
+		{"negative disk cache other than -1", map[string]string{"TIERPIX_DISK_CACHE_BYTES": "-2"}, "TIERPIX_DISK_CACHE_BYTES"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,6 +24,7 @@ type config struct {
 	MaxUploadBytes   int64
 	MaxPixels        int64
 	MemoryCacheBytes int64
+	DiskCacheBytes   int64 // -1: unbounded
 	RenderWorkers    int
 	RenderQueue      int
 	CacheMaxAge      time.Duration
@@ -48,6 +49,7 @@ var envVars = []envVar{
 	{"TIERPIX_MAX_UPLOAD_BYTES", "52428800", "largest accepted upload (50 MiB)"},
 	{"TIERPIX_MAX_PIXELS", "50000000", "largest accepted width x height"},
 	{"TIERPIX_MEMORY_CACHE_BYTES", "268435456", "in-memory render cache budget (256 MiB)"},
+	{"TIERPIX_DISK_CACHE_BYTES", "10737418240", "on-disk render cache budget (10 GiB); -1: unbounded"},
 	{"TIERPIX_RENDER_WORKERS", "number of CPUs", "renders at once"},
 	{"TIERPIX_RENDER_QUEUE", "64", "renders waiting before 503"},
 	{"TIERPIX_CACHE_MAX_AGE", "3600", "Cache-Control max-age of permanent links, seconds"},
@@ -75,6 +77,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.MaxUploadBytes = intVar(getenv, "TIERPIX_MAX_UPLOAD_BYTES", 50<<20, 1, 1<<40, bad)
 	c.MaxPixels = intVar(getenv, "TIERPIX_MAX_PIXELS", 50_000_000, 1, 1<<40, bad)
 	c.MemoryCacheBytes = intVar(getenv, "TIERPIX_MEMORY_CACHE_BYTES", 256<<20, 0, 1<<40, bad)
+	c.DiskCacheBytes = intVar(getenv, "TIERPIX_DISK_CACHE_BYTES", 10<<30, -1, 1<<50, bad)
+	if c.DiskCacheBytes == 0 {
+		// The origin would read 0 as its default, not as no disk cache; refuse the surprise.
+		bad("TIERPIX_DISK_CACHE_BYTES", "want -1 (unbounded) or a positive number of bytes")
+	}
 	c.RenderWorkers = int(intVar(getenv, "TIERPIX_RENDER_WORKERS", 0, 0, 4096, bad))
 	c.RenderQueue = int(intVar(getenv, "TIERPIX_RENDER_QUEUE", 64, 0, 1<<20, bad))
 	c.CacheMaxAge = time.Duration(intVar(getenv, "TIERPIX_CACHE_MAX_AGE", 3600, 0, 365*24*3600, bad)) * time.Second

@@ -82,6 +82,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	org, err := origin.New(origin.Config{
 		CacheDir:         filepath.Join(cfg.DataDir, "cache"),
 		MemoryCacheBytes: cfg.MemoryCacheBytes,
+		DiskCacheBytes:   cfg.DiskCacheBytes,
 		RenderWorkers:    cfg.RenderWorkers,
 		RenderQueue:      cfg.RenderQueue,
 		MaxAge:           cfg.CacheMaxAge,
