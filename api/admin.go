@@ -78,7 +78,7 @@ func (a *API) findTier(ctx *fasthttp.RequestCtx, name string) (tierpix.Tier, err
 
 // handleListTiers serves GET /api/admin/tiers. Tiers are few, so there is one page.
 func (a *API) handleListTiers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	tiers, err := a.st.ListTiers(ctx)
+	tiers, err := a.st.ListTiers(dbContext(ctx))
 	if err != nil {
 		return fmt.Errorf("list tiers: %w", err)
 	}

@@ -254,7 +254,7 @@ func (a *API) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 
 // handleHealth serves GET /healthz.
 func (a *API) handleHealth(ctx *fasthttp.RequestCtx) {
-	pingCtx, cancel := context.WithTimeout(ctx, healthTimeout)
+	pingCtx, cancel := context.WithTimeout(dbContext(ctx), healthTimeout)
 	defer cancel()
 	if err := a.st.Ping(pingCtx); err != nil {
 		a.logger.Error("health check: database ping failed", "err", err)
@@ -350,10 +350,12 @@ func pathParam(ctx *fasthttp.RequestCtx, name string) string {
 	return v
 }
 
-// dbContext is the context for a request's database work. fasthttp cancels a RequestCtx when
-// the server starts shutting down, but a request in flight then is one the drain promises to
-// finish: an upload half-received must still get its row. So the store gets the request's
-// values without its cancellation.
-func dbContext(ctx *fasthttp.RequestCtx) context.Context {
-	return context.WithoutCancel(ctx)
+// dbContext is the context for a request's database work, deliberately not derived from the
+// RequestCtx, for two reasons. fasthttp cancels a RequestCtx when the server starts shutting
+// down, but a request in flight then is one the drain promises to finish: an upload
+// half-received must still get its row. And fasthttp reuses a RequestCtx for the next request
+// once the handler returns, so a context derived from it that outlives the handler (a driver's
+// watcher goroutine reading its values or Done) would race with that reuse.
+func dbContext(*fasthttp.RequestCtx) context.Context {
+	return context.Background()
 }
