@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/davidbyttow/govips/v2/vips"
 	"github.com/tierpix/tierpix"
@@ -870,17 +871,29 @@ func TestNoLeaks(t *testing.T) {
 	for range 10 {
 		run()
 	}
-	vips.ReadVipsMemStats(&after)
-	if got := imaging.LiveObjects(); got != objectsBefore {
-		t.Errorf("got %d libvips objects alive, want %d", got, objectsBefore)
+	// libvips' worker threads hand back some buffers after an operation returns, so the
+	// counters may lag a moment, either way; a leak is growth that stays. Wait for the counts
+	// to come back to where they were (or below) before calling it one.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		vips.ReadVipsMemStats(&after)
+		settled := imaging.LiveObjects() <= objectsBefore && after.Files <= before.Files &&
+			after.Allocs <= before.Allocs && after.Mem <= before.Mem && openFDs() <= fdsBefore
+		if settled || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if got := openFDs(); got != fdsBefore {
-		t.Errorf("got %d file descriptors open, want %d", got, fdsBefore)
+	if got := imaging.LiveObjects(); got > objectsBefore {
+		t.Errorf("got %d libvips objects alive, want at most %d", got, objectsBefore)
 	}
-	if after.Files != before.Files {
-		t.Errorf("got %d files open in libvips, want %d", after.Files, before.Files)
+	if got := openFDs(); got > fdsBefore {
+		t.Errorf("got %d file descriptors open, want at most %d", got, fdsBefore)
 	}
-	if after.Allocs != before.Allocs || after.Mem != before.Mem {
-		t.Errorf("got %d allocations of %d bytes, want %d of %d", after.Allocs, after.Mem, before.Allocs, before.Mem)
+	if after.Files > before.Files {
+		t.Errorf("got %d files open in libvips, want at most %d", after.Files, before.Files)
+	}
+	if after.Allocs > before.Allocs || after.Mem > before.Mem {
+		t.Errorf("got %d allocations of %d bytes, want at most %d of %d", after.Allocs, after.Mem, before.Allocs, before.Mem)
 	}
 }
