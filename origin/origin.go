@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -214,6 +215,9 @@ type metaEntry struct {
 	tier     tierpix.Tier
 	notFound bool
 	expires  time.Time // on the monotonic clock, not Config.Now: it is not about link expiry
+	// lastModified is img.CreatedAt as an HTTP date, formatted once per lookup rather than on
+	// every hit; empty when unknown.
+	lastModified string
 }
 
 // entry is a rendered thumbnail as cached in memory.
@@ -408,6 +412,9 @@ func (o *Origin) lookup(id string) (metaEntry, error) {
 			return metaEntry{}, fmt.Errorf("find image %s: %w", id, err) // not cached: may be transient
 		}
 		m := metaEntry{img: img, tier: tier, notFound: err != nil, expires: time.Now().Add(o.cfg.MetadataTTL)}
+		if !img.CreatedAt.IsZero() {
+			m.lastModified = img.CreatedAt.UTC().Format(http.TimeFormat)
+		}
 		o.mu.Lock()
 		if !p.purged {
 			o.putMeta(id, m)

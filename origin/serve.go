@@ -64,10 +64,10 @@ func (o *Origin) handleImage(ctx *fasthttp.RequestCtx) {
 	}
 
 	if link.Variant.IsOriginal() {
-		o.serveOriginal(ctx, m.img, link, now)
+		o.serveOriginal(ctx, &m, link, now)
 		return
 	}
-	o.serveThumbnail(ctx, m.img, link, now)
+	o.serveThumbnail(ctx, &m, link, now)
 }
 
 // authorize checks a verified link against the owner's tier as it is now: links outlive tier
@@ -89,7 +89,8 @@ func authorize(tier tierpix.Tier, link signing.Link) error {
 }
 
 // serveOriginal streams the uploaded file. HEAD only stats it.
-func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, img tierpix.Image, link signing.Link, now time.Time) {
+func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, m *metaEntry, link signing.Link, now time.Time) {
+	img := &m.img
 	etag := `"` + img.ID + `-o"`
 	path := o.store.OriginalPath(img.ID)
 	if ctx.IsHead() {
@@ -98,7 +99,7 @@ func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, img tierpix.Image, link
 			problem.Error(ctx, o.logger, originalError(img.ID, err))
 			return
 		}
-		if o.writeHeaders(ctx, img, link, now, etag, img.ContentType()) {
+		if o.writeHeaders(ctx, m, link, now, etag, img.ContentType()) {
 			return
 		}
 		ctx.Response.Header.SetContentLength(int(info.Size()))
@@ -115,7 +116,7 @@ func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, img tierpix.Image, link
 		problem.Error(ctx, o.logger, fmt.Errorf("stat original %s: %w", img.ID, err))
 		return
 	}
-	if o.writeHeaders(ctx, img, link, now, etag, img.ContentType()) {
+	if o.writeHeaders(ctx, m, link, now, etag, img.ContentType()) {
 		f.Close()
 		return
 	}
@@ -132,17 +133,18 @@ func originalError(id string, err error) error {
 }
 
 // serveThumbnail answers with the variant at its effective height.
-func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, img tierpix.Image, link signing.Link, now time.Time) {
+func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, m *metaEntry, link signing.Link, now time.Time) {
+	img := &m.img
 	eff := link.Variant.Height
 	if img.Height > 0 && img.Height < eff {
 		eff = img.Height
 	}
 	etag := `"` + img.ID + "-h" + strconv.Itoa(eff) + "-v" + renderVersion + `"`
 	// A 304 needs no body, so a conditional request for a cached variant renders nothing.
-	if o.writeHeaders(ctx, img, link, now, etag, img.ContentType()) {
+	if o.writeHeaders(ctx, m, link, now, etag, img.ContentType()) {
 		return
 	}
-	e, err := o.thumbnail(img, eff)
+	e, err := o.thumbnail(*img, eff)
 	if err != nil {
 		ctx.Response.Header.Del(fasthttp.HeaderETag)
 		ctx.Response.Header.Del(fasthttp.HeaderLastModified)
@@ -157,7 +159,7 @@ func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, img tierpix.Image, lin
 // writeHeaders sets the representation and caching headers of a 200 and reports whether the
 // request's If-None-Match matched etag, in which case it has answered 304 and the caller is
 // done. It runs only after verification and authorization.
-func (o *Origin) writeHeaders(ctx *fasthttp.RequestCtx, img tierpix.Image, link signing.Link, now time.Time, etag, contentType string) bool {
+func (o *Origin) writeHeaders(ctx *fasthttp.RequestCtx, m *metaEntry, link signing.Link, now time.Time, etag, contentType string) bool {
 	h := &ctx.Response.Header
 	h.Set(fasthttp.HeaderETag, etag)
 	maxAge := o.cfg.MaxAge
@@ -167,8 +169,8 @@ func (o *Origin) writeHeaders(ctx *fasthttp.RequestCtx, img tierpix.Image, link 
 		h.Set(fasthttp.HeaderExpires, exp.UTC().Format(http.TimeFormat))
 	}
 	h.Set(fasthttp.HeaderCacheControl, "public, max-age="+strconv.FormatInt(int64(maxAge/time.Second), 10))
-	if !img.CreatedAt.IsZero() {
-		h.Set(fasthttp.HeaderLastModified, img.CreatedAt.UTC().Format(http.TimeFormat))
+	if m.lastModified != "" {
+		h.Set(fasthttp.HeaderLastModified, m.lastModified)
 	}
 	h.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
 	// The list may arrive over several header lines, which count as one list (RFC 9110 5.3).
