@@ -375,21 +375,7 @@ func TestOrientation(t *testing.T) {
 			}
 			path := writeFile(t, "o.jpg", encodeJPEG(t, stored, tt.orientation))
 
-			info, err := imaging.Validate(path, 0)
-			if err != nil {
-				t.Fatalf("validate: %v", err)
-			}
-			if info.Width != 90 || info.Height != 60 {
-				t.Errorf("got displayed %d×%d, want 90×60", info.Width, info.Height)
-			}
-
-			r, err := imaging.Thumbnail(path, 30)
-			if err != nil {
-				t.Fatalf("thumbnail: %v", err)
-			}
-			if r.Width != 45 || r.Height != 30 {
-				t.Errorf("got thumbnail %d×%d, want 45×30", r.Width, r.Height)
-			}
+			r := orientedThumbnail(t, path)
 			img := decode(t, r)
 			corners := []struct {
 				name string
@@ -674,21 +660,8 @@ func TestPNGOrientation(t *testing.T) {
 	data := encodePNG(t, storedFor(display, 6))
 	data = insertPNGChunk(data, pngChunk("eXIf", exifTIFF(6)))
 	path := writeFile(t, "o.png", data)
-	info, err := imaging.Validate(path, 0)
-	if err != nil {
-		t.Fatalf("validate: %v", err)
-	}
-	if info.Width != 90 || info.Height != 60 {
-		t.Errorf("got displayed %d×%d, want 90×60", info.Width, info.Height)
-	}
-	r, err := imaging.Thumbnail(path, 30)
-	if err != nil {
-		t.Fatalf("thumbnail: %v", err)
-	}
+	r := orientedThumbnail(t, path)
 	img := decode(t, r)
-	if r.Width != 45 || r.Height != 30 {
-		t.Errorf("got %d×%d, want 45×30", r.Width, r.Height)
-	}
 	if got := nrgbaAt(img, 3, 3); !near(got, red, 10) {
 		t.Errorf("top left: got %v, want %v", got, red)
 	}
@@ -896,4 +869,25 @@ func TestNoLeaks(t *testing.T) {
 	if after.Allocs > before.Allocs || after.Mem > before.Mem {
 		t.Errorf("got %d allocations of %d bytes, want at most %d of %d", after.Allocs, after.Mem, before.Allocs, before.Mem)
 	}
+}
+
+// orientedThumbnail validates a 90×60 (as displayed) image stored under an orientation and
+// renders it 30 px high, checking the displayed size and the thumbnail's size on the way.
+func orientedThumbnail(t *testing.T, path string) imaging.Rendered {
+	t.Helper()
+	info, err := imaging.Validate(path, 0)
+	if err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	if info.Width != 90 || info.Height != 60 {
+		t.Errorf("got displayed %d×%d, want 90×60", info.Width, info.Height)
+	}
+	r, err := imaging.Thumbnail(path, 30)
+	if err != nil {
+		t.Fatalf("thumbnail: %v", err)
+	}
+	if r.Width != 45 || r.Height != 30 {
+		t.Errorf("got thumbnail %d×%d, want 45×30", r.Width, r.Height)
+	}
+	return r
 }
