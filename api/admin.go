@@ -259,7 +259,7 @@ func (a *API) handleCreateUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 	if req.IsAdmin != nil {
 		u.IsAdmin = *req.IsAdmin
 	}
-	hash, err := HashPassword(*req.Password, a.cfg.BcryptCost)
+	hash, err := store.HashPassword(*req.Password, a.cfg.BcryptCost)
 	if err != nil {
 		return err
 	}
@@ -297,7 +297,7 @@ func (a *API) handleUpdateUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 	var hash string
 	if req.Password != nil {
 		var err error
-		if hash, err = HashPassword(*req.Password, a.cfg.BcryptCost); err != nil {
+		if hash, err = store.HashPassword(*req.Password, a.cfg.BcryptCost); err != nil {
 			return err
 		}
 	}

@@ -444,7 +444,7 @@ func TestCredentialCache(t *testing.T) {
 			t.Fatalf("cache: got no entry for the current password, want one")
 		}
 		u := ts.user(t, "alice").User
-		hash, err := HashPassword("third-password", testBcryptCost)
+		hash, err := store.HashPassword("third-password", testBcryptCost)
 		if err != nil {
 			t.Fatalf("HashPassword: %v", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -220,7 +221,7 @@ func TestHashPassword(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hash, err := HashPassword(tt.password, testBcryptCost)
+			hash, err := store.HashPassword(tt.password, testBcryptCost)
 			if got := tierpix.ErrorCode(err); got != tt.wantCode {
 				t.Fatalf("error code: got %q (%v), want %q", got, err, tt.wantCode)
 			}

@@ -25,23 +25,6 @@ const credCacheSize = 10_000
 // database round trip.
 const maxTokenLength = 256
 
-// HashPassword checks a password against the length rules and returns its bcrypt hash, as the
-// store keeps it. A cost of 0 means bcrypt.DefaultCost. The CLI's admin subcommands use it too,
-// so a password set from the command line obeys the same rules as one set through the API.
-func HashPassword(password string, cost int) (string, error) {
-	if err := tierpix.ValidatePassword(password); err != nil {
-		return "", err
-	}
-	if cost == 0 {
-		cost = bcrypt.DefaultCost
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
-	if err != nil {
-		return "", fmt.Errorf("hash password: %w", err)
-	}
-	return string(h), nil
-}
-
 func errUnauthorized(msg string) error { return tierpix.Errorf(tierpix.EUNAUTHORIZED, "%s", msg) }
 
 // authenticate returns the caller of a request from its Authorization header. Either scheme

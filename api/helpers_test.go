@@ -167,7 +167,7 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config, tune func(*fas
 
 func (ts *testServer) createUser(t *testing.T, username, password, tier string, admin bool) tierpix.User {
 	t.Helper()
-	hash, err := HashPassword(password, testBcryptCost)
+	hash, err := store.HashPassword(password, testBcryptCost)
 	if err != nil {
 		t.Fatalf("HashPassword: %v", err)
 	}

@@ -196,3 +196,10 @@ func etagMatches(header, etag string) bool {
 	}
 	return false
 }
+
+// ServePreview answers with a thumbnail of image id at height h (or the original's own height
+// when smaller) whatever its owner's tier allows, from the same caches as signed links. The
+// admin UI serves it behind an admin session; it is never reachable by a link.
+func (o *Origin) ServePreview(ctx *fasthttp.RequestCtx, id string, h int) {
+	panic("not implemented")
+}

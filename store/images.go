@@ -479,3 +479,16 @@ func (s *Store) removeOrphans(ctx context.Context, ids []string) (int, error) {
 	}
 	return removed, nil
 }
+
+// OwnedImage is an image with its owner's username, for the admin's list of everyone's images.
+type OwnedImage struct {
+	tierpix.Image
+	Owner string
+}
+
+// ListAllImages returns up to limit images of every user (or of ownerID alone when it is not
+// 0), newest first, with seq below beforeSeq (0: from the newest). One query; it uses the
+// primary key, or images_owner_seq with an owner.
+func (s *Store) ListAllImages(ctx context.Context, ownerID int64, beforeSeq int64, limit int) ([]OwnedImage, error) {
+	panic("not implemented")
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"time"
 
 	"github.com/tierpix/tierpix"
 )
@@ -62,4 +63,27 @@ func (s *Store) FindIdentityByToken(ctx context.Context, token string) (tierpix.
 		return tierpix.Identity{}, dbError(err, "find token", "The token")
 	}
 	return r.identity()
+}
+
+// Token is an API token as the admin sees it: never the secret, only a hint to tell tokens
+// apart (the first characters after the prefix) and when it was minted and last used.
+type Token struct {
+	ID         int64
+	UserID     int64
+	Hint       string // "tpx_AbCd…": TokenPrefix and the first 4 characters of the secret
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero if never used; refreshed at most once a minute
+}
+
+// MintToken is CreateToken returning the stored token too, for callers that show its id.
+// (STUB: to be replaced by CreateToken's new signature.)
+
+// ListTokens returns a user's tokens, newest first.
+func (s *Store) ListTokens(ctx context.Context, userID int64) ([]Token, error) {
+	panic("not implemented")
+}
+
+// DeleteToken revokes one token of a user (ENOTFOUND if the user has no token with that id).
+func (s *Store) DeleteToken(ctx context.Context, userID, tokenID int64) error {
+	panic("not implemented")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tierpix/tierpix"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // userColumns selects a user aliased as u.
@@ -350,4 +351,21 @@ func (s *Store) CountAdmins(ctx context.Context) (int, error) {
 		return 0, dbError(err, "count admins", "The user")
 	}
 	return n, nil
+}
+
+// HashPassword checks a password against the length rules and returns its bcrypt hash, as the
+// store keeps it. A cost of 0 means bcrypt.DefaultCost. The API, the web UI and the CLI all use
+// it, so a password obeys the same rules wherever it is set.
+func HashPassword(password string, cost int) (string, error) {
+	if err := tierpix.ValidatePassword(password); err != nil {
+		return "", err
+	}
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
 }

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/store"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -54,7 +53,7 @@ func cmdCreateUser(ctx context.Context, cfg config, args []string, stdout, stder
 	if pw == "" {
 		pw, generated = randomPassword(), true
 	}
-	hash, err := api.HashPassword(pw, bcrypt.DefaultCost)
+	hash, err := store.HashPassword(pw, bcrypt.DefaultCost)
 	if err != nil {
 		return err
 	}
@@ -121,7 +120,7 @@ func withUser(ctx context.Context, cfg config, username string, fn func(*store.S
 // "admin" with a random password is created and its password printed once.
 func ensureAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.Logger, out io.Writer) error {
 	if cfg.AdminUsername != "" {
-		hash, err := api.HashPassword(cfg.AdminPassword, bcrypt.DefaultCost)
+		hash, err := store.HashPassword(cfg.AdminPassword, bcrypt.DefaultCost)
 		if err != nil {
 			return fmt.Errorf("TIERPIX_ADMIN_PASSWORD: %w", describe(err))
 		}
@@ -156,7 +155,7 @@ func ensureAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.
 		return nil
 	}
 	pw := randomPassword()
-	hash, err := api.HashPassword(pw, bcrypt.DefaultCost)
+	hash, err := store.HashPassword(pw, bcrypt.DefaultCost)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,115 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/tierpix/tierpix"
+	"github.com/valyala/fasthttp"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Page is what every template gets, embedded in the page's own data: templates read
+// .Title, .User, .CSRF and .Flash whatever the page.
+type Page struct {
+	Title string
+	User  *tierpix.User // the signed-in user; nil on the sign-in page
+	CSRF  string        // the session's CSRF token, for every form that changes state
+	Flash string        // a one-line notice at the top ("Tier Gold created.")
+	Path  string        // the request path, to mark the current section in the navigation
+}
+
+// pages holds one template per page: templates/base.html with the page's file, which defines
+// "title" and "content" (and may define "head").
+type pages struct {
+	byName map[string]*template.Template
+}
+
+// funcs are the helpers templates may call.
+var funcs = template.FuncMap{
+	"join": func(xs []int) string {
+		s := make([]string, len(xs))
+		for i, x := range xs {
+			s[i] = fmt.Sprint(x)
+		}
+		return strings.Join(s, ", ")
+	},
+}
+
+func parsePages() (*pages, error) {
+	files, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	p := &pages{byName: map[string]*template.Template{}}
+	for _, f := range files {
+		name := path.Base(f)
+		if name == "base.html" {
+			continue
+		}
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/base.html", f)
+		if err != nil {
+			return nil, fmt.Errorf("web: parse template %s: %w", name, err)
+		}
+		p.byName[name] = t
+	}
+	return p, nil
+}
+
+// render answers with a page. data must embed Page (by value). A template that fails to
+// execute is a bug: it is logged and answered with a plain 500, never half a page.
+func (w *Web) render(ctx *fasthttp.RequestCtx, status int, name string, data any) {
+	t, ok := w.pages.byName[name]
+	if !ok {
+		w.logger.Error("render: no such template", "template", name)
+		ctx.Error("Internal Server Error", fasthttp.StatusInternalServerError)
+		return
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "base", data); err != nil {
+		w.logger.Error("render", "template", name, "err", err)
+		ctx.ResetBody()
+		ctx.Error("Internal Server Error", fasthttp.StatusInternalServerError)
+		return
+	}
+	w.setHTMLHeaders(ctx)
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("text/html; charset=utf-8")
+	ctx.SetBody(buf.Bytes())
+}
+
+// setHTMLHeaders sets the headers every HTML page carries. No page runs a script; styles come
+// from /static, images from this origin or the public URL's (the image links).
+func (w *Web) setHTMLHeaders(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	img := "'self'"
+	if o := w.publicOrigin(); o != "" {
+		img += " " + o
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'none'; style-src 'self'; img-src "+img+
+		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+}
+
+// publicOrigin is scheme://host of the public URL.
+func (w *Web) publicOrigin() string {
+	scheme, rest, ok := strings.Cut(w.cfg.PublicURL, "://")
+	if !ok {
+		return ""
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	return scheme + "://" + host
+}

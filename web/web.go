@@ -1,0 +1,195 @@
+// Package web is everything tierpix serves to a browser: sign-in and sessions, the admin UI at
+// /admin (the counterpart of django-admin), the browsable API's pages and the /api/docs page.
+//
+// Pages are rendered on the server from html/template and work without JavaScript. Every HTML
+// answer carries a strict Content-Security-Policy (no scripts at all, styles and images from
+// this origin and the image origin only), frame-ancestors 'none', nosniff and Referrer-Policy.
+// Every form that changes state carries the session's CSRF token, compared in constant time.
+//
+// Sessions are rows in the store, so they survive restarts, are shared by every node and can
+// be revoked. The cookie holds a 256-bit random token; the store keeps its SHA-256.
+package web
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/tierpix/tierpix/api/openapi"
+	"github.com/tierpix/tierpix/store"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultSessionIdleTimeout  = 2 * time.Hour
+	DefaultSessionMaxAge       = 12 * time.Hour
+	DefaultAccountFailureLimit = 5
+	DefaultAddressFailureLimit = 50
+	DefaultFailureWindow       = 15 * time.Minute
+)
+
+// Config holds the web UI's settings. Zero values take the defaults.
+type Config struct {
+	PublicURL           string        // required; https makes the cookie Secure and __Host- prefixed
+	SessionIdleTimeout  time.Duration // a session unused this long ends; default 2h
+	SessionMaxAge       time.Duration // a session ends this long after sign-in whatever its use; default 12h
+	AccountFailureLimit int           // failed sign-ins per account per window before refusing; default 5
+	AddressFailureLimit int           // failed sign-ins per client address per window; default 50
+	FailureWindow       time.Duration // default 15m
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed (nginx in front);
+	// the client address is the rightmost untrusted hop. Empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+	BcryptCost     int // default bcrypt.DefaultCost
+	Now            func() time.Time
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.SessionIdleTimeout == 0 {
+		cfg.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	if cfg.SessionMaxAge == 0 {
+		cfg.SessionMaxAge = DefaultSessionMaxAge
+	}
+	if cfg.AccountFailureLimit == 0 {
+		cfg.AccountFailureLimit = DefaultAccountFailureLimit
+	}
+	if cfg.AddressFailureLimit == 0 {
+		cfg.AddressFailureLimit = DefaultAddressFailureLimit
+	}
+	if cfg.FailureWindow == 0 {
+		cfg.FailureWindow = DefaultFailureWindow
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = bcrypt.DefaultCost
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	return cfg
+}
+
+// Validate reports the first setting that cannot work.
+func (cfg Config) Validate() error {
+	cfg = cfg.withDefaults()
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("web: public URL %q must be an absolute http or https URL", cfg.PublicURL)
+	}
+	if cfg.SessionIdleTimeout < time.Minute || cfg.SessionMaxAge < time.Minute {
+		return errors.New("web: session timeouts must be at least a minute")
+	}
+	if cfg.SessionIdleTimeout > cfg.SessionMaxAge {
+		return fmt.Errorf("web: session idle timeout %s is longer than the session max age %s", cfg.SessionIdleTimeout, cfg.SessionMaxAge)
+	}
+	if cfg.AccountFailureLimit < 1 || cfg.AddressFailureLimit < 1 || cfg.FailureWindow < time.Second {
+		return errors.New("web: sign-in failure limits must be positive")
+	}
+	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("web: bcrypt cost %d must be between %d and %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return nil
+}
+
+// Purger drops cached renders of an image; the origin implements it.
+type Purger interface {
+	Purge(id string)
+}
+
+// Previewer serves a thumbnail of an image whatever its owner's tier allows: the admin's image
+// list shows every image at 200 px. The origin implements it.
+type Previewer interface {
+	ServePreview(ctx *fasthttp.RequestCtx, id string, height int)
+}
+
+// Web serves the browser's pages.
+type Web struct {
+	cfg      Config
+	st       *store.Store
+	purger   Purger
+	previews Previewer
+	spec     *openapi.Spec
+	logger   *slog.Logger
+	pages    *pages // parsed templates
+
+	// dummyHash is compared against when a username does not exist, so that sign-in answers as
+	// slowly for an unknown user as for a wrong password.
+	dummyHash []byte
+}
+
+// New returns the web UI.
+func New(cfg Config, st *store.Store, purger Purger, previews Previewer, spec *openapi.Spec, logger *slog.Logger) (*Web, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if st == nil || purger == nil || previews == nil || spec == nil {
+		return nil, errors.New("web: store, purger, previewer and spec are required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("web: make dummy hash: %w", err)
+	}
+	return &Web{cfg: cfg, st: st, purger: purger, previews: previews, spec: spec, logger: logger, pages: p, dummyHash: dummy}, nil
+}
+
+// Register adds every browser route to r. The API's routes stay the api package's: it calls
+// Identify, CheckCSRF and RenderAPI for browsers.
+func (w *Web) Register(r *router.Router) {
+	r.GET("/", w.handleRoot)                // GET /: the browsable API root, or sign-in
+	r.GET("/static/{file}", w.handleStatic) // GET /static/{file}: the stylesheet
+	r.GET("/login", w.handleLoginForm)      // GET /login
+	r.POST("/login", w.handleLogin)         // POST /login
+	r.POST("/logout", w.handleLogout)       // POST /logout
+	r.GET("/api/docs", w.handleDocs)        // GET /api/docs: the OpenAPI document as a page
+
+	r.GET("/admin", w.handleAdminIndex) // GET /admin: the dashboard
+
+	r.GET("/admin/tiers", w.handleTierList)                  // GET /admin/tiers
+	r.GET("/admin/tiers/new", w.handleTierNew)               // GET /admin/tiers/new: the empty form
+	r.POST("/admin/tiers/new", w.handleTierCreate)           // POST /admin/tiers/new
+	r.GET("/admin/tiers/{name}", w.handleTierEdit)           // GET /admin/tiers/{name}: the edit form
+	r.POST("/admin/tiers/{name}", w.handleTierUpdate)        // POST /admin/tiers/{name}
+	r.GET("/admin/tiers/{name}/delete", w.handleTierConfirm) // GET /admin/tiers/{name}/delete: confirm
+	r.POST("/admin/tiers/{name}/delete", w.handleTierDelete) // POST /admin/tiers/{name}/delete
+
+	r.GET("/admin/users", w.handleUserList)                                   // GET /admin/users?q=&after=
+	r.GET("/admin/users/new", w.handleUserNew)                                // GET /admin/users/new
+	r.POST("/admin/users/new", w.handleUserCreate)                            // POST /admin/users/new
+	r.GET("/admin/users/{username}", w.handleUserEdit)                        // GET /admin/users/{username}
+	r.POST("/admin/users/{username}", w.handleUserUpdate)                     // POST /admin/users/{username}
+	r.GET("/admin/users/{username}/delete", w.handleUserConfirm)              // GET: confirm
+	r.POST("/admin/users/{username}/delete", w.handleUserDelete)              // POST
+	r.POST("/admin/users/{username}/tokens", w.handleTokenCreate)             // POST: mint, shown once
+	r.POST("/admin/users/{username}/tokens/{id}/delete", w.handleTokenDelete) // POST: revoke
+	r.POST("/admin/users/{username}/sessions/delete", w.handleSessionsDelete) // POST: sign out everywhere
+
+	r.GET("/admin/images", w.handleImageList)                 // GET /admin/images?owner=&before=
+	r.GET("/admin/images/{id}/preview", w.handleImagePreview) // GET: the 200 px thumbnail
+	r.GET("/admin/images/{id}/delete", w.handleImageConfirm)  // GET: confirm
+	r.POST("/admin/images/{id}/delete", w.handleImageDelete)  // POST
+}
+
+// cookieName is the session cookie's name: with https, the __Host- prefix makes browsers
+// refuse it unless it is Secure, host-only and for path /, so a sibling subdomain cannot plant
+// or shadow it.
+func (w *Web) cookieName() string {
+	if strings.HasPrefix(w.cfg.PublicURL, "https://") {
+		return "__Host-tierpix_session"
+	}
+	return "tierpix_session"
+}
