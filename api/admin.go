@@ -201,11 +201,16 @@ func (a *API) findUser(ctx *fasthttp.RequestCtx, username string) (tierpix.Ident
 	return id, nil
 }
 
-// handleListUsers serves GET /api/admin/users, a page at a time by username.
+// handleListUsers serves GET /api/admin/users, a page at a time by username; ?search= keeps
+// the usernames that contain it, case-insensitively.
 func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
 	limit, err := parseLimit(ctx)
 	if err != nil {
 		return err
+	}
+	search, _ := queryArg(ctx, "search")
+	if len(search) > maxSearchBytes {
+		return tierpix.Invalid("search", fmt.Sprintf("must be at most %d bytes", maxSearchBytes))
 	}
 	var after string
 	if c, ok := queryArg(ctx, "cursor"); ok {
@@ -213,14 +218,18 @@ func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) err
 			return err
 		}
 	}
-	users, err := a.st.ListUsers(dbContext(ctx), after, limit+1)
+	users, err := a.st.ListUsers(dbContext(ctx), search, after, limit+1)
 	if err != nil {
 		return fmt.Errorf("list users: %w", err)
 	}
 	var next *string
 	if len(users) > limit {
 		users = users[:limit]
-		u := fmt.Sprintf("%s/api/admin/users?limit=%d&cursor=%s", a.cfg.PublicURL, limit, encodeStringCursor(users[limit-1].Username))
+		q := url.Values{"limit": {fmt.Sprint(limit)}, "cursor": {encodeStringCursor(users[limit-1].Username)}}
+		if search != "" {
+			q.Set("search", search)
+		}
+		u := a.cfg.PublicURL + "/api/admin/users?" + q.Encode()
 		next = &u
 	}
 	results := make([]userJSON, len(users))
@@ -230,6 +239,9 @@ func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) err
 	a.writeJSON(ctx, http.StatusOK, page[userJSON]{Results: results, Next: next})
 	return nil
 }
+
+// maxSearchBytes bounds a user search: usernames are at most 150 bytes.
+const maxSearchBytes = 150
 
 // handleCreateUser serves POST /api/admin/users.
 func (a *API) handleCreateUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
@@ -353,20 +365,5 @@ func (a *API) handleDeleteUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 		a.purger.Purge(id)
 	}
 	writeNoContent(ctx)
-	return nil
-}
-
-// handleCreateToken serves POST /api/admin/users/{username}/tokens. The token is shown once;
-// only its hash is kept.
-func (a *API) handleCreateToken(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	target, err := a.findUser(ctx, pathParam(ctx, "username"))
-	if err != nil {
-		return err
-	}
-	token, err := a.st.CreateToken(dbContext(ctx), target.User.ID)
-	if err != nil {
-		return fmt.Errorf("create token for %q: %w", target.User.Username, err)
-	}
-	a.writeJSON(ctx, http.StatusCreated, map[string]string{"token": token})
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/web"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -137,6 +138,9 @@ type API struct {
 	st     *store.Store
 	signer *signing.Signer
 	purger Purger
+	// web, when set, authenticates browsers by their session and renders answers to them as
+	// pages (see browser.go). Without it the API speaks JSON to API clients only.
+	web    *web.Web
 	logger *slog.Logger
 
 	creds *credCache
@@ -148,8 +152,8 @@ type API struct {
 	dummyHash []byte
 }
 
-// New returns an API.
-func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, logger *slog.Logger) (*API, error) {
+// New returns an API. browser may be nil: then there are no sessions and no HTML pages.
+func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, browser *web.Web, logger *slog.Logger) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -184,42 +188,63 @@ func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, log
 		st:        st,
 		signer:    signer,
 		purger:    purger,
+		web:       browser,
 		logger:    logger,
 		creds:     creds,
 		dummyHash: dummy,
 	}, nil
 }
 
+// access is who may call a route.
+type access int
+
+const (
+	public    access = iota // anyone
+	users                   // any authenticated user
+	adminOnly               // authenticated admins
+)
+
 // Register adds every API route to r, and makes the router's own answers (unknown path, wrong
 // method, a panicking handler) problem documents like every other error.
 func (a *API) Register(r *router.Router) {
-	// Every GET answers HEAD too: the same handler, and fasthttp sends the headers only.
-	get := func(path string, h fasthttp.RequestHandler) {
-		r.GET(path, h)
-		r.HEAD(path, h)
+	route := func(method, path string, who access, h handlerFunc) {
+		handler := a.handler(path, who, h)
+		r.Handle(method, path, handler)
+		if method == http.MethodGet {
+			// Every GET answers HEAD too: the same handler, and fasthttp sends the headers only.
+			r.Handle(http.MethodHead, path, handler)
+		}
 	}
-	get("/healthz", a.handleHealth)
+	route("GET", "/healthz", public, a.handleHealth)           // GET /healthz
+	route("GET", "/api", public, a.handleRoot)                 // GET /api
+	route("GET", "/api/openapi.json", public, a.handleOpenAPI) // GET /api/openapi.json
 
-	get("/api/me", a.authed(a.handleMe))
+	route("GET", "/api/me", users, a.handleMe) // GET /api/me
 
-	get("/api/images", a.authed(a.handleListImages))
-	r.POST("/api/images", a.authed(a.handleUpload))
-	get("/api/images/{id}", a.authed(a.handleGetImage))
-	r.DELETE("/api/images/{id}", a.authed(a.handleDeleteImage))
-	r.POST("/api/images/{id}/expiring-links", a.authed(a.handleExpiringLink))
+	route("GET", "/api/images", users, a.handleListImages)                        // GET /api/images
+	route("POST", "/api/images", users, a.handleUpload)                           // POST /api/images
+	route("GET", "/api/images/{id}", users, a.handleGetImage)                     // GET /api/images/{id}
+	route("DELETE", "/api/images/{id}", users, a.handleDeleteImage)               // DELETE /api/images/{id}
+	route("POST", "/api/images/{id}/expiring-links", users, a.handleExpiringLink) // POST /api/images/{id}/expiring-links
 
-	get("/api/admin/tiers", a.admin(a.handleListTiers))
-	r.POST("/api/admin/tiers", a.admin(a.handleCreateTier))
-	get("/api/admin/tiers/{name}", a.admin(a.handleGetTier))
-	r.PATCH("/api/admin/tiers/{name}", a.admin(a.handleUpdateTier))
-	r.DELETE("/api/admin/tiers/{name}", a.admin(a.handleDeleteTier))
+	route("GET", "/api/admin/tiers", adminOnly, a.handleListTiers)            // GET /api/admin/tiers
+	route("POST", "/api/admin/tiers", adminOnly, a.handleCreateTier)          // POST /api/admin/tiers
+	route("GET", "/api/admin/tiers/{name}", adminOnly, a.handleGetTier)       // GET /api/admin/tiers/{name}
+	route("PATCH", "/api/admin/tiers/{name}", adminOnly, a.handleUpdateTier)  // PATCH /api/admin/tiers/{name}
+	route("DELETE", "/api/admin/tiers/{name}", adminOnly, a.handleDeleteTier) // DELETE /api/admin/tiers/{name}
 
-	get("/api/admin/users", a.admin(a.handleListUsers))
-	r.POST("/api/admin/users", a.admin(a.handleCreateUser))
-	get("/api/admin/users/{username}", a.admin(a.handleGetUser))
-	r.PATCH("/api/admin/users/{username}", a.admin(a.handleUpdateUser))
-	r.DELETE("/api/admin/users/{username}", a.admin(a.handleDeleteUser))
-	r.POST("/api/admin/users/{username}/tokens", a.admin(a.handleCreateToken))
+	route("GET", "/api/admin/users", adminOnly, a.handleListUsers)                             // GET /api/admin/users
+	route("POST", "/api/admin/users", adminOnly, a.handleCreateUser)                           // POST /api/admin/users
+	route("GET", "/api/admin/users/{username}", adminOnly, a.handleGetUser)                    // GET /api/admin/users/{username}
+	route("PATCH", "/api/admin/users/{username}", adminOnly, a.handleUpdateUser)               // PATCH /api/admin/users/{username}
+	route("DELETE", "/api/admin/users/{username}", adminOnly, a.handleDeleteUser)              // DELETE /api/admin/users/{username}
+	route("GET", "/api/admin/users/{username}/tokens", adminOnly, a.handleListTokens)          // GET /api/admin/users/{username}/tokens
+	route("POST", "/api/admin/users/{username}/tokens", adminOnly, a.handleCreateToken)        // POST /api/admin/users/{username}/tokens
+	route("DELETE", "/api/admin/users/{username}/tokens/{id}", adminOnly, a.handleDeleteToken) // DELETE /api/admin/users/{username}/tokens/{id}
+	route("DELETE", "/api/admin/users/{username}/sessions", adminOnly, a.handleDeleteSessions) // DELETE /api/admin/users/{username}/sessions
+
+	route("GET", "/api/admin/images", adminOnly, a.handleListAllImages)          // GET /api/admin/images
+	route("DELETE", "/api/admin/images/{id}", adminOnly, a.handleDeleteAnyImage) // DELETE /api/admin/images/{id}
 
 	r.NotFound = a.handleNotFound
 	r.MethodNotAllowed = a.handleMethodNotAllowed
@@ -253,20 +278,22 @@ func (a *API) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // handleHealth serves GET /healthz.
-func (a *API) handleHealth(ctx *fasthttp.RequestCtx) {
+func (a *API) handleHealth(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
 	pingCtx, cancel := context.WithTimeout(dbContext(ctx), healthTimeout)
 	defer cancel()
 	if err := a.st.Ping(pingCtx); err != nil {
 		a.logger.Error("health check: database ping failed", "err", err)
 		problem.Write(ctx, http.StatusServiceUnavailable, "The database is unavailable.", nil)
-		return
+		return nil
 	}
 	a.writeJSON(ctx, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
 }
 
 // handleNotFound answers paths no route matches.
 func (a *API) handleNotFound(ctx *fasthttp.RequestCtx) {
 	problem.Write(ctx, http.StatusNotFound, "There is nothing at this path.", nil)
+	a.renderForBrowser(ctx, "", nil)
 }
 
 // handleMethodNotAllowed answers a known path with a method it does not take. The router has
@@ -275,6 +302,7 @@ func (a *API) handleMethodNotAllowed(ctx *fasthttp.RequestCtx) {
 	allow := string(ctx.Response.Header.Peek("Allow"))
 	problem.Write(ctx, http.StatusMethodNotAllowed,
 		fmt.Sprintf("The method %s is not allowed here; allowed: %s.", ctx.Method(), allow), nil)
+	a.renderForBrowser(ctx, "", nil)
 }
 
 // handlePanic turns a panicking handler into a logged 500 instead of a dropped connection.
@@ -286,27 +314,55 @@ func (a *API) handlePanic(ctx *fasthttp.RequestCtx, v any) {
 // for a.fail to answer.
 type handlerFunc func(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error
 
-// authed wraps h so that it runs only for an authenticated caller.
-func (a *API) authed(h handlerFunc) fasthttp.RequestHandler {
+// handler wraps h for a route: authentication and authorization as who requires, the
+// session's CSRF rules, the error answer, and the page for a browser.
+func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHandler {
+	// Only the upload streams a multipart body; its CSRF token is checked as the body is read.
+	deferMultipart := path == "/api/images"
 	return func(ctx *fasthttp.RequestCtx) {
-		id, err := a.authenticate(ctx)
+		var id *tierpix.Identity
+		var err error
+		if who != public {
+			var ident tierpix.Identity
+			var bySession bool
+			ident, bySession, err = a.authenticate(ctx)
+			if err == nil {
+				id = &ident
+				if who == adminOnly && !ident.User.IsAdmin {
+					err = tierpix.Errorf(tierpix.EFORBIDDEN, "The admin API is for admins only.")
+				} else if bySession && isUnsafe(ctx) {
+					err = a.checkCSRF(ctx, deferMultipart)
+				}
+			}
+		} else if a.wantsHTML(ctx) {
+			// A public page still shows who is signed in.
+			if ident, ok, werr := a.web.Identify(ctx); werr == nil && ok {
+				id = &ident
+			}
+		}
 		if err == nil {
-			err = h(ctx, &id)
+			err = h(ctx, id)
 		}
 		if err != nil {
 			a.fail(ctx, err)
 		}
+		if path != "/healthz" && path != "/api/openapi.json" {
+			a.renderForBrowser(ctx, path, id)
+		}
 	}
 }
 
-// admin wraps h so that it runs only for an authenticated admin.
-func (a *API) admin(h handlerFunc) fasthttp.RequestHandler {
-	return a.authed(func(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
-		if !id.User.IsAdmin {
-			return tierpix.Errorf(tierpix.EFORBIDDEN, "The admin API is for admins only.")
-		}
-		return h(ctx, id)
-	})
+// renderForBrowser turns the answer into the browsable API's page when a browser asked for
+// HTML. A browser is not offered Basic authentication: its login dialog would stand in the
+// way of the sign-in page the page links to.
+func (a *API) renderForBrowser(ctx *fasthttp.RequestCtx, path string, id *tierpix.Identity) {
+	if !a.wantsHTML(ctx) {
+		return
+	}
+	if ctx.Response.StatusCode() == http.StatusUnauthorized {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="tierpix"`)
+	}
+	a.web.RenderAPI(ctx, web.APIPage{Identity: id, Route: path})
 }
 
 // wwwAuthenticate offers both schemes the API accepts.

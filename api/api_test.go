@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/crypto/bcrypt"
 )
 
 func TestAuthentication(t *testing.T) {
@@ -203,36 +200,6 @@ func TestConfigValidate(t *testing.T) {
 			err := tt.cfg.Validate()
 			if (err != nil) != tt.wantErr {
 				t.Errorf("got %v, want error: %t", err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestHashPassword(t *testing.T) {
-	tests := []struct {
-		name     string
-		password string
-		wantCode string
-	}{
-		{name: "valid", password: "correct horse"},
-		{name: "too short", password: "short", wantCode: tierpix.EINVALID},
-		{name: "too long", password: strings.Repeat("x", tierpix.MaxPasswordLength+1), wantCode: tierpix.EINVALID},
-		{name: "longest", password: strings.Repeat("x", tierpix.MaxPasswordLength)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			hash, err := store.HashPassword(tt.password, testBcryptCost)
-			if got := tierpix.ErrorCode(err); got != tt.wantCode {
-				t.Fatalf("error code: got %q (%v), want %q", got, err, tt.wantCode)
-			}
-			if err != nil {
-				return
-			}
-			if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(tt.password)); err != nil {
-				t.Errorf("compare: got %v, want nil", err)
-			}
-			if cost, _ := bcrypt.Cost([]byte(hash)); cost != testBcryptCost {
-				t.Errorf("cost: got %d, want %d", cost, testBcryptCost)
 			}
 		})
 	}

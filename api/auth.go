@@ -27,23 +27,34 @@ const maxTokenLength = 256
 
 func errUnauthorized(msg string) error { return tierpix.Errorf(tierpix.EUNAUTHORIZED, "%s", msg) }
 
-// authenticate returns the caller of a request from its Authorization header. Either scheme
-// costs exactly one query, and the tier comes with the user, so a tier change applies to the
-// very next request.
-func (a *API) authenticate(ctx *fasthttp.RequestCtx) (tierpix.Identity, error) {
+// authenticate returns the caller of a request from its Authorization header, or else from
+// the web UI's session cookie (bySession true). Either way it costs one query, and the tier
+// comes with the user, so a tier change applies to the very next request.
+func (a *API) authenticate(ctx *fasthttp.RequestCtx) (id tierpix.Identity, bySession bool, err error) {
 	h := bytes.TrimSpace(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if len(h) == 0 {
-		return tierpix.Identity{}, errUnauthorized("Authentication is required: send a Bearer token or HTTP Basic credentials.")
+		if a.web != nil {
+			id, ok, err := a.web.Identify(ctx)
+			if err != nil {
+				return tierpix.Identity{}, false, fmt.Errorf("identify session: %w", err)
+			}
+			if ok {
+				return id, true, nil
+			}
+		}
+		return tierpix.Identity{}, false, errUnauthorized("Authentication is required: send a Bearer token or HTTP Basic credentials, or sign in at /login.")
 	}
 	scheme, cred, _ := bytes.Cut(h, []byte(" "))
 	cred = bytes.TrimSpace(cred)
 	switch strings.ToLower(string(scheme)) {
 	case "bearer":
-		return a.authenticateToken(ctx, string(cred))
+		id, err = a.authenticateToken(ctx, string(cred))
+		return id, false, err
 	case "basic":
-		return a.authenticateBasic(ctx, cred)
+		id, err = a.authenticateBasic(ctx, cred)
+		return id, false, err
 	}
-	return tierpix.Identity{}, errUnauthorized("The authorization scheme is not supported: use Bearer or Basic.")
+	return tierpix.Identity{}, false, errUnauthorized("The authorization scheme is not supported: use Bearer or Basic.")
 }
 
 func (a *API) authenticateToken(ctx *fasthttp.RequestCtx, token string) (tierpix.Identity, error) {

@@ -30,11 +30,13 @@ import (
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
+	"github.com/tierpix/tierpix/web"
 	"github.com/valyala/fasthttp"
 )
 
@@ -121,15 +123,24 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config, tune func(*fas
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return testNow }
 	}
-	a, err := New(cfg, st, signer, purger, logger)
+	spec, err := openapi.Load()
+	if err != nil {
+		t.Fatalf("openapi.Load: %v", err)
+	}
+	w, err := web.New(web.Config{PublicURL: cfg.PublicURL, BcryptCost: cfg.BcryptCost}, st, purger, o, spec, logger)
+	if err != nil {
+		t.Fatalf("web.New: %v", err)
+	}
+	a, err := New(cfg, st, signer, purger, w, logger)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
 	r := router.New()
 	a.Register(r)
 	o.Register(r)
+	w.Register(r)
 	srv := &fasthttp.Server{
-		Handler:                      r.Handler,
+		Handler:                      MethodOverride(r.Handler),
 		ErrorHandler:                 a.ErrorHandler,
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,

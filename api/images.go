@@ -295,8 +295,25 @@ func (a *API) handleUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error
 		} else if err != nil {
 			return malformed(err)
 		}
-		if part.FormName() == uploadField {
+		switch part.FormName() {
+		case uploadField:
+			if csrfPending(ctx) {
+				// A browser form sends its fields in order, the token before the file; the
+				// image of a form without one is refused unread.
+				return errCSRF()
+			}
 			return a.storeUpload(ctx, id, part, part.FileName(), malformed)
+		case csrfField:
+			if csrfPending(ctx) {
+				token, err := io.ReadAll(io.LimitReader(part, 256))
+				if err != nil {
+					return malformed(err)
+				}
+				if err := a.passCSRF(ctx, string(token)); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if _, err := io.Copy(io.Discard, part); err != nil {
 			return malformed(err)
@@ -311,6 +328,15 @@ func (a *API) uploadFromParsedForm(ctx *fasthttp.RequestCtx, id *tierpix.Identit
 		return tierpix.Errorf(tierpix.EINVALID, "The multipart body is malformed or was cut off.")
 	}
 	defer ctx.Request.RemoveMultipartFormFiles()
+	if csrfPending(ctx) {
+		var token string
+		if v := form.Value[csrfField]; len(v) > 0 {
+			token = v[0]
+		}
+		if err := a.passCSRF(ctx, token); err != nil {
+			return err
+		}
+	}
 	files := form.File[uploadField]
 	if len(files) == 0 {
 		return tierpix.Invalid(uploadField, "This field is required.")

@@ -199,7 +199,25 @@ func etagMatches(header, etag string) bool {
 
 // ServePreview answers with a thumbnail of image id at height h (or the original's own height
 // when smaller) whatever its owner's tier allows, from the same caches as signed links. The
-// admin UI serves it behind an admin session; it is never reachable by a link.
+// admin UI serves it behind an admin session; no link reaches it. Its caching headers are
+// private: the answer depends on who asks, so no shared cache may keep it.
 func (o *Origin) ServePreview(ctx *fasthttp.RequestCtx, id string, h int) {
-	panic("not implemented")
+	if !validID(id) || h < 1 || h > tierpix.MaxThumbnailHeight {
+		problem.Error(ctx, o.logger, errNoImage)
+		return
+	}
+	m, err := o.lookup(id)
+	if err != nil {
+		problem.Error(ctx, o.logger, err)
+		return
+	}
+	if m.notFound {
+		problem.Error(ctx, o.logger, errNoImage)
+		return
+	}
+	link := signing.Link{ImageID: id, Variant: signing.Variant{Height: h}}
+	o.serveThumbnail(ctx, &m, link, o.cfg.Now())
+	if ctx.Response.StatusCode() < 400 {
+		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age=300")
+	}
 }

@@ -24,6 +24,29 @@ MSG
   return 1
 }
 
+# ensure_chromium makes sure Debian's Chromium is installed for the browser end-to-end test
+# (cmd/tierpix/browser_test.go, which drives it through chromedp): as root it installs it from
+# Debian's packages, otherwise it says exactly what to install. The test finds it through
+# TIERPIX_CHROMIUM.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing chromium from Debian packages (for the browser test)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends chromium >&2
+    return 0
+  fi
+  cat >&2 <<'MSG'
+The browser end-to-end test needs Chromium at /usr/bin/chromium. Install it, e.g. on Debian/Ubuntu:
+    sudo apt-get install --no-install-recommends chromium
+then run this command again.
+MSG
+  return 1
+}
+
 # ensure_go checks that a Go toolchain is on PATH (it is not installed automatically).
 ensure_go() {
   if command -v go >/dev/null 2>&1; then

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 ensure_go
 ensure_libvips
+ensure_chromium
+export TIERPIX_CHROMIUM=/usr/bin/chromium
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   ensure_postgres_binaries
   start_throwaway_postgres

@@ -11,5 +11,12 @@ func DB(s *Store) *sqlx.DB { return s.db }
 // ListImagesQuery is the statement ListImages runs, so tests can check its plan.
 const ListImagesQuery = listImagesQuery
 
+// ListAllImagesQuery and ListOwnerImagesQuery are the statements of ListAllImages without and
+// with an owner, so tests can check their plans.
+const (
+	ListAllImagesQuery   = listAllImagesQuery
+	ListOwnerImagesQuery = listOwnerImagesQuery
+)
+
 // SetBeforeTempLock makes CreateTemp call fn between creating a temp file and locking it.
 func SetBeforeTempLock(s *Store, fn func(path string)) { s.beforeTempLock = fn }

@@ -486,9 +486,49 @@ type OwnedImage struct {
 	Owner string
 }
 
+// listAllImagesQuery is a page of every user's images, newest first: a backward range scan of
+// the primary key, each joined with its owner by the users' primary key (a test checks the
+// plan on both dialects).
+const listAllImagesQuery = `SELECT ` + imageColumns + `, u.username AS owner
+	FROM images i JOIN users u ON u.id = i.owner_id
+	WHERE i.seq < ?
+	ORDER BY i.seq DESC
+	LIMIT ?`
+
+// listOwnerImagesQuery is listImagesQuery with the owner's username: a range scan of
+// images_owner_seq.
+const listOwnerImagesQuery = `SELECT ` + imageColumns + `, u.username AS owner
+	FROM images i JOIN users u ON u.id = i.owner_id
+	WHERE i.owner_id = ? AND i.seq < ?
+	ORDER BY i.seq DESC
+	LIMIT ?`
+
 // ListAllImages returns up to limit images of every user (or of ownerID alone when it is not
-// 0), newest first, with seq below beforeSeq (0: from the newest). One query; it uses the
-// primary key, or images_owner_seq with an owner.
+// 0), newest first, with seq below beforeSeq (0: from the newest), each with its owner's
+// username. One query; it uses the primary key, or images_owner_seq with an owner.
 func (s *Store) ListAllImages(ctx context.Context, ownerID int64, beforeSeq int64, limit int) ([]OwnedImage, error) {
-	panic("not implemented")
+	if limit < 1 {
+		return nil, tierpix.Invalid("limit", "must be at least 1")
+	}
+	if beforeSeq <= 0 {
+		beforeSeq = math.MaxInt64
+	}
+	var rows []struct {
+		imageRow
+		Owner string `db:"owner"`
+	}
+	var err error
+	if ownerID == 0 {
+		err = s.sel(ctx, s.db, &rows, listAllImagesQuery, beforeSeq, limit)
+	} else {
+		err = s.sel(ctx, s.db, &rows, listOwnerImagesQuery, ownerID, beforeSeq, limit)
+	}
+	if err != nil {
+		return nil, dbError(err, "list all images", "The image")
+	}
+	images := make([]OwnedImage, len(rows))
+	for i, r := range rows {
+		images[i] = OwnedImage{Image: r.image(), Owner: r.Owner}
+	}
+	return images, nil
 }

@@ -1,12 +1,12 @@
-// Package store persists users, tokens, tiers and images in SQLite (the embedded default) or
-// PostgreSQL through sqlx, and keeps the uploaded originals on disk.
+// Package store persists users, tokens, tiers, images and web sessions in SQLite (the
+// embedded default) or PostgreSQL through sqlx, and keeps the uploaded originals on disk.
 //
 // There is one concrete type, *Store, with one file per table (tiers.go, users.go, tokens.go,
-// images.go). SQL is written out in full with '?' placeholders and rebound for PostgreSQL, so
-// both dialects run the same statements wherever they can. Every statement goes through the
-// helpers in this file, which count statements (Queries) and translate driver errors into
-// *tierpix.Error once: a missing row is ENOTFOUND, a duplicate key ECONFLICT, a dangling
-// reference EINVALID.
+// images.go; sessions.go holds the web UI's sessions and its sign-in failure counts). SQL is
+// written out in full with '?' placeholders and rebound for PostgreSQL, so both dialects run
+// the same statements wherever they can. Every statement goes through the helpers in this
+// file, which count statements (Queries) and translate driver errors into *tierpix.Error once:
+// a missing row is ENOTFOUND, a duplicate key ECONFLICT, a dangling reference EINVALID.
 //
 // Times are stored as BIGINT Unix microseconds UTC in both dialects: exact, portable, and
 // ordered the same way everywhere. Schema changes are embedded, numbered migrations per
@@ -354,6 +354,15 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
+}
+
+// rowsAffected returns how many rows a statement changed, for the deletes that report a count.
+func rowsAffected(res sql.Result, op string) (int, error) {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	return int(n), nil
 }
 
 // dbError translates a database error once for every statement of the store: no row is

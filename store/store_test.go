@@ -506,51 +506,83 @@ func TestModifySerializes(t *testing.T) {
 func TestListUsers(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		// Byte order: upper case before lower case, in both dialects.
-		names := []string{"zed", "Zed", "amy", "bob", "Amy", "carl", "_x", "1st"}
+		names := []string{"zed", "Zed", "amy", "bob", "Amy", "carl", "_x", "1st", "a_b", "axb", "Bo.b", "boB"}
 		for _, n := range names {
 			createUser(t, s, n, "Basic")
 		}
-		want := slices.Clone(names)
-		slices.Sort(want)
+		all := slices.Clone(names)
+		slices.Sort(all)
 
-		var got []string
-		after := ""
-		for page := 0; page < 10; page++ {
-			users, err := s.ListUsers(t.Context(), after, 3)
-			mustOK(t, err)
-			if len(users) > 3 {
-				t.Fatalf("got %d users, want at most 3", len(users))
-			}
-			if len(users) == 0 {
-				break
-			}
-			for _, u := range users {
-				got = append(got, u.Username)
-			}
-			after = users[len(users)-1].Username
+		tests := []struct {
+			name   string
+			search string
+			want   []string
+		}{
+			{name: "all", search: "", want: all},
+			{name: "case-insensitive", search: "AM", want: []string{"Amy", "amy"}},
+			{name: "substring", search: "o", want: []string{"Bo.b", "boB", "bob"}},
+			{name: "underscore is literal", search: "_", want: []string{"_x", "a_b"}},
+			{name: "percent is literal", search: "%", want: nil},
+			{name: "backslash is literal", search: `\`, want: nil},
+			{name: "escaped underscore is literal", search: `\_`, want: nil},
+			{name: "dot is literal", search: "o.B", want: []string{"Bo.b"}},
+			{name: "whole name", search: "1ST", want: []string{"1st"}},
+			{name: "no match", search: "q", want: nil},
 		}
-		if !slices.Equal(got, want) {
-			t.Errorf("got %v, want %v", got, want)
+		for _, tt := range tests {
+			for _, limit := range []int{1, 3, 100} {
+				t.Run(fmt.Sprintf("%s limit %d", tt.name, limit), func(t *testing.T) {
+					var got []string
+					after := ""
+					for page := 0; page < 20; page++ {
+						users, err := s.ListUsers(t.Context(), tt.search, after, limit)
+						mustOK(t, err)
+						if len(users) > limit {
+							t.Fatalf("got %d users, want at most %d", len(users), limit)
+						}
+						if len(users) == 0 {
+							break
+						}
+						for _, u := range users {
+							got = append(got, u.Username)
+						}
+						after = users[len(users)-1].Username
+					}
+					if !slices.Equal(got, tt.want) {
+						t.Errorf("got %v, want %v", got, tt.want)
+					}
+				})
+			}
 		}
-		_, err := s.ListUsers(t.Context(), "", 0)
+		_, err := s.ListUsers(t.Context(), "", "", 0)
+		wantCode(t, err, tierpix.EINVALID)
+		_, err = s.ListUsers(t.Context(), "a", "", 0)
 		wantCode(t, err, tierpix.EINVALID)
 	})
 }
 
 func TestTokens(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, s *store.Store) {
+	storetest.EachClock(t, func(t *testing.T, s *store.Store, clock *storetest.Clock) {
 		ctx := t.Context()
 		alice := createUser(t, s, "alice", "Enterprise")
-		token, err := s.CreateToken(ctx, alice.ID)
+		bob := createUser(t, s, "bob", "Basic")
+		k, token, err := s.CreateToken(ctx, alice.ID)
 		mustOK(t, err)
 		if !strings.HasPrefix(token, "tpx_") || len(token) < len("tpx_")+22 {
 			t.Fatalf("got token %q, want tpx_ and at least 128 bits", token)
 		}
-		other, err := s.CreateToken(ctx, alice.ID)
-		mustOK(t, err)
-		if other == token {
-			t.Fatalf("got the same token twice: %q", token)
+		wantToken := store.Token{ID: k.ID, UserID: alice.ID, Hint: token[:len("tpx_")+4], CreatedAt: clock.Now()}
+		if k.ID == 0 || k != wantToken {
+			t.Fatalf("got stored token %+v, want %+v with an id", k, wantToken)
 		}
+		clock.Advance(time.Second)
+		k2, other, err := s.CreateToken(ctx, alice.ID)
+		mustOK(t, err)
+		if other == token || k2.ID == k.ID {
+			t.Fatalf("got the same token twice: %q (id %d)", token, k.ID)
+		}
+		kb, bobToken, err := s.CreateToken(ctx, bob.ID)
+		mustOK(t, err)
 
 		id, err := s.FindIdentityByToken(ctx, token)
 		mustOK(t, err)
@@ -561,13 +593,24 @@ func TestTokens(t *testing.T) {
 		var hashes []string
 		mustOK(t, store.DB(s).SelectContext(ctx, &hashes, `SELECT token_hash FROM tokens ORDER BY id`))
 		sum := sha256.Sum256([]byte(token))
-		if len(hashes) != 2 || hashes[0] != hex.EncodeToString(sum[:]) {
+		if len(hashes) != 3 || hashes[0] != hex.EncodeToString(sum[:]) {
 			t.Fatalf("got stored hashes %v, want the SHA-256 of the first token first", hashes)
 		}
 		for _, h := range hashes {
 			if strings.Contains(h, strings.TrimPrefix(token, "tpx_")) || strings.Contains(h, strings.TrimPrefix(other, "tpx_")) {
 				t.Errorf("got stored %q, want no plaintext", h)
 			}
+		}
+
+		list, err := s.ListTokens(ctx, alice.ID)
+		mustOK(t, err)
+		if want := []store.Token{k2, k}; !slices.Equal(list, want) {
+			t.Errorf("got tokens %+v, want %+v (newest first)", list, want)
+		}
+		list, err = s.ListTokens(ctx, 999999)
+		mustOK(t, err)
+		if list == nil || len(list) != 0 {
+			t.Errorf("got tokens %#v of an unknown user, want an empty list", list)
 		}
 
 		unknown := []struct {
@@ -578,6 +621,7 @@ func TestTokens(t *testing.T) {
 			{name: "no prefix", token: strings.TrimPrefix(token, "tpx_")},
 			{name: "empty", token: ""},
 			{name: "hash itself", token: hashes[0]},
+			{name: "hint", token: k.Hint},
 		}
 		for _, tt := range unknown {
 			t.Run(tt.name, func(t *testing.T) {
@@ -586,15 +630,46 @@ func TestTokens(t *testing.T) {
 			})
 		}
 
-		_, err = s.CreateToken(ctx, 999999)
+		_, _, err = s.CreateToken(ctx, 999999)
 		wantCode(t, err, tierpix.ENOTFOUND)
+
+		deletes := []struct {
+			name    string
+			userID  int64
+			tokenID int64
+			code    string
+		}{
+			{name: "other user's token", userID: bob.ID, tokenID: k.ID, code: tierpix.ENOTFOUND},
+			{name: "unknown token", userID: alice.ID, tokenID: 999999, code: tierpix.ENOTFOUND},
+			{name: "own token", userID: alice.ID, tokenID: k.ID},
+			{name: "own token again", userID: alice.ID, tokenID: k.ID, code: tierpix.ENOTFOUND},
+		}
+		for _, tt := range deletes {
+			t.Run(tt.name, func(t *testing.T) { wantCode(t, s.DeleteToken(ctx, tt.userID, tt.tokenID), tt.code) })
+		}
+		_, err = s.FindIdentityByToken(ctx, token)
+		wantCode(t, err, tierpix.ENOTFOUND)
+		for _, live := range []string{other, bobToken} {
+			_, err = s.FindIdentityByToken(ctx, live)
+			mustOK(t, err)
+		}
+		list, err = s.ListTokens(ctx, alice.ID)
+		mustOK(t, err)
+		if want := []store.Token{k2}; !slices.Equal(list, want) {
+			t.Errorf("got tokens %+v after delete, want %+v", list, want)
+		}
+		list, err = s.ListTokens(ctx, bob.ID)
+		mustOK(t, err)
+		if want := []store.Token{kb}; !slices.Equal(list, want) {
+			t.Errorf("got bob's tokens %+v, want %+v", list, want)
+		}
 
 		_, err = s.DeleteUser(ctx, "alice")
 		mustOK(t, err)
-		_, err = s.FindIdentityByToken(ctx, token)
+		_, err = s.FindIdentityByToken(ctx, other)
 		wantCode(t, err, tierpix.ENOTFOUND)
 		var left int
-		mustOK(t, store.DB(s).GetContext(ctx, &left, `SELECT COUNT(*) FROM tokens`))
+		mustOK(t, store.DB(s).GetContext(ctx, &left, `SELECT COUNT(*) FROM tokens WHERE user_id = ?`, alice.ID))
 		if left != 0 {
 			t.Errorf("got %d tokens after deleting their user, want 0", left)
 		}
@@ -679,6 +754,81 @@ func TestImagesPagination(t *testing.T) {
 			_, err := s.FindImage(ctx, id)
 			wantCode(t, err, tierpix.ENOTFOUND)
 		}
+	})
+}
+
+func TestListAllImages(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		alice := createUser(t, s, "alice", "Basic")
+		bob := createUser(t, s, "bob", "Premium")
+		createUser(t, s, "carol", "Basic") // no images
+
+		var created []store.OwnedImage // oldest first
+		for i := range 5 {
+			created = append(created, store.OwnedImage{Image: createImage(t, s, alice.ID, fmt.Sprintf("a%d.png", i)), Owner: "alice"})
+			if i%2 == 0 {
+				created = append(created, store.OwnedImage{Image: createImage(t, s, bob.ID, fmt.Sprintf("b%d.png", i)), Owner: "bob"})
+			}
+		}
+		newestFirst := func(owner string) []store.OwnedImage {
+			var want []store.OwnedImage
+			for i := len(created) - 1; i >= 0; i-- {
+				if owner == "" || created[i].Owner == owner {
+					want = append(want, created[i])
+				}
+			}
+			return want
+		}
+
+		tests := []struct {
+			name    string
+			ownerID int64
+			want    []store.OwnedImage
+		}{
+			{name: "everyone", want: newestFirst("")},
+			{name: "alice", ownerID: alice.ID, want: newestFirst("alice")},
+			{name: "bob", ownerID: bob.ID, want: newestFirst("bob")},
+			{name: "owner without images", ownerID: 999999, want: nil},
+		}
+		for _, tt := range tests {
+			for _, limit := range []int{1, 2, 100} {
+				t.Run(fmt.Sprintf("%s limit %d", tt.name, limit), func(t *testing.T) {
+					var got []store.OwnedImage
+					before := int64(0)
+					for range 20 {
+						page, err := s.ListAllImages(ctx, tt.ownerID, before, limit)
+						mustOK(t, err)
+						if len(page) > limit {
+							t.Fatalf("got %d images, want at most %d", len(page), limit)
+						}
+						if len(page) == 0 {
+							break
+						}
+						got = append(got, page...)
+						before = page[len(page)-1].Seq
+					}
+					if !slices.Equal(got, tt.want) {
+						t.Errorf("got %+v, want %+v", got, tt.want)
+					}
+				})
+			}
+		}
+
+		// A keyset in the middle: strictly older than the given seq.
+		all := newestFirst("")
+		page, err := s.ListAllImages(ctx, 0, all[2].Seq, 2)
+		mustOK(t, err)
+		if want := all[3:5]; !slices.Equal(page, want) {
+			t.Errorf("got %+v before seq %d, want %+v", page, all[2].Seq, want)
+		}
+		page, err = s.ListAllImages(ctx, 0, 0, 100)
+		mustOK(t, err)
+		if page == nil {
+			t.Errorf("got a nil page, want an empty or full slice")
+		}
+		_, err = s.ListAllImages(ctx, 0, 0, 0)
+		wantCode(t, err, tierpix.EINVALID)
 	})
 }
 
@@ -940,43 +1090,75 @@ func TestSweepBatches(t *testing.T) {
 	})
 }
 
+// TestListImagesUsesIndex checks that the image lists are range scans of an index that gives
+// their order, on both planners, so that a page costs the same however many images there are.
 func TestListImagesUsesIndex(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
-		ctx := t.Context()
-		db := store.DB(s)
-		var plan []string
-		switch s.Dialect() {
-		case store.DialectSQLite:
-			var rows []struct {
-				ID      int    `db:"id"`
-				Parent  int    `db:"parent"`
-				NotUsed int    `db:"notused"`
-				Detail  string `db:"detail"`
-			}
-			mustOK(t, db.SelectContext(ctx, &rows, `EXPLAIN QUERY PLAN `+store.ListImagesQuery, 1, 100, 20))
-			for _, r := range rows {
-				plan = append(plan, r.Detail)
-			}
-		case store.DialectPostgres:
-			// An empty table is cheapest to scan whole; forbid that, as for a big table.
-			conn, err := db.Connx(ctx)
-			mustOK(t, err)
-			t.Cleanup(func() { conn.Close() })
-			_, err = conn.ExecContext(ctx, `SET enable_seqscan = off`)
-			mustOK(t, err)
-			t.Cleanup(func() { conn.ExecContext(context.Background(), `RESET enable_seqscan`) })
-			mustOK(t, conn.SelectContext(ctx, &plan, db.Rebind(`EXPLAIN `+store.ListImagesQuery), 1, 100, 20))
-		default:
-			t.Fatalf("got dialect %q, want sqlite or postgres", s.Dialect())
+		pkey := map[string]string{store.DialectSQLite: "INTEGER PRIMARY KEY", store.DialectPostgres: "images_pkey"}[s.Dialect()]
+		tests := []struct {
+			name  string
+			query string
+			args  []any
+			index string
+		}{
+			{name: "ListImages", query: store.ListImagesQuery, args: []any{1, 100, 20}, index: "images_owner_seq"},
+			{name: "ListAllImages of owner", query: store.ListOwnerImagesQuery, args: []any{1, 100, 20}, index: "images_owner_seq"},
+			{name: "ListAllImages", query: store.ListAllImagesQuery, args: []any{100, 20}, index: pkey},
 		}
-		joined := strings.Join(plan, "\n")
-		if !strings.Contains(joined, "images_owner_seq") {
-			t.Errorf("got plan\n%s\nwant it to use images_owner_seq", joined)
-		}
-		if strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "Sort") {
-			t.Errorf("got plan\n%s\nwant no sort step", joined)
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				plan := queryPlan(t, s, tt.query, tt.args...)
+				joined := strings.Join(plan, "\n")
+				if !strings.Contains(joined, tt.index) {
+					t.Errorf("got plan\n%s\nwant it to use %s", joined, tt.index)
+				}
+				if strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "Sort") {
+					t.Errorf("got plan\n%s\nwant no sort step", joined)
+				}
+				// A full scan of either table: SQLite says SCAN without an index, PostgreSQL
+				// Seq Scan (disabled below, so it would show only as the last resort).
+				for _, line := range plan {
+					if (strings.Contains(line, "SCAN ") && !strings.Contains(line, "USING")) || strings.Contains(line, "Seq Scan") {
+						t.Errorf("got plan\n%s\nwant no full scan", joined)
+					}
+				}
+			})
 		}
 	})
+}
+
+// queryPlan returns the plan of query on s's database, one line per step. On PostgreSQL,
+// sequential scans are disabled first: an empty table is cheapest to scan whole, and the plan
+// wanted is the one for a big table.
+func queryPlan(t *testing.T, s *store.Store, query string, args ...any) []string {
+	t.Helper()
+	ctx := t.Context()
+	db := store.DB(s)
+	var plan []string
+	switch s.Dialect() {
+	case store.DialectSQLite:
+		var rows []struct {
+			ID      int    `db:"id"`
+			Parent  int    `db:"parent"`
+			NotUsed int    `db:"notused"`
+			Detail  string `db:"detail"`
+		}
+		mustOK(t, db.SelectContext(ctx, &rows, `EXPLAIN QUERY PLAN `+query, args...))
+		for _, r := range rows {
+			plan = append(plan, r.Detail)
+		}
+	case store.DialectPostgres:
+		conn, err := db.Connx(ctx)
+		mustOK(t, err)
+		defer conn.Close()
+		_, err = conn.ExecContext(ctx, `SET enable_seqscan = off`)
+		mustOK(t, err)
+		defer conn.ExecContext(context.Background(), `RESET enable_seqscan`)
+		mustOK(t, conn.SelectContext(ctx, &plan, db.Rebind(`EXPLAIN `+query), args...))
+	default:
+		t.Fatalf("got dialect %q, want sqlite or postgres", s.Dialect())
+	}
+	return plan
 }
 
 // TestOpenTwice opens several stores on one database at once and again after: migrations
@@ -1019,8 +1201,8 @@ func TestOpenTwice(t *testing.T) {
 			}
 			var versions int
 			mustOK(t, store.DB(s).GetContext(t.Context(), &versions, `SELECT COUNT(*) FROM schema_migrations`))
-			if versions != 1 {
-				t.Errorf("got %d applied migrations, want 1", versions)
+			if versions != 2 {
+				t.Errorf("got %d applied migrations, want 2", versions)
 			}
 			tiers, err := s.ListTiers(t.Context())
 			mustOK(t, err)
@@ -1076,9 +1258,11 @@ func TestLookupsCostOneQuery(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx := t.Context()
 		alice := createUser(t, s, "alice", "Premium")
-		token, err := s.CreateToken(ctx, alice.ID)
+		_, token, err := s.CreateToken(ctx, alice.ID)
 		mustOK(t, err)
 		img := createImage(t, s, alice.ID, "a.png")
+		session, sess, err := s.CreateSession(ctx, alice.ID, time.Hour, "test", "127.0.0.1")
+		mustOK(t, err)
 
 		tests := []struct {
 			name string
@@ -1090,10 +1274,10 @@ func TestLookupsCostOneQuery(t *testing.T) {
 			{name: "FindImageForServing", run: func() error { _, _, err := s.FindImageForServing(ctx, img.ID); return err }},
 			{name: "FindImage", run: func() error { _, err := s.FindImage(ctx, img.ID); return err }},
 			{name: "ListImages", run: func() error { _, err := s.ListImages(ctx, alice.ID, 0, 20); return err }},
-			{name: "UpdateUser", run: func() error { return s.UpdateUser(ctx, &alice) }},
-			{name: "CreateUser", run: func() error {
-				return s.CreateUser(ctx, &tierpix.User{Username: "bob", PasswordHash: "h", TierName: "basic"})
-			}},
+			{name: "ListAllImages", run: func() error { _, err := s.ListAllImages(ctx, 0, 0, 20); return err }},
+			{name: "ListAllImages of owner", run: func() error { _, err := s.ListAllImages(ctx, alice.ID, 0, 20); return err }},
+			{name: "FindSession", run: func() error { _, _, err := s.FindSession(ctx, session, time.Time{}); return err }},
+			{name: "TouchSession", run: func() error { return s.TouchSession(ctx, sess.ID) }},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

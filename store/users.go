@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 
@@ -63,17 +64,38 @@ func unknownTier(name string) error {
 	return tierpix.Invalid("tier", fmt.Sprintf("No tier named %s.", name))
 }
 
+// listUsersQuery is a page of users by username.
+const listUsersQuery = `SELECT ` + userColumns + ` FROM users u
+	WHERE u.username > ?
+	ORDER BY u.username
+	LIMIT ?`
+
+// searchUsersQuery is a page of the users whose username contains a LIKE pattern,
+// case-insensitively. lower() folds only ASCII in SQLite, and usernames are ASCII (see
+// tierpix.ValidateUsername), so both dialects match the same users. No index serves a
+// substring match; the username index still gives the order, so a page stops early.
+const searchUsersQuery = `SELECT ` + userColumns + ` FROM users u
+	WHERE u.username > ? AND lower(u.username) LIKE lower(?) ESCAPE '\'
+	ORDER BY u.username
+	LIMIT ?`
+
+// likeEscaper escapes LIKE's wildcards and its escape character (searchUsersQuery's '\').
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
 // ListUsers returns up to limit users with usernames after `after`, ordered by username
-// (byte order in both dialects).
-func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]tierpix.User, error) {
+// (byte order in both dialects). A search that is not empty keeps only the usernames that
+// contain it, case-insensitively; its characters match themselves, % and _ included.
+func (s *Store) ListUsers(ctx context.Context, search, after string, limit int) ([]tierpix.User, error) {
 	if limit < 1 {
 		return nil, tierpix.Invalid("limit", "must be at least 1")
 	}
 	var rows []userRow
-	err := s.sel(ctx, s.db, &rows, `SELECT `+userColumns+` FROM users u
-		WHERE u.username > ?
-		ORDER BY u.username
-		LIMIT ?`, after, limit)
+	var err error
+	if search == "" {
+		err = s.sel(ctx, s.db, &rows, listUsersQuery, after, limit)
+	} else {
+		err = s.sel(ctx, s.db, &rows, searchUsersQuery, after, "%"+likeEscaper.Replace(search)+"%", limit)
+	}
 	if err != nil {
 		return nil, dbError(err, "list users", "The user")
 	}
@@ -145,15 +167,20 @@ func (s *Store) CreateUser(ctx context.Context, u *tierpix.User) error {
 // field "tier" if the tier does not exist; ECONFLICT if it would demote the last admin). u gets
 // the stored tier name's spelling and timestamps. It writes what u holds, so a caller that read
 // u earlier overwrites changes made since; ModifyUser reads and writes in one transaction.
+// A new password hash ends all the user's web sessions in the same transaction, so that a
+// password changed because it leaked also signs out whoever used it; a caller that changes
+// the password of the browser it serves starts a new session afterwards.
 //
 // The tier is resolved by UPDATE ... FROM tiers, so the common case is one statement: an update
-// that cannot take an admin away (u stays an admin, or the row is not an admin now) needs no
-// guard. Only when that statement updates nothing does a transaction follow, which demotes an
-// admin only if another remains (see keepAnAdmin) and tells a missing tier from a missing user.
+// that keeps the password hash and cannot take an admin away (u stays an admin, or the row is
+// not an admin now) needs no guard. Only when that statement updates nothing does a transaction
+// follow, which demotes an admin only if another remains (see keepAnAdmin), ends the sessions
+// if the hash changed, and tells a missing tier from a missing user.
 func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 	now, us := s.nowMicros()
 	var r updatedUserRow
-	err := s.get(ctx, s.db, &r, updateUserQuery, u.PasswordHash, u.IsAdmin, us, u.ID, u.TierName, u.IsAdmin)
+	err := s.get(ctx, s.db, &r, updateUserQuery, u.PasswordHash, u.IsAdmin, us,
+		u.ID, u.TierName, u.IsAdmin, false, u.PasswordHash)
 	if err != nil {
 		err = dbError(err, "update user", "The user")
 		if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
@@ -167,6 +194,12 @@ func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 				if err := s.keepAnAdmin(ctx, tx, func(a adminRow) bool { return a.ID == u.ID }, "demote"); err != nil {
 					return err
 				}
+			}
+			// Conditional in SQL: this transaction has not read the stored hash.
+			if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ?
+				AND EXISTS (SELECT 1 FROM users WHERE id = ? AND password_hash <> ?)`,
+				u.ID, u.ID, u.PasswordHash); err != nil {
+				return dbError(err, "update user: end sessions", "The session")
 			}
 			return s.saveUser(ctx, tx, u, us, &r)
 		})
@@ -184,7 +217,8 @@ func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 // admin; any error of fn). fn gets the user as stored, and may change the password hash, the
 // tier and the admin flag. The read, fn and the write are one transaction that holds the users
 // lock (see lockUsers), so two changes to one user at once, say a new password and a new
-// tier, cannot undo each other. fn should be quick: hash passwords before.
+// tier, cannot undo each other. fn should be quick: hash passwords before. A new password hash
+// ends all the user's web sessions in the same transaction, as with UpdateUser.
 func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tierpix.User) error) (tierpix.User, error) {
 	now, us := s.nowMicros()
 	var u tierpix.User
@@ -210,6 +244,11 @@ func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tier
 		if err := s.saveUser(ctx, tx, &u, us, &r); err != nil {
 			return err
 		}
+		if u.PasswordHash != cur.PasswordHash {
+			if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ?`, u.ID); err != nil {
+				return dbError(err, "modify user: end sessions", "The session")
+			}
+		}
 		u.TierName, u.Username = r.Tier, r.Username
 		u.CreatedAt, u.UpdatedAt = fromMicros(r.CreatedAt), now
 		return nil
@@ -223,7 +262,8 @@ func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tier
 // saveUser runs updateUserQuery on tx, with the last-admin guard already passed, into r
 // (ENOTFOUND; EINVALID with field "tier" if the tier does not exist).
 func (s *Store) saveUser(ctx context.Context, tx *sqlx.Tx, u *tierpix.User, us int64, r *updatedUserRow) error {
-	err := s.get(ctx, tx, r, updateUserQuery, u.PasswordHash, u.IsAdmin, us, u.ID, u.TierName, true)
+	err := s.get(ctx, tx, r, updateUserQuery, u.PasswordHash, u.IsAdmin, us,
+		u.ID, u.TierName, true, true, u.PasswordHash)
 	err = dbError(err, "update user", "The user")
 	if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
 		return err
@@ -238,12 +278,16 @@ func (s *Store) saveUser(ctx context.Context, tx *sqlx.Tx, u *tierpix.User, us i
 	return err
 }
 
-// updateUserQuery is the statement of UpdateUser and saveUser. Its last parameter says whether
+// updateUserQuery is the statement of UpdateUser and saveUser. Its sixth parameter says whether
 // it may demote an admin; false leaves a row that is an admin now alone unless u stays one.
+// The seventh says whether it may change the password hash; false leaves a row alone unless
+// its hash is the last parameter, so that UpdateUser's one-statement path never has to end
+// sessions.
 const updateUserQuery = `UPDATE users
 	SET password_hash = ?, tier = t.name, is_admin = ?, updated_at = ?
 	FROM tiers t
 	WHERE users.id = ? AND lower(t.name) = lower(?) AND (? OR NOT users.is_admin)
+		AND (? OR users.password_hash = ?)
 	RETURNING users.tier AS tier, users.username AS username, users.created_at AS created_at`
 
 type updatedUserRow struct {
@@ -292,7 +336,7 @@ func (s *Store) keepAnAdmin(ctx context.Context, tx *sqlx.Tx, isTarget func(admi
 	return nil
 }
 
-// DeleteUser deletes a user with their tokens and images, then removes their originals from
+// DeleteUser deletes a user with their tokens, sessions and images, then removes their originals from
 // disk. It returns the ids of the deleted images so caches can drop them (ENOTFOUND; ECONFLICT
 // for the last admin, see keepAnAdmin).
 //

@@ -37,6 +37,9 @@ type pages struct {
 
 // funcs are the helpers templates may call.
 var funcs = template.FuncMap{
+	// asset returns the URL of a file under static/ with its content hash in the query, so
+	// that it can be cached for a year and still changes the moment the file does.
+	"asset": assetURL,
 	"join": func(xs []int) string {
 		s := make([]string, len(xs))
 		for i, x := range xs {
@@ -87,6 +90,50 @@ func (w *Web) render(ctx *fasthttp.RequestCtx, status int, name string, data any
 	ctx.SetContentType("text/html; charset=utf-8")
 	ctx.SetBody(buf.Bytes())
 }
+
+// errorPage answers with a page that says what went wrong in one sentence: a 403 for a form
+// that failed its CSRF check, a 404, a 500 whose cause went to the log. Its data is an
+// errorData, which templates/error.html renders.
+func (w *Web) errorPage(ctx *fasthttp.RequestCtx, status int, title, message string) {
+	w.errorPageWith(ctx, status, errorData{Page: Page{Title: title}, Message: message})
+}
+
+// errorData is the data of templates/error.html. SignIn adds a "Sign in" link that comes back
+// to SignIn (a local path).
+type errorData struct {
+	Page
+	Status  int
+	Message string
+	SignIn  string
+}
+
+func (w *Web) errorPageWith(ctx *fasthttp.RequestCtx, status int, d errorData) {
+	d.Status = status
+	d.Path = string(ctx.Path())
+	if s := sessionOf(ctx); s != nil {
+		d.User, d.CSRF = &s.id.User, s.sess.CSRFToken
+	}
+	ctx.Response.ResetBody()
+	w.render(ctx, status, "error.html", d)
+}
+
+// redirect answers 303 See Other to a local location, with a small page holding the link for
+// the rare client that does not follow it, and the headers of every page.
+func (w *Web) redirect(ctx *fasthttp.RequestCtx, location string) {
+	w.setHTMLHeaders(ctx)
+	ctx.Response.Header.Set("Location", location)
+	ctx.SetStatusCode(fasthttp.StatusSeeOther)
+	ctx.SetContentType("text/html; charset=utf-8")
+	var buf bytes.Buffer
+	if err := redirectTemplate.Execute(&buf, location); err != nil {
+		w.logger.Error("render redirect", "err", err)
+	}
+	ctx.SetBody(buf.Bytes())
+}
+
+var redirectTemplate = template.Must(template.New("redirect").Parse(
+	`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>See other</title></head>` +
+		`<body><p>Continue to <a href="{{.}}">{{.}}</a>.</p></body></html>` + "\n"))
 
 // setHTMLHeaders sets the headers every HTML page carries. No page runs a script; styles come
 // from /static, images from this origin or the public URL's (the image links).

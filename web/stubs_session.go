@@ -2,6 +2,7 @@ package web
 
 import (
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 )
 
@@ -44,5 +45,19 @@ type APIPage struct {
 // thumbnails shown inline, pagination links, and a form for every other operation on the
 // route (and for POST-only sub-routes such as expiring-links), built from the OpenAPI spec.
 func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
+	panic("not implemented")
+}
+
+// requireUser returns the signed-in user and session of a page request. Not signed in: it
+// answers 303 to /login?next=<path> and ok is false. admin set and the user is not an admin:
+// it answers a 403 page and ok is false.
+func (w *Web) requireUser(ctx *fasthttp.RequestCtx, admin bool) (id *tierpix.Identity, sess *store.Session, ok bool) {
+	panic("not implemented")
+}
+
+// checkForm verifies a state-changing form post: the request's origin (Origin and
+// Sec-Fetch-Site headers) and its csrf_token field against the session. On failure it answers
+// a 403 page and returns false.
+func (w *Web) checkForm(ctx *fasthttp.RequestCtx) bool {
 	panic("not implemented")
 }

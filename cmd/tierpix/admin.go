@@ -92,7 +92,7 @@ func cmdMintToken(ctx context.Context, cfg config, args []string, stdout io.Writ
 		return errors.New("usage: tierpix mint-token USERNAME")
 	}
 	return withUser(ctx, cfg, args[0], func(st *store.Store, u *tierpix.User) error {
-		tok, err := st.CreateToken(ctx, u.ID)
+		_, tok, err := st.CreateToken(ctx, u.ID)
 		if err != nil {
 			return err
 		}

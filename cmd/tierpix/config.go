@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,6 +30,9 @@ type config struct {
 	RenderQueue      int
 	CacheMaxAge      time.Duration
 	ShutdownTimeout  time.Duration
+	SessionIdle      time.Duration
+	SessionMaxAge    time.Duration
+	TrustedProxies   []netip.Prefix
 	LogLevel         slog.Level
 	LogFormat        string
 }
@@ -54,6 +58,9 @@ var envVars = []envVar{
 	{"TIERPIX_RENDER_QUEUE", "64", "renders waiting before 503"},
 	{"TIERPIX_CACHE_MAX_AGE", "3600", "Cache-Control max-age of permanent links, seconds"},
 	{"TIERPIX_SHUTDOWN_TIMEOUT", "30", "seconds to drain requests on SIGTERM"},
+	{"TIERPIX_SESSION_IDLE_TIMEOUT", "7200", "a browser session unused this many seconds ends"},
+	{"TIERPIX_SESSION_MAX_AGE", "43200", "a browser session ends this many seconds after sign-in"},
+	{"TIERPIX_TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs (nginx) whose X-Forwarded-For names the client, for sign-in rate limits"},
 	{"TIERPIX_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"TIERPIX_LOG_FORMAT", "text", "text or json"},
 }
@@ -86,6 +93,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.RenderQueue = int(intVar(getenv, "TIERPIX_RENDER_QUEUE", 64, 0, 1<<20, bad))
 	c.CacheMaxAge = time.Duration(intVar(getenv, "TIERPIX_CACHE_MAX_AGE", 3600, 0, 365*24*3600, bad)) * time.Second
 	c.ShutdownTimeout = time.Duration(intVar(getenv, "TIERPIX_SHUTDOWN_TIMEOUT", 30, 1, 3600, bad)) * time.Second
+	c.SessionIdle = time.Duration(intVar(getenv, "TIERPIX_SESSION_IDLE_TIMEOUT", 7200, 60, 30*24*3600, bad)) * time.Second
+	c.SessionMaxAge = time.Duration(intVar(getenv, "TIERPIX_SESSION_MAX_AGE", 43200, 60, 365*24*3600, bad)) * time.Second
+	if c.SessionIdle > c.SessionMaxAge {
+		bad("TIERPIX_SESSION_IDLE_TIMEOUT", "must not be longer than TIERPIX_SESSION_MAX_AGE")
+	}
+	for _, p := range strings.Split(getenv("TIERPIX_TRUSTED_PROXIES"), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				bad("TIERPIX_TRUSTED_PROXIES", fmt.Sprintf("%q is not an address or CIDR", p))
+				continue
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, prefix.Masked())
+	}
 
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("TIERPIX_ADDR", "want host:port")

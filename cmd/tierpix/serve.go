@@ -15,9 +15,11 @@ import (
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix/api"
+	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/web"
 	"github.com/valyala/fasthttp"
 )
 
@@ -49,7 +51,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	}
 	// Leftovers of a crash: temp files and originals whose row never landed. At start, and
 	// then every sweepEvery, so leftovers of another node's crash go too.
-	if err := sweep(ctx, st, logger); err != nil {
+	if err := sweep(ctx, st, cfg.SessionIdle, logger); err != nil {
 		return err
 	}
 	go func() {
@@ -60,7 +62,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := sweep(ctx, st, logger); err != nil && ctx.Err() == nil {
+				if err := sweep(ctx, st, cfg.SessionIdle, logger); err != nil && ctx.Err() == nil {
 					logger.Error("periodic sweep", "err", err)
 				}
 			}
@@ -91,11 +93,24 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		return fmt.Errorf("start origin: %w", err)
 	}
 	defer org.Close()
+	spec, err := openapi.Load()
+	if err != nil {
+		return fmt.Errorf("load the OpenAPI document: %w", err)
+	}
+	w, err := web.New(web.Config{
+		PublicURL:          cfg.PublicURL,
+		SessionIdleTimeout: cfg.SessionIdle,
+		SessionMaxAge:      cfg.SessionMaxAge,
+		TrustedProxies:     cfg.TrustedProxies,
+	}, st, org, org, spec, logger)
+	if err != nil {
+		return fmt.Errorf("start web UI: %w", err)
+	}
 	a, err := api.New(api.Config{
 		PublicURL:      cfg.PublicURL,
 		MaxUploadBytes: cfg.MaxUploadBytes,
 		MaxPixels:      cfg.MaxPixels,
-	}, st, signer, org, logger)
+	}, st, signer, org, w, logger)
 	if err != nil {
 		return fmt.Errorf("start api: %w", err)
 	}
@@ -104,9 +119,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	r.SaveMatchedRoutePath = true
 	a.Register(r)
 	org.Register(r)
+	w.Register(r)
 
 	srv := &fasthttp.Server{
-		Handler:           logRequests(r.Handler, logger),
+		Handler:           logRequests(api.MethodOverride(r.Handler), logger),
 		ErrorHandler:      a.ErrorHandler,
 		Name:              "tierpix",
 		StreamRequestBody: true,
@@ -156,13 +172,23 @@ const (
 	orphanAge  = time.Hour
 )
 
-func sweep(ctx context.Context, st *store.Store, logger *slog.Logger) error {
+// sweep removes crash leftovers from the data dir, and sessions that have ended (idle for
+// sessionIdle or past their absolute expiry), which nobody could use any more but which would
+// pile up in the database.
+func sweep(ctx context.Context, st *store.Store, sessionIdle time.Duration, logger *slog.Logger) error {
 	res, err := st.Sweep(ctx, orphanAge)
 	if err != nil {
 		return fmt.Errorf("sweep data dir: %w", err)
 	}
 	if res.TempFiles+res.Orphans > 0 {
 		logger.Info("swept leftovers", "temp_files", res.TempFiles, "orphan_originals", res.Orphans)
+	}
+	n, err := st.DeleteExpiredSessions(ctx, time.Now().Add(-sessionIdle))
+	if err != nil {
+		return fmt.Errorf("sweep sessions: %w", err)
+	}
+	if n > 0 {
+		logger.Info("swept ended sessions", "sessions", n)
 	}
 	return nil
 }

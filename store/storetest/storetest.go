@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,17 +23,53 @@ import (
 // EnvDatabaseURL names the variable holding the PostgreSQL URL that tests create schemas in.
 const EnvDatabaseURL = "TEST_DATABASE_URL"
 
+// Option changes the configuration of a store under test.
+type Option func(*store.Config)
+
+// WithNow gives the store a clock, such as a Clock's Now, so that tests of expiry can move
+// time instead of sleeping.
+func WithNow(now func() time.Time) Option {
+	return func(c *store.Config) { c.Now = now }
+}
+
+// Clock is a clock that moves only when told. It is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// ClockStart is where NewClock starts: a fixed instant with no sub-microsecond part, so that
+// the times a store keeps (in microseconds) equal the clock's.
+var ClockStart = time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
+
+// NewClock returns a Clock at ClockStart.
+func NewClock() *Clock { return &Clock{now: ClockStart} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock by d (backwards if d is negative).
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // SQLite opens a store on a fresh SQLite file in a temporary data directory, closed when the
 // test ends.
-func SQLite(t testing.TB) *store.Store {
+func SQLite(t testing.TB, opts ...Option) *store.Store {
 	t.Helper()
-	return open(t, store.Config{DataDir: t.TempDir()})
+	return open(t, store.Config{DataDir: t.TempDir()}, opts)
 }
 
 // Postgres opens a store in a fresh schema of the database at TEST_DATABASE_URL, dropped with
 // everything in it when the test ends. Without TEST_DATABASE_URL the test is skipped, except
 // in CI (CI=true), where it fails: the PostgreSQL suite must never be skipped silently there.
-func Postgres(t testing.TB) *store.Store {
+func Postgres(t testing.TB, opts ...Option) *store.Store {
 	t.Helper()
 	dbURL := PostgresURL(t)
 	schema := createSchema(t, dbURL)
@@ -40,7 +77,7 @@ func Postgres(t testing.TB) *store.Store {
 	if err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
-	return open(t, store.Config{DatabaseURL: u, DataDir: t.TempDir()})
+	return open(t, store.Config{DatabaseURL: u, DataDir: t.TempDir()}, opts)
 }
 
 // PostgresURL returns TEST_DATABASE_URL, skipping the test (failing it in CI) when unset.
@@ -117,8 +154,11 @@ func WithSearchPath(dbURL, schema string) (string, error) {
 	return u.String(), nil
 }
 
-func open(t testing.TB, cfg store.Config) *store.Store {
+func open(t testing.TB, cfg store.Config, opts []Option) *store.Store {
 	t.Helper()
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := store.Open(ctx, cfg)
@@ -134,8 +174,21 @@ func open(t testing.TB, cfg store.Config) *store.Store {
 }
 
 // Each runs fn as the subtests "sqlite" and "postgres", each with a fresh store.
-func Each(t *testing.T, fn func(t *testing.T, s *store.Store)) {
+func Each(t *testing.T, fn func(t *testing.T, s *store.Store), opts ...Option) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { fn(t, SQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLite(t, opts...)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t, opts...)) })
+}
+
+// EachClock is Each with a fresh Clock for each store, which fn moves to test expiry.
+func EachClock(t *testing.T, fn func(t *testing.T, s *store.Store, c *Clock)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		c := NewClock()
+		fn(t, SQLite(t, WithNow(c.Now)), c)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		c := NewClock()
+		fn(t, Postgres(t, WithNow(c.Now)), c)
+	})
 }

@@ -1,0 +1,267 @@
+package web
+
+// The admin UI: tiers, users (with their tokens and sessions) and everyone's images, as plain
+// server-rendered forms. It reads and writes through the store on every request and caches
+// nothing, so a change made here takes effect at once on the API and, within the origin's
+// metadata TTL, on image links.
+//
+// Every handler starts with requireUser(ctx, true); every POST then calls checkForm before it
+// reads a field. A successful change answers 303 to a list with the outcome in the query
+// (?created=Gold), which the list turns into its flash line only when the value has the shape
+// of a name, so a crafted link cannot make the page say arbitrary sentences.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/store"
+	"github.com/valyala/fasthttp"
+)
+
+// adminPageSize is how many rows a page of users or images shows.
+const adminPageSize = 50
+
+// adminDashboardUserCap bounds the dashboard's user count: it counts by listing, so past the
+// cap it says "more than".
+const adminDashboardUserCap = 1000
+
+// adminContext is the context for the admin's database work. It is deliberately not the
+// RequestCtx: fasthttp reuses that after the handler returns and cancels it at shutdown.
+func adminContext() context.Context { return context.Background() }
+
+// adminNavLink is one entry of the admin's section navigation.
+type adminNavLink struct {
+	Href    string
+	Label   string
+	Current bool
+}
+
+// adminLayout is embedded in every admin page's data: the Page every template reads and the
+// section navigation.
+type adminLayout struct {
+	Page
+	Nav []adminNavLink
+}
+
+// adminLayoutFor returns the layout of an admin page for the signed-in admin.
+func adminLayoutFor(ctx *fasthttp.RequestCtx, id *tierpix.Identity, sess *store.Session, title string) adminLayout {
+	path := string(ctx.Path())
+	l := adminLayout{Page: Page{Title: title, User: &id.User, CSRF: sess.CSRFToken, Path: path}}
+	for _, s := range []struct{ href, label string }{
+		{"/admin", "Dashboard"},
+		{"/admin/tiers", "Tiers"},
+		{"/admin/users", "Users"},
+		{"/admin/images", "Images"},
+	} {
+		cur := path == s.href || (s.href != "/admin" && strings.HasPrefix(path, s.href+"/"))
+		l.Nav = append(l.Nav, adminNavLink{Href: s.href, Label: s.label, Current: cur})
+	}
+	return l
+}
+
+// adminForm is the outcome of a form post shown on the re-rendered form: a message for the
+// whole form and messages next to fields, keyed by the input's name (which is also its id).
+type adminForm struct {
+	Error  string
+	Fields map[string]string
+}
+
+// adminFieldLabels are the labels field messages start with when the store's message is a
+// bare predicate ("must be ...").
+var adminFieldLabels = map[string]string{
+	"name":              "The name",
+	"thumbnail_heights": "Thumbnail heights",
+	"username":          "The username",
+	"password":          "The password",
+	"tier":              "The tier",
+}
+
+// adminFormFrom turns a store or validation error into form messages: per-field messages go
+// next to their fields, anything else is the form's message.
+func adminFormFrom(err error) adminForm {
+	f := adminForm{Fields: map[string]string{}}
+	for k, v := range tierpix.ErrorFields(err) {
+		f.Fields[k] = adminSentence(k, v)
+	}
+	if len(f.Fields) == 0 {
+		f.Error = tierpix.ErrorMessage(err)
+	} else {
+		f.Error = "Please correct the marked fields."
+	}
+	return f
+}
+
+// adminSentence makes a field message a sentence: "must be ..." becomes "The name must be ...".
+func adminSentence(field, msg string) string {
+	if r, _ := utf8.DecodeRuneInString(msg); unicode.IsLower(r) {
+		label, ok := adminFieldLabels[field]
+		if !ok {
+			label = field
+		}
+		msg = label + " " + msg
+	}
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg
+}
+
+// adminStatusOf is the status of a re-rendered form or refused action.
+func adminStatusOf(err error) int {
+	switch tierpix.ErrorCode(err) {
+	case tierpix.EINVALID:
+		return http.StatusBadRequest
+	case tierpix.ECONFLICT:
+		return http.StatusConflict
+	case tierpix.ENOTFOUND:
+		return http.StatusNotFound
+	case tierpix.EFORBIDDEN:
+		return http.StatusForbidden
+	}
+	return http.StatusInternalServerError
+}
+
+// adminMessagePage is a page that only says something: not found, refused, or our fault.
+type adminMessagePage struct {
+	adminLayout
+	Heading string
+	Message string
+	Back    string // a link back to where the admin came from
+}
+
+// adminFail answers an error no form can show: a page with its message and status. Internal
+// errors are logged with their detail and shown as a generic message.
+func (w *Web) adminFail(ctx *fasthttp.RequestCtx, l adminLayout, back, op string, err error) {
+	status := adminStatusOf(err)
+	p := adminMessagePage{adminLayout: l, Back: back, Message: tierpix.ErrorMessage(err)}
+	switch status {
+	case http.StatusNotFound:
+		p.Heading = "Not found"
+	case http.StatusInternalServerError:
+		w.logger.Error("admin: "+op, "path", string(ctx.Path()), "err", err)
+		p.Heading = "Something went wrong"
+		p.Message = "The server could not do this. The error has been logged; try again later."
+	default:
+		p.Heading = "Not done"
+	}
+	p.Title = p.Heading
+	w.render(ctx, status, "admin_message.html", p)
+}
+
+// adminRedirect answers 303 to path with the query q (nil for none).
+func adminRedirect(ctx *fasthttp.RequestCtx, path string, q url.Values) {
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	ctx.Response.Header.Set("Location", path)
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetStatusCode(http.StatusSeeOther)
+}
+
+// adminParam returns a route parameter such as {name}.
+func adminParam(ctx *fasthttp.RequestCtx, name string) string {
+	v, _ := ctx.UserValue(name).(string)
+	return v
+}
+
+// adminQuery returns a query parameter.
+func adminQuery(ctx *fasthttp.RequestCtx, name string) string {
+	return string(ctx.QueryArgs().Peek(name))
+}
+
+// adminPost returns a form field of a POST.
+func adminPost(ctx *fasthttp.RequestCtx, name string) string {
+	return string(ctx.PostArgs().Peek(name))
+}
+
+// adminChecked reports whether a checkbox was ticked: browsers send nothing for one that is not.
+func adminChecked(ctx *fasthttp.RequestCtx, name string) bool {
+	return ctx.PostArgs().Has(name)
+}
+
+// adminTime is a time as pages show it: readable text and a machine-readable datetime.
+type adminTime struct {
+	ISO  string
+	Text string
+}
+
+func adminTimeOf(t time.Time) adminTime {
+	if t.IsZero() {
+		return adminTime{Text: "never"}
+	}
+	t = t.UTC()
+	return adminTime{ISO: t.Format(time.RFC3339), Text: t.Format("2006-01-02 15:04 UTC")}
+}
+
+// adminBytes formats a byte count with thousands separators: 1234567 is "1,234,567 bytes".
+func adminBytes(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if n == 1 {
+		return "1 byte"
+	}
+	return b.String() + " bytes"
+}
+
+// adminDashboard is the data of GET /admin.
+type adminDashboard struct {
+	adminLayout
+	Tiers  int
+	Users  string // "12", or "more than 1000"
+	Admins int
+}
+
+// handleAdminIndex serves GET /admin: counts and the way to each section.
+func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok {
+		return
+	}
+	l := adminLayoutFor(ctx, id, sess, "Admin")
+	dbctx := adminContext()
+	tiers, err := w.st.ListTiers(dbctx)
+	if err != nil {
+		w.adminFail(ctx, l, "/", "list tiers", err)
+		return
+	}
+	users, err := w.st.ListUsers(dbctx, "", "", adminDashboardUserCap+1)
+	if err != nil {
+		w.adminFail(ctx, l, "/", "list users", err)
+		return
+	}
+	admins, err := w.st.CountAdmins(dbctx)
+	if err != nil {
+		w.adminFail(ctx, l, "/", "count admins", err)
+		return
+	}
+	d := adminDashboard{adminLayout: l, Tiers: len(tiers), Admins: admins, Users: strconv.Itoa(len(users))}
+	if len(users) > adminDashboardUserCap {
+		d.Users = fmt.Sprintf("more than %d", adminDashboardUserCap)
+	}
+	w.render(ctx, http.StatusOK, "admin_index.html", d)
+}
+
+// adminLogKept logs a deletion that left originals on disk for the sweep; any other error is
+// returned for the caller to answer.
+func (w *Web) adminLogKept(op string, err error) error {
+	if errors.Is(err, store.ErrOriginalKept) {
+		w.logger.Warn("admin: "+op+": originals left on disk for the sweep", "err", err)
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,194 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/tierpix/tierpix"
+	"github.com/valyala/fasthttp"
+)
+
+// adminPreviewHeight is the height of the thumbnails in the admin's image list.
+const adminPreviewHeight = 200
+
+// adminImageRow is an image in the list or on its delete confirmation.
+type adminImageRow struct {
+	ID         string
+	Name       string
+	Owner      string
+	OwnerURL   string // the list filtered by the owner
+	Dimensions string // "640×480"
+	Size       string
+	Created    adminTime
+	PreviewURL string
+	PreviewW   int // the preview's size, so the page does not jump as pictures arrive
+	PreviewH   int
+	DeleteURL  string
+}
+
+// adminImageList is the data of GET /admin/images.
+type adminImageList struct {
+	adminLayout
+	Owner      string
+	OwnerError string
+	Images     []adminImageRow
+	NextURL    string // empty on the last page
+	FirstURL   string // empty on the first page
+}
+
+// adminImageDelete is the data of the image's delete confirmation.
+type adminImageDelete struct {
+	adminLayout
+	Image adminImageRow
+}
+
+func adminImageURL(id string) string { return "/admin/images/" + url.PathEscape(id) }
+
+func adminImageRowOf(img tierpix.Image, owner string) adminImageRow {
+	// The origin serves the preview at min(200, height), never upscaled, at the original's
+	// aspect ratio.
+	h := min(adminPreviewHeight, img.Height)
+	w := max(1, (img.Width*h+img.Height/2)/max(1, img.Height))
+	return adminImageRow{
+		ID:         img.ID,
+		Name:       img.Name,
+		Owner:      owner,
+		OwnerURL:   "/admin/images?" + url.Values{"owner": {owner}}.Encode(),
+		Dimensions: fmt.Sprintf("%d×%d", img.Width, img.Height),
+		Size:       adminBytes(img.SizeBytes),
+		Created:    adminTimeOf(img.CreatedAt),
+		PreviewURL: adminImageURL(img.ID) + "/preview",
+		PreviewW:   w,
+		PreviewH:   h,
+		DeleteURL:  adminImageURL(img.ID) + "/delete",
+	}
+}
+
+// handleImageList serves GET /admin/images?owner=&before=: everyone's images (or one
+// owner's), newest first, 50 a page, keyed on seq.
+func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok {
+		return
+	}
+	l := adminLayoutFor(ctx, id, sess, "Images")
+	if adminQuery(ctx, "deleted") != "" {
+		l.Flash = "Image deleted."
+	}
+	d := adminImageList{adminLayout: l, Owner: strings.TrimSpace(adminQuery(ctx, "owner"))}
+	dbctx := adminContext()
+	var ownerID int64
+	if d.Owner != "" {
+		d.Title = "Images of " + d.Owner
+		owner, err := w.st.FindUser(dbctx, d.Owner)
+		if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
+			d.OwnerError = fmt.Sprintf("No user is named %q.", d.Owner)
+			w.render(ctx, http.StatusOK, "admin_images.html", d)
+			return
+		} else if err != nil {
+			w.adminFail(ctx, l, "/admin", "find owner", err)
+			return
+		}
+		ownerID = owner.User.ID
+	}
+	// A before that is not a positive number is the first page.
+	before, _ := strconv.ParseInt(adminQuery(ctx, "before"), 10, 64)
+	images, err := w.st.ListAllImages(dbctx, ownerID, max(before, 0), adminPageSize+1)
+	if err != nil {
+		w.adminFail(ctx, l, "/admin", "list images", err)
+		return
+	}
+	filter := url.Values{}
+	if d.Owner != "" {
+		filter.Set("owner", d.Owner)
+	}
+	if len(images) > adminPageSize {
+		images = images[:adminPageSize]
+		v := url.Values{"before": {strconv.FormatInt(images[len(images)-1].Seq, 10)}}
+		if d.Owner != "" {
+			v.Set("owner", d.Owner)
+		}
+		d.NextURL = "/admin/images?" + v.Encode()
+	}
+	if before > 0 {
+		d.FirstURL = "/admin/images"
+		if len(filter) > 0 {
+			d.FirstURL += "?" + filter.Encode()
+		}
+	}
+	d.Images = make([]adminImageRow, len(images))
+	for i, img := range images {
+		d.Images[i] = adminImageRowOf(img.Image, img.Owner)
+	}
+	w.render(ctx, http.StatusOK, "admin_images.html", d)
+}
+
+// handleImagePreview serves GET /admin/images/{id}/preview: the image at 200 px whatever its
+// owner's tier allows, from the origin's caches, to admins only.
+func (w *Web) handleImagePreview(ctx *fasthttp.RequestCtx) {
+	if _, _, ok := w.requireUser(ctx, true); !ok {
+		return
+	}
+	w.previews.ServePreview(ctx, adminParam(ctx, "id"), adminPreviewHeight)
+}
+
+// adminFindImage returns an image with its owner's username.
+func (w *Web) adminFindImage(id string) (tierpix.Image, string, error) {
+	dbctx := adminContext()
+	img, err := w.st.FindImage(dbctx, id)
+	if err != nil {
+		return tierpix.Image{}, "", err
+	}
+	owner, err := w.st.FindUserByID(dbctx, img.OwnerID)
+	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
+		// The owner and their images went in the meantime.
+		return tierpix.Image{}, "", tierpix.Errorf(tierpix.ENOTFOUND, "The image was not found.")
+	} else if err != nil {
+		return tierpix.Image{}, "", fmt.Errorf("find owner of image %s: %w", id, err)
+	}
+	return img, owner.User.Username, nil
+}
+
+// handleImageConfirm serves GET /admin/images/{id}/delete: the confirmation, with the picture.
+func (w *Web) handleImageConfirm(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok {
+		return
+	}
+	l := adminLayoutFor(ctx, id, sess, "Delete image")
+	img, owner, err := w.adminFindImage(adminParam(ctx, "id"))
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/images", "find image", err)
+		return
+	}
+	w.render(ctx, http.StatusOK, "admin_image_delete.html", adminImageDelete{adminLayout: l, Image: adminImageRowOf(img, owner)})
+}
+
+// handleImageDelete serves POST /admin/images/{id}/delete: the row and the original go, and
+// the origin forgets every cached render, so the image's links answer 404 at once.
+func (w *Web) handleImageDelete(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok || !w.checkForm(ctx) {
+		return
+	}
+	l := adminLayoutFor(ctx, id, sess, "Delete image")
+	dbctx := adminContext()
+	img, err := w.st.FindImage(dbctx, adminParam(ctx, "id"))
+	if err == nil {
+		err = w.st.DeleteImage(dbctx, img.OwnerID, img.ID)
+		if err == nil || tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+			// Purge whenever the row may be gone, including when the original was left on
+			// disk: a stale cached render must not outlive the row.
+			w.purger.Purge(img.ID)
+		}
+		err = w.adminLogKept("delete image "+img.ID, err)
+	}
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/images", "delete image", err)
+		return
+	}
+	adminRedirect(ctx, "/admin/images", url.Values{"deleted": {"1"}})
+}
