@@ -451,7 +451,7 @@ func TestAdminImages(t *testing.T) {
 
 func TestUserSearch(t *testing.T) {
 	ts := newTestServer(t, Config{})
-	for _, u := range []string{"Bob_Smith", "bobby", "rob", "b%b"} {
+	for _, u := range []string{"Bob_Smith", "bobby", "rob", "b.b"} {
 		ts.createUser(t, u, userPassword, "Basic", false)
 	}
 	tests := []struct {
@@ -461,7 +461,9 @@ func TestUserSearch(t *testing.T) {
 		{"bob", "Bob_Smith,bobby"},
 		{"BOB", "Bob_Smith,bobby"},
 		{"b_s", "Bob_Smith"},
-		{"%", "b%b"},
+		{"_", "Bob_Smith"},
+		{"%", ""},
+		{".b", "b.b"},
 		{"zzz", ""},
 	}
 	for _, tt := range tests {

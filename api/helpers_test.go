@@ -31,6 +31,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/api/openapi"
+	"github.com/tierpix/tierpix/api/openapi/openapitest"
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/signing"
@@ -166,7 +167,7 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config, tune func(*fas
 		api:    a,
 		signer: signer,
 		purger: purger,
-		client: &http.Client{Transport: &http.Transport{}},
+		client: &http.Client{Transport: openapitest.Transport(t, &http.Transport{})},
 	}
 	t.Cleanup(ts.client.CloseIdleConnections)
 	ts.createUser(t, "admin", adminPassword, "Basic", true)
@@ -541,5 +542,18 @@ func (ts *testServer) rawRequest(t *testing.T, request string) response {
 	if err != nil {
 		t.Fatalf("read response body: %v", err)
 	}
+	checkRaw(t, request, resp, body)
 	return response{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// checkRaw checks a response read off a raw connection against the OpenAPI document, as the
+// client's transport does for every other request.
+func checkRaw(t *testing.T, request string, resp *http.Response, body []byte) {
+	t.Helper()
+	line, _, _ := strings.Cut(request, "\r\n")
+	method, rest, _ := strings.Cut(line, " ")
+	target, _, _ := strings.Cut(rest, " ")
+	if err := openapitest.Check(openapi.Document(), method, target, resp.StatusCode, resp.Header, body); err != nil {
+		t.Errorf("openapi: %s %s: %d: %v", method, target, resp.StatusCode, err)
+	}
 }

@@ -29,7 +29,7 @@ func TestServePreview(t *testing.T) {
 		t.Fatalf("listen: %v", err)
 	}
 	srv := &fasthttp.Server{Handler: r.Handler}
-	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	go srv.Serve(ln)                     //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
 	base := "http://" + ln.Addr().String() + "/preview/"
 

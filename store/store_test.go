@@ -669,7 +669,7 @@ func TestTokens(t *testing.T) {
 		_, err = s.FindIdentityByToken(ctx, other)
 		wantCode(t, err, tierpix.ENOTFOUND)
 		var left int
-		mustOK(t, store.DB(s).GetContext(ctx, &left, `SELECT COUNT(*) FROM tokens WHERE user_id = ?`, alice.ID))
+		mustOK(t, store.DB(s).GetContext(ctx, &left, store.DB(s).Rebind(`SELECT COUNT(*) FROM tokens WHERE user_id = ?`), alice.ID))
 		if left != 0 {
 			t.Errorf("got %d tokens after deleting their user, want 0", left)
 		}

@@ -100,14 +100,19 @@ func adminFormFrom(err error) adminForm {
 	return f
 }
 
-// adminSentence makes a field message a sentence: "must be ..." becomes "The name must be ...".
+// adminSentence makes a field message a sentence: a bare predicate gets the field's label
+// ("must be ..." becomes "The name must be ..."), anything else a capital letter.
 func adminSentence(field, msg string) string {
-	if r, _ := utf8.DecodeRuneInString(msg); unicode.IsLower(r) {
+	r, size := utf8.DecodeRuneInString(msg)
+	switch {
+	case strings.HasPrefix(msg, "must ") || strings.HasPrefix(msg, "is ") || strings.HasPrefix(msg, "cannot "):
 		label, ok := adminFieldLabels[field]
 		if !ok {
 			label = field
 		}
 		msg = label + " " + msg
+	case unicode.IsLower(r):
+		msg = string(unicode.ToUpper(r)) + msg[size:]
 	}
 	if !strings.HasSuffix(msg, ".") {
 		msg += "."
@@ -158,13 +163,11 @@ func (w *Web) adminFail(ctx *fasthttp.RequestCtx, l adminLayout, back, op string
 }
 
 // adminRedirect answers 303 to path with the query q (nil for none).
-func adminRedirect(ctx *fasthttp.RequestCtx, path string, q url.Values) {
+func (w *Web) adminRedirect(ctx *fasthttp.RequestCtx, path string, q url.Values) {
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	ctx.Response.Header.Set("Location", path)
-	ctx.Response.Header.Set("Cache-Control", "no-store")
-	ctx.SetStatusCode(http.StatusSeeOther)
+	w.redirect(ctx, path)
 }
 
 // adminParam returns a route parameter such as {name}.

@@ -190,5 +190,5 @@ func (w *Web) handleImageDelete(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/admin/images", "delete image", err)
 		return
 	}
-	adminRedirect(ctx, "/admin/images", url.Values{"deleted": {"1"}})
+	w.adminRedirect(ctx, "/admin/images", url.Values{"deleted": {"1"}})
 }

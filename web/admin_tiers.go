@@ -137,8 +137,10 @@ func adminTierFromForm(ctx *fasthttp.RequestCtx, d *adminTierForm) (tierpix.Tier
 	return tierpix.Tier{Name: d.Name, ThumbnailHeights: hs, OriginalLink: d.OriginalLink, ExpiringLinks: d.ExpiringLinks}, msg
 }
 
-// adminTierInvalid checks a tier from the form; a non-nil form holds every problem found.
-func adminTierInvalid(t tierpix.Tier, heightsMsg string) *adminForm {
+// adminTierInvalid normalizes and checks a tier from the form; a non-nil form holds every
+// problem found. It normalizes t in place: Normalize compacts the heights' array, so a copy
+// normalized alone would leave t's heights zeroed at the end.
+func adminTierInvalid(t *tierpix.Tier, heightsMsg string) *adminForm {
 	t.Normalize()
 	err := t.Validate()
 	if err == nil && heightsMsg == "" {
@@ -166,7 +168,7 @@ func (w *Web) handleTierCreate(ctx *fasthttp.RequestCtx) {
 		Name:        strings.TrimSpace(adminPost(ctx, "name")),
 	}
 	t, msg := adminTierFromForm(ctx, &d)
-	if f := adminTierInvalid(t, msg); f != nil {
+	if f := adminTierInvalid(&t, msg); f != nil {
 		d.adminForm = *f
 		w.render(ctx, http.StatusBadRequest, "admin_tier_form.html", d)
 		return
@@ -174,7 +176,7 @@ func (w *Web) handleTierCreate(ctx *fasthttp.RequestCtx) {
 	err := w.st.CreateTier(adminContext(), &t)
 	switch tierpix.ErrorCode(err) {
 	case "":
-		adminRedirect(ctx, "/admin/tiers", url.Values{"created": {t.Name}})
+		w.adminRedirect(ctx, "/admin/tiers", url.Values{"created": {t.Name}})
 	case tierpix.ECONFLICT:
 		// The one conflict a new tier can meet is its name.
 		d.adminForm = adminForm{Error: "Please correct the marked fields.", Fields: map[string]string{"name": tierpix.ErrorMessage(err)}}
@@ -223,7 +225,7 @@ func (w *Web) handleTierUpdate(ctx *fasthttp.RequestCtx) {
 	name := adminParam(ctx, "name")
 	d := adminTierForm{adminLayout: adminLayoutFor(ctx, id, sess, "Edit tier "+name), Action: adminTierURL(name), Name: name}
 	t, msg := adminTierFromForm(ctx, &d)
-	if f := adminTierInvalid(t, msg); f != nil {
+	if f := adminTierInvalid(&t, msg); f != nil {
 		if cur, err := w.st.FindTier(adminContext(), name); err == nil {
 			d.Builtin = cur.Builtin
 		}
@@ -240,7 +242,7 @@ func (w *Web) handleTierUpdate(ctx *fasthttp.RequestCtx) {
 	})
 	switch tierpix.ErrorCode(err) {
 	case "":
-		adminRedirect(ctx, "/admin/tiers", url.Values{"updated": {saved.Name}})
+		w.adminRedirect(ctx, "/admin/tiers", url.Values{"updated": {saved.Name}})
 	case tierpix.EINVALID:
 		d.adminForm = adminFormFrom(err)
 		w.render(ctx, http.StatusBadRequest, "admin_tier_form.html", d)
@@ -300,7 +302,7 @@ func (w *Web) handleTierDelete(ctx *fasthttp.RequestCtx) {
 	err = w.st.DeleteTier(dbctx, t.Name)
 	switch tierpix.ErrorCode(err) {
 	case "":
-		adminRedirect(ctx, "/admin/tiers", url.Values{"deleted": {t.Name}})
+		w.adminRedirect(ctx, "/admin/tiers", url.Values{"deleted": {t.Name}})
 	case tierpix.ECONFLICT:
 		d.Refusal = tierpix.ErrorMessage(err) + " Move its users to another tier first."
 		w.render(ctx, http.StatusConflict, "admin_tier_delete.html", d)

@@ -210,7 +210,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 	if err == nil {
 		u := tierpix.User{Username: d.Username, PasswordHash: hash, TierName: tier, IsAdmin: d.IsAdmin}
 		if err = w.st.CreateUser(adminContext(), &u); err == nil {
-			adminRedirect(ctx, "/admin/users", url.Values{"created": {u.Username}})
+			w.adminRedirect(ctx, "/admin/users", url.Values{"created": {u.Username}})
 			return
 		}
 	}
@@ -343,7 +343,7 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 			return nil
 		})
 		if err == nil {
-			adminRedirect(ctx, "/admin/users", url.Values{"updated": {u.Username}})
+			w.adminRedirect(ctx, "/admin/users", url.Values{"updated": {u.Username}})
 			return
 		}
 	}
@@ -421,7 +421,7 @@ func (w *Web) handleUserDelete(ctx *fasthttp.RequestCtx) {
 	err = w.adminLogKept("delete user "+target.User.Username, err)
 	switch tierpix.ErrorCode(err) {
 	case "":
-		adminRedirect(ctx, "/admin/users", url.Values{"deleted": {target.User.Username}})
+		w.adminRedirect(ctx, "/admin/users", url.Values{"deleted": {target.User.Username}})
 	case tierpix.ECONFLICT:
 		d.Refusal = tierpix.ErrorMessage(err)
 		w.render(ctx, http.StatusConflict, "admin_user_delete.html", d)
@@ -484,7 +484,7 @@ func (w *Web) handleTokenDelete(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, back, "revoke token", err)
 		return
 	}
-	adminRedirect(ctx, back, url.Values{"revoked": {"1"}})
+	w.adminRedirect(ctx, back, url.Values{"revoked": {"1"}})
 }
 
 // handleSessionsDelete serves POST /admin/users/{username}/sessions/delete: sign the user out
@@ -507,5 +507,5 @@ func (w *Web) handleSessionsDelete(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, adminUserURL(target.User.Username), "delete sessions", err)
 		return
 	}
-	adminRedirect(ctx, adminUserURL(target.User.Username), url.Values{"signedout": {strconv.Itoa(n)}})
+	w.adminRedirect(ctx, adminUserURL(target.User.Username), url.Values{"signedout": {strconv.Itoa(n)}})
 }

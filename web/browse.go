@@ -584,8 +584,9 @@ type formOp struct {
 }
 
 // formOperations lists the operations a page offers forms for: every operation on the route
-// but GET and HEAD, then each POST on a route one fixed segment deeper that has no GET of its
-// own (POST /api/images/{id}/expiring-links on an image's page).
+// but GET and HEAD, then those of each route one fixed segment deeper that has no GET of its
+// own, and so no page to hold them (POST /api/images/{id}/expiring-links on an image's page,
+// DELETE /api/admin/users/{username}/sessions on a user's).
 func (w *Web) formOperations(route string) []formOp {
 	var ops []formOp
 	for _, op := range w.spec.OperationsAt(route) {
@@ -595,7 +596,7 @@ func (w *Web) formOperations(route string) []formOp {
 	}
 	for _, op := range w.spec.Operations {
 		rest, ok := strings.CutPrefix(op.Path, route+"/")
-		if !ok || op.Method != fasthttp.MethodPost || rest == "" || strings.ContainsAny(rest, "/{") {
+		if !ok || op.Method == fasthttp.MethodGet || op.Method == fasthttp.MethodHead || rest == "" || strings.ContainsAny(rest, "/{") {
 			continue
 		}
 		hasGet := slices.ContainsFunc(w.spec.OperationsAt(op.Path), func(o openapi.Operation) bool {
@@ -660,6 +661,9 @@ func formFor(n int, fo formOp, page string) formView {
 	}
 	patch := op.Method == fasthttp.MethodPatch
 	for _, field := range op.Body.Fields {
+		if field.Schema.ReadOnly {
+			continue
+		}
 		f.Fields = append(f.Fields, fieldFor(f.ID, field, patch))
 	}
 	return f
@@ -729,6 +733,9 @@ func fieldFor(formID string, f openapi.Field, patch bool) fieldView {
 		v.Pattern = `[0-9, ]*`
 		v.Placeholder = "e.g. 200, 400"
 		hints = append(hints, "Comma-separated whole numbers.")
+		if s.MaxItems != nil {
+			hints = append(hints, fmt.Sprintf("At most %d.", *s.MaxItems))
+		}
 	case s.Format == "password":
 		v.Kind = "password"
 	}
@@ -741,7 +748,9 @@ func fieldFor(formID string, f openapi.Field, patch bool) fieldView {
 		}
 	}
 	if s.Default != nil && v.Placeholder == "" && v.Kind != "select" && v.Kind != "file" {
-		v.Placeholder = fmt.Sprint(s.Default)
+		if b, err := json.Marshal(s.Default); err == nil {
+			v.Placeholder = strings.Trim(string(b), `"`)
+		}
 	}
 	if patch {
 		hints = append(hints, "Leave empty to keep the current value.")

@@ -1,8 +1,10 @@
 package web
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,14 +17,15 @@ type docsData struct {
 	Page
 	SpecTitle   string
 	Version     string
-	Description []string // paragraphs
+	Description []block
 	Tags        []docsTag
 }
 
 type docsTag struct {
-	Name       string
-	ID         string
-	Operations []docsOperation
+	Name        string
+	ID          string
+	Description []block
+	Operations  []docsOperation
 }
 
 type docsOperation struct {
@@ -30,7 +33,7 @@ type docsOperation struct {
 	Method      string
 	Path        string
 	Summary     string
-	Description []string
+	Description []block
 	Auth        string // public, user or admin
 	Parameters  []docsParam
 	Body        *docsBody
@@ -49,7 +52,7 @@ type docsBody struct {
 }
 
 type docsResponse struct {
-	Status, Description, ContentTypes string
+	Status, Description, ContentTypes, Headers string
 }
 
 // handleDocs serves GET /api/docs: the OpenAPI document as a page, public like the document
@@ -61,7 +64,7 @@ func (w *Web) handleDocs(ctx *fasthttp.RequestCtx) {
 	d := docsData{
 		SpecTitle:   w.spec.Title,
 		Version:     w.spec.Version,
-		Description: paragraphs(w.spec.Description),
+		Description: paragraphs(w.spec.Description, 2),
 	}
 	d.Title = "API documentation"
 	d.Path = "/api/docs"
@@ -69,6 +72,10 @@ func (w *Web) handleDocs(ctx *fasthttp.RequestCtx) {
 		d.User, d.CSRF = &s.id.User, s.sess.CSRFToken
 	}
 	byTag := map[string]int{}
+	for _, t := range w.spec.Tags {
+		byTag[t.Name] = len(d.Tags)
+		d.Tags = append(d.Tags, docsTag{Name: t.Name, ID: "tag-" + anchor(t.Name), Description: paragraphs(t.Description, 4)})
+	}
 	for _, op := range w.spec.Operations {
 		tag := "Other"
 		if len(op.Tags) > 0 {
@@ -82,6 +89,7 @@ func (w *Web) handleDocs(ctx *fasthttp.RequestCtx) {
 		}
 		d.Tags[i].Operations = append(d.Tags[i].Operations, docsOperationOf(op))
 	}
+	d.Tags = slices.DeleteFunc(d.Tags, func(t docsTag) bool { return len(t.Operations) == 0 })
 	w.render(ctx, fasthttp.StatusOK, "docs.html", d)
 }
 
@@ -91,7 +99,7 @@ func docsOperationOf(op openapi.Operation) docsOperation {
 		Method:      op.Method,
 		Path:        op.Path,
 		Summary:     op.Summary,
-		Description: paragraphs(op.Description),
+		Description: paragraphs(op.Description, 4),
 		Auth:        "user",
 	}
 	if op.ID == "" {
@@ -120,7 +128,14 @@ func docsOperationOf(op openapi.Operation) docsOperation {
 		o.Body = b
 	}
 	for _, r := range op.Responses {
-		o.Responses = append(o.Responses, docsResponse{Status: r.Status, Description: r.Description, ContentTypes: strings.Join(r.ContentTypes, ", ")})
+		var headers []string
+		for _, h := range r.Headers {
+			headers = append(headers, h.Name)
+		}
+		o.Responses = append(o.Responses, docsResponse{
+			Status: r.Status, Description: r.Description,
+			ContentTypes: strings.Join(r.ContentTypes, ", "), Headers: strings.Join(headers, ", "),
+		})
 	}
 	return o
 }
@@ -160,6 +175,18 @@ func constraints(s openapi.Schema) string {
 	if s.MaxLength != nil {
 		cs = append(cs, fmt.Sprintf("at most %d characters", *s.MaxLength))
 	}
+	if s.MaxItems != nil {
+		cs = append(cs, fmt.Sprintf("at most %d items", *s.MaxItems))
+	}
+	if s.Pattern != "" {
+		cs = append(cs, "pattern "+s.Pattern)
+	}
+	if s.ReadOnly {
+		cs = append(cs, "read-only")
+	}
+	if s.WriteOnly {
+		cs = append(cs, "write-only")
+	}
 	if len(s.Enum) > 0 {
 		cs = append(cs, "one of "+strings.Join(s.Enum, ", "))
 	}
@@ -169,19 +196,73 @@ func constraints(s openapi.Schema) string {
 		}
 	}
 	if s.Default != nil {
-		cs = append(cs, fmt.Sprintf("default %v", s.Default))
+		if b, err := json.Marshal(s.Default); err == nil {
+			cs = append(cs, "default "+string(b))
+		}
 	}
 	return strings.Join(cs, "; ")
 }
 
-// paragraphs splits CommonMark into its paragraphs as plain text: the page shows the words, not
-// the markup, and never renders the document's text as HTML.
-func paragraphs(s string) []string {
-	var out []string
+// block is a piece of the document's CommonMark, reduced to what the page shows: a heading, a
+// paragraph or a bulleted list, with `code` spans. The rest of the markup is left as text; the
+// document's text is never rendered as HTML.
+type block struct {
+	Kind  string // "h", "p" or "ul"
+	Level int    // a heading's level on the page: 2 in the document's description, 4 below
+	Parts []inline
+	Items [][]inline
+}
+
+// inline is a run of text, or a code span.
+type inline struct {
+	Text string
+	Code bool
+}
+
+// paragraphs splits CommonMark into blocks at blank lines. A block starting with #s is a
+// heading; one whose lines start with "- " or "* " is a list (continuation lines join the
+// item above).
+func paragraphs(s string, headingLevel int) []block {
+	var out []block
 	for p := range strings.SplitSeq(strings.ReplaceAll(s, "\r\n", "\n"), "\n\n") {
-		p = strings.Join(strings.Fields(p), " ")
-		if p != "" {
-			out = append(out, p)
+		lines := strings.Split(strings.TrimSpace(p), "\n")
+		switch first := strings.TrimSpace(lines[0]); {
+		case first == "":
+			continue
+		case strings.HasPrefix(first, "#"):
+			out = append(out, block{Kind: "h", Level: headingLevel, Parts: inlines(strings.TrimLeft(first, "# "))})
+			if rest := strings.Join(lines[1:], " "); strings.TrimSpace(rest) != "" {
+				out = append(out, block{Kind: "p", Parts: inlines(rest)})
+			}
+		case strings.HasPrefix(first, "- ") || strings.HasPrefix(first, "* "):
+			var items []string
+			for _, l := range lines {
+				t := strings.TrimSpace(l)
+				if strings.HasPrefix(t, "- ") || strings.HasPrefix(t, "* ") {
+					items = append(items, t[2:])
+				} else if len(items) > 0 {
+					items[len(items)-1] += " " + t
+				}
+			}
+			b := block{Kind: "ul"}
+			for _, it := range items {
+				b.Items = append(b.Items, inlines(it))
+			}
+			out = append(out, b)
+		default:
+			out = append(out, block{Kind: "p", Parts: inlines(strings.Join(lines, " "))})
+		}
+	}
+	return out
+}
+
+// inlines splits text at backticks into text and code spans, whitespace collapsed.
+func inlines(s string) []inline {
+	s = strings.Join(strings.Fields(s), " ")
+	var out []inline
+	for i, part := range strings.Split(s, "`") {
+		if part != "" {
+			out = append(out, inline{Text: part, Code: i%2 == 1})
 		}
 	}
 	return out

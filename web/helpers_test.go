@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +26,7 @@ import (
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/html"
 )
 
 func TestMain(m *testing.M) {
@@ -55,6 +60,13 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 
 func newTestServerWith(t *testing.T, st *store.Store, cfg Config) *testServer {
 	t.Helper()
+	return newTestServerRoutes(t, st, cfg, nil)
+}
+
+// newTestServerRoutes is newTestServerWith with extra routes, added by extra (when not nil)
+// after the web UI's and the origin's: tests stand in for the api package's handlers with it.
+func newTestServerRoutes(t *testing.T, st *store.Store, cfg Config, extra func(r *router.Router, w *Web)) *testServer {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	signer, err := signing.New([][]byte{bytes.Repeat([]byte("k"), signing.MinKeyLength)})
 	if err != nil {
@@ -84,6 +96,9 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config) *testServer {
 	r := router.New()
 	w.Register(r)
 	o.Register(r)
+	if extra != nil {
+		extra(r, w)
+	}
 	srv := &fasthttp.Server{Handler: r.Handler}
 	done := make(chan struct{})
 	go func() {
@@ -148,4 +163,192 @@ func (ts *testServer) signedIn(t *testing.T, username string) (*http.Client, str
 	u, _ := url.Parse(ts.url)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: ts.web.cookieName(), Value: token, Path: "/"}})
 	return c, sess.CSRFToken
+}
+
+// testClock is a settable clock shared by a store and the web UI, so that expiry decided by
+// either is exact in tests.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// sqliteWithClock opens a fresh SQLite store whose clock is clock, closed when the test ends.
+func sqliteWithClock(t *testing.T, clock *testClock) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir(), Now: clock.Now})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return st
+}
+
+// reply is an answer read in full, its body parsed as HTML.
+type reply struct {
+	status int
+	header http.Header
+	body   string
+	doc    *html.Node
+}
+
+// do sends a request to the test server with c (path is relative to the server) and reads the
+// answer. hdr adds request headers.
+func (ts *testServer) do(t *testing.T, c *http.Client, method, path string, body io.Reader, hdr http.Header) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, ts.url+path, body)
+	if err != nil {
+		t.Fatalf("new request %s %s: %v", method, path, err)
+	}
+	maps.Copy(req.Header, hdr)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s %s: %v", method, path, err)
+	}
+	doc, err := html.Parse(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("parse %s %s as HTML: %v", method, path, err)
+	}
+	return reply{status: resp.StatusCode, header: resp.Header, body: string(b), doc: doc}
+}
+
+// postForm posts an urlencoded form.
+func (ts *testServer) postForm(t *testing.T, c *http.Client, path string, form url.Values, hdr http.Header) reply {
+	t.Helper()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	maps.Copy(h, hdr)
+	return ts.do(t, c, http.MethodPost, path, strings.NewReader(form.Encode()), h)
+}
+
+// wantStatus fails the test unless the answer has status want.
+func (r reply) wantStatus(t *testing.T, want int) {
+	t.Helper()
+	if r.status != want {
+		t.Fatalf("status: got %d, want %d; body:\n%s", r.status, want, r.body)
+	}
+}
+
+// wantRedirect fails the test unless the answer is a 303 to location.
+func (r reply) wantRedirect(t *testing.T, location string) {
+	t.Helper()
+	r.wantStatus(t, http.StatusSeeOther)
+	if got := r.header.Get("Location"); got != location {
+		t.Fatalf("Location: got %q, want %q", got, location)
+	}
+}
+
+// wantPageHeaders fails the test unless h carries the headers of every HTML answer.
+func wantPageHeaders(t *testing.T, h http.Header) {
+	t.Helper()
+	csp := h.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "script-src 'none'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("Content-Security-Policy %q: want it to contain %q", csp, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"X-Content-Type-Options": "nosniff",
+		"Referrer-Policy":        "same-origin",
+		"X-Frame-Options":        "DENY",
+		"Cache-Control":          "no-store",
+	} {
+		if got := h.Get(name); got != want {
+			t.Errorf("%s: got %q, want %q", name, got, want)
+		}
+	}
+	if ct := h.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type: got %q, want text/html; charset=utf-8", ct)
+	}
+}
+
+// findAll returns the elements under n for which match is true, in document order.
+func findAll(n *html.Node, match func(*html.Node) bool) []*html.Node {
+	var out []*html.Node
+	for d := range n.Descendants() {
+		if d.Type == html.ElementNode && match(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// elements returns the elements with a tag name and, for each key=value in attrs, that
+// attribute value.
+func elements(n *html.Node, tag string, attrs ...string) []*html.Node {
+	return findAll(n, func(e *html.Node) bool {
+		if e.Data != tag {
+			return false
+		}
+		for i := 0; i+1 < len(attrs); i += 2 {
+			if v, ok := attrOf(e, attrs[i]); !ok || v != attrs[i+1] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// attrOf returns an attribute's value.
+func attrOf(n *html.Node, name string) (string, bool) {
+	for _, a := range n.Attr {
+		if a.Key == name {
+			return a.Val, true
+		}
+	}
+	return "", false
+}
+
+// attr returns an attribute's value, "" when absent.
+func attr(n *html.Node, name string) string {
+	v, _ := attrOf(n, name)
+	return v
+}
+
+// textOf returns the text under n, spaces collapsed.
+func textOf(n *html.Node) string {
+	var b strings.Builder
+	for d := range n.Descendants() {
+		if d.Type == html.TextNode {
+			b.WriteString(d.Data)
+		}
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
+}
+
+// formCSRF returns the value of the csrf_token input of the form posting to action.
+func formCSRF(t *testing.T, doc *html.Node, action string) string {
+	t.Helper()
+	forms := elements(doc, "form", "action", action)
+	if len(forms) == 0 {
+		t.Fatalf("no form with action %q", action)
+	}
+	inputs := elements(forms[0], "input", "name", "csrf_token")
+	if len(inputs) != 1 {
+		t.Fatalf("form %q: got %d csrf_token inputs, want 1", action, len(inputs))
+	}
+	return attr(inputs[0], "value")
 }

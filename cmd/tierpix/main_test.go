@@ -27,6 +27,7 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/tierpix/tierpix/api/openapi/openapitest"
 )
 
 // server is a tierpix started in-process through serve, as `tierpix serve` runs it.
@@ -131,11 +132,19 @@ type client struct {
 }
 
 func (s *server) basic(t *testing.T, user, pw string) *client {
-	return &client{t: t, base: s.URL, httpCli: http.DefaultClient, auth: func(r *http.Request) { r.SetBasicAuth(user, pw) }}
+	return &client{t: t, base: s.URL, httpCli: apiClient(t), auth: func(r *http.Request) { r.SetBasicAuth(user, pw) }}
 }
 
 func (s *server) bearer(t *testing.T, token string) *client {
-	return &client{t: t, base: s.URL, httpCli: http.DefaultClient, auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }}
+	return &client{t: t, base: s.URL, httpCli: apiClient(t), auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }}
+}
+
+// apiClient is an HTTP client that checks every response it gets against the OpenAPI
+// document.
+func apiClient(t *testing.T) *http.Client {
+	c := &http.Client{Transport: openapitest.Transport(t, &http.Transport{})}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
 }
 
 // do sends a request and decodes a JSON answer into out (when non-nil), returning the response

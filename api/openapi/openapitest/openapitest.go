@@ -85,7 +85,7 @@ func prefix(b []byte, n int) string {
 // path (the web UI's pages) is not API and passes.
 //
 // The rules: a path or method the document does not describe must be answered 404 or 405
-// with a problem document. Otherwise the status must be documented (exactly, else as 4XX or
+// with a problem document (or, to a browser, its HTML page). Otherwise the status must be documented (exactly, else as 4XX or
 // 5XX, else as default), every required header of that response must be present (and a 401
 // must carry WWW-Authenticate), the media type must be one the response documents, and a JSON
 // body must validate against its schema. A HEAD answer is checked against the GET operation,
@@ -187,7 +187,11 @@ func (c *checker) check(method, path string, status int, header http.Header, bod
 		if status == http.StatusMethodNotAllowed && header.Get("Allow") == "" {
 			return errors.New("a 405 must carry Allow")
 		}
-		if mediaType(header) != problemType {
+		switch mediaType(header) {
+		case problemType:
+		case "text/html":
+			return nil // the browsable API's page of the problem, for a browser
+		default:
 			return fmt.Errorf("an undocumented path or method must answer %s, got %q", problemType, header.Get("Content-Type"))
 		}
 		if head && len(body) == 0 {
