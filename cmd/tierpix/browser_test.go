@@ -42,8 +42,14 @@ const (
 // fails stops the flow, since every later step builds on it.
 func TestBrowserEndToEnd(t *testing.T) {
 	execPath := chromiumPath(t)
+	t0 := time.Now()
 	s := startServer(t, nil)
+	t.Log("server", time.Since(t0))
+	t0 = time.Now()
 	b := startBrowser(t, execPath, s.URL)
+	t.Log("browser", time.Since(t0))
+	t0 = time.Now()
+	defer func() { t.Log("jpeg", time.Since(t0)) }()
 	admin := s.basic(t, testAdmin, testAdminPW)
 
 	upload := filepath.Join(t.TempDir(), "gradient.jpg")

@@ -173,8 +173,8 @@ const (
 )
 
 // sweep removes crash leftovers from the data dir, and sessions that have ended (idle for
-// sessionIdle or past their absolute expiry), which nobody could use any more but which would
-// pile up in the database.
+// sessionIdle or past their absolute expiry) and failed sign-ins past the throttle's window,
+// which count for nothing any more but would pile up in the database.
 func sweep(ctx context.Context, st *store.Store, sessionIdle time.Duration, logger *slog.Logger) error {
 	res, err := st.Sweep(ctx, orphanAge)
 	if err != nil {
@@ -189,6 +189,10 @@ func sweep(ctx context.Context, st *store.Store, sessionIdle time.Duration, logg
 	}
 	if n > 0 {
 		logger.Info("swept ended sessions", "sessions", n)
+	}
+	// Failed sign-ins older than the throttle's window count for nothing any more.
+	if _, err := st.DeleteStaleLoginFailures(ctx, web.DefaultFailureWindow); err != nil {
+		return fmt.Errorf("sweep sign-in failures: %w", err)
 	}
 	return nil
 }
