@@ -50,6 +50,8 @@ func (t *Tier) Validate() error {
 	fields := map[string]string{}
 	if !tierNameRE.MatchString(t.Name) {
 		fields["name"] = "must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit"
+	} else if slices.Contains(reservedNames, t.Name) {
+		fields["name"] = fmt.Sprintf("%q is reserved", t.Name)
 	}
 	if len(t.ThumbnailHeights) > MaxThumbnailHeights {
 		fields["thumbnail_heights"] = fmt.Sprintf("at most %d heights", MaxThumbnailHeights)
@@ -85,10 +87,18 @@ type User struct {
 
 var usernameRE = regexp.MustCompile(`^[A-Za-z0-9.@+_-]{1,150}$`)
 
+// reservedNames cannot be usernames or tier names: "." and ".." because clients and
+// proxies normalise them out of URL paths such as /api/admin/users/{username}, and "new"
+// because the admin UI's /admin/users/new and /admin/tiers/new are the forms that add one.
+var reservedNames = []string{".", "..", "new"}
+
 // ValidateUsername checks a username against the allowed alphabet and length.
 func ValidateUsername(name string) error {
 	if !usernameRE.MatchString(name) {
 		return Invalid("username", "must be 1 to 150 letters, digits or . @ + _ -")
+	}
+	if slices.Contains(reservedNames, name) {
+		return Invalid("username", fmt.Sprintf("%q is reserved", name))
 	}
 	return nil
 }

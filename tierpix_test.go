@@ -20,6 +20,7 @@ func TestTierValidate(t *testing.T) {
 		{name: "empty name", tier: tierpix.Tier{Name: ""}, fields: []string{"name"}},
 		{name: "name with a slash", tier: tierpix.Tier{Name: "a/b"}, fields: []string{"name"}},
 		{name: "name starting with a dash", tier: tierpix.Tier{Name: "-x"}, fields: []string{"name"}},
+		{name: "reserved name", tier: tierpix.Tier{Name: "new"}, fields: []string{"name"}},
 		{name: "name too long", tier: tierpix.Tier{Name: strings.Repeat("a", 65)}, fields: []string{"name"}},
 		{name: "zero height", tier: tierpix.Tier{Name: "x", ThumbnailHeights: []int{0}}, fields: []string{"thumbnail_heights"}},
 		{name: "height too large", tier: tierpix.Tier{Name: "x", ThumbnailHeights: []int{tierpix.MaxThumbnailHeight + 1}}, fields: []string{"thumbnail_heights"}},
@@ -83,7 +84,7 @@ func TestUsernameAndPassword(t *testing.T) {
 			t.Errorf("ValidateUsername(%q): got %v, want nil", name, err)
 		}
 	}
-	for _, name := range []string{"", "a b", "a:b", "a/b", strings.Repeat("x", 151), "é"} {
+	for _, name := range []string{"", "a b", "a:b", "a/b", strings.Repeat("x", 151), "é", ".", "..", "new"} {
 		if err := tierpix.ValidateUsername(name); tierpix.ErrorFields(err)["username"] == "" {
 			t.Errorf("ValidateUsername(%q): got %v, want a username field error", name, err)
 		}

@@ -11,7 +11,6 @@ package web
 // of a name, so a crafted link cannot make the page say arbitrary sentences.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -33,10 +32,6 @@ const adminPageSize = 50
 // adminDashboardUserCap bounds the dashboard's user count: it counts by listing, so past the
 // cap it says "more than".
 const adminDashboardUserCap = 1000
-
-// adminContext is the context for the admin's database work. It is deliberately not the
-// RequestCtx: fasthttp reuses that after the handler returns and cancels it at shutdown.
-func adminContext() context.Context { return context.Background() }
 
 // adminNavLink is one entry of the admin's section navigation.
 type adminNavLink struct {
@@ -236,7 +231,7 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l := adminLayoutFor(ctx, id, sess, "Admin")
-	dbctx := adminContext()
+	dbctx := dbContext()
 	tiers, err := w.st.ListTiers(dbctx)
 	if err != nil {
 		w.adminFail(ctx, l, "/", "list tiers", err)

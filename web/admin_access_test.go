@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,7 +142,17 @@ func TestAdminPages(t *testing.T) {
 				t.Errorf("got Content-Type %q, want text/html; charset=utf-8", ct)
 			}
 			got.wantNoBody(t, "<script")
-			got.wantBody(t, `<nav aria-label="Admin sections">`)
+			section := "/admin"
+			for _, s := range []string{"/admin/tiers", "/admin/users", "/admin/images"} {
+				if strings.HasPrefix(r.path, s) {
+					section = s
+				}
+			}
+			got.wantBody(t, `<nav class="subnav" aria-label="Admin sections">`, `<a href="`+section+`" aria-current="page">`)
+			subnav, _, _ := strings.Cut(got.body[strings.Index(got.body, `<nav class="subnav"`)+1:], "</nav>")
+			if n := strings.Count(subnav, `aria-current="page"`); n != 1 {
+				t.Errorf("got %d links marked current, want 1", n)
+			}
 		})
 	}
 }

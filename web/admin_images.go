@@ -79,7 +79,7 @@ func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
 		l.Flash = "Image deleted."
 	}
 	d := adminImageList{adminLayout: l, Owner: strings.TrimSpace(adminQuery(ctx, "owner"))}
-	dbctx := adminContext()
+	dbctx := dbContext()
 	var ownerID int64
 	if d.Owner != "" {
 		d.Title = "Images of " + d.Owner
@@ -137,7 +137,7 @@ func (w *Web) handleImagePreview(ctx *fasthttp.RequestCtx) {
 
 // adminFindImage returns an image with its owner's username.
 func (w *Web) adminFindImage(id string) (tierpix.Image, string, error) {
-	dbctx := adminContext()
+	dbctx := dbContext()
 	img, err := w.st.FindImage(dbctx, id)
 	if err != nil {
 		return tierpix.Image{}, "", err
@@ -175,7 +175,7 @@ func (w *Web) handleImageDelete(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l := adminLayoutFor(ctx, id, sess, "Delete image")
-	dbctx := adminContext()
+	dbctx := dbContext()
 	img, err := w.st.FindImage(dbctx, adminParam(ctx, "id"))
 	if err == nil {
 		err = w.st.DeleteImage(dbctx, img.OwnerID, img.ID)

@@ -11,91 +11,95 @@ import (
 	"testing"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/store/storetest"
 )
 
 // TestAdminImageList checks everyone's images newest first, 50 a page, filtered by owner.
 func TestAdminImageList(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	c, _ := ts.signedIn(t, "admin")
-	alice := ts.adminUser(t, "alice")
-	admin := ts.adminUser(t, "admin")
-	// 60 images, oldest first, every third the admin's.
-	var ids []string // newest first
-	var aliceIDs []string
-	for i := range 60 {
-		owner := alice.ID
-		if i%3 == 0 {
-			owner = admin.ID
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{})
+		c, _ := ts.signedIn(t, "admin")
+		alice := ts.adminUser(t, "alice")
+		admin := ts.adminUser(t, "admin")
+		// 60 images, oldest first, every third the admin's.
+		var ids []string // newest first
+		var aliceIDs []string
+		for i := range 60 {
+			owner := alice.ID
+			if i%3 == 0 {
+				owner = admin.ID
+			}
+			img := ts.adminAddImage(t, owner, fmt.Sprintf("img-%02d.jpg", i), 8, 6)
+			ids = append([]string{img.ID}, ids...)
+			if owner == alice.ID {
+				aliceIDs = append([]string{img.ID}, aliceIDs...)
+			}
 		}
-		img := ts.adminAddImage(t, owner, fmt.Sprintf("img-%02d.jpg", i), 8, 6)
-		ids = append([]string{img.ID}, ids...)
-		if owner == alice.ID {
-			aliceIDs = append([]string{img.ID}, aliceIDs...)
+		rowRE := regexp.MustCompile(`<a href="/admin/images/([a-z2-7]{24})/delete"`)
+		rows := func(r adminResponse) []string {
+			var got []string
+			for _, m := range rowRE.FindAllStringSubmatch(r.body, -1) {
+				got = append(got, m[1])
+			}
+			return got
 		}
-	}
-	rowRE := regexp.MustCompile(`<a href="/admin/images/([a-z2-7]{24})/delete"`)
-	rows := func(r adminResponse) []string {
-		var got []string
-		for _, m := range rowRE.FindAllStringSubmatch(r.body, -1) {
-			got = append(got, m[1])
+		nextRE := regexp.MustCompile(`<a href="(/admin/images\?[^"]+)" rel="next">Next page</a>`)
+
+		tests := []struct {
+			name      string
+			path      string
+			want      []string
+			wantOwner bool // the next link keeps owner=alice
+		}{
+			{name: "everyone", path: "/admin/images", want: ids},
+			{name: "alice", path: "/admin/images?owner=alice", want: aliceIDs, wantOwner: true},
 		}
-		return got
-	}
-	nextRE := regexp.MustCompile(`<a href="(/admin/images\?[^"]+)" rel="next">Next page</a>`)
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				first := ts.adminGet(t, c, tt.path)
+				first.wantStatus(t, http.StatusOK)
+				if got := rows(first); !slices.Equal(got, tt.want[:min(50, len(tt.want))]) {
+					t.Fatalf("got first page %v, want %v", got, tt.want[:min(50, len(tt.want))])
+				}
+				if len(tt.want) <= 50 {
+					first.wantNoBody(t, "Next page")
+					return
+				}
+				m := nextRE.FindStringSubmatch(first.body)
+				if m == nil {
+					t.Fatalf("no next page link")
+				}
+				next := regexp.MustCompile(`&amp;`).ReplaceAllString(m[1], "&")
+				if tt.wantOwner != regexp.MustCompile(`[?&]owner=alice(&|$)`).MatchString(next) {
+					t.Errorf("got next link %q, want owner kept %t", next, tt.wantOwner)
+				}
+				second := ts.adminGet(t, c, next)
+				second.wantStatus(t, http.StatusOK)
+				if got := rows(second); !slices.Equal(got, tt.want[50:]) {
+					t.Errorf("got second page %v, want %v", got, tt.want[50:])
+				}
+				second.wantNoBody(t, "Next page")
+			})
+		}
 
-	tests := []struct {
-		name      string
-		path      string
-		want      []string
-		wantOwner bool // the next link keeps owner=alice
-	}{
-		{name: "everyone", path: "/admin/images", want: ids},
-		{name: "alice", path: "/admin/images?owner=alice", want: aliceIDs, wantOwner: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			first := ts.adminGet(t, c, tt.path)
-			first.wantStatus(t, http.StatusOK)
-			if got := rows(first); !slices.Equal(got, tt.want[:min(50, len(tt.want))]) {
-				t.Fatalf("got first page %v, want %v", got, tt.want[:min(50, len(tt.want))])
-			}
-			if len(tt.want) <= 50 {
-				first.wantNoBody(t, "Next page")
-				return
-			}
-			m := nextRE.FindStringSubmatch(first.body)
-			if m == nil {
-				t.Fatalf("no next page link")
-			}
-			next := regexp.MustCompile(`&amp;`).ReplaceAllString(m[1], "&")
-			if tt.wantOwner != regexp.MustCompile(`[?&]owner=alice(&|$)`).MatchString(next) {
-				t.Errorf("got next link %q, want owner kept %t", next, tt.wantOwner)
-			}
-			second := ts.adminGet(t, c, next)
-			second.wantStatus(t, http.StatusOK)
-			if got := rows(second); !slices.Equal(got, tt.want[50:]) {
-				t.Errorf("got second page %v, want %v", got, tt.want[50:])
-			}
-			second.wantNoBody(t, "Next page")
-		})
-	}
+		// The columns of one row: preview picture inside a link, name, owner filter, size.
+		page := ts.adminGet(t, c, "/admin/images?owner=alice")
+		page.wantBody(t,
+			fmt.Sprintf(`<a class="thumb" href="/admin/images/%[1]s/preview"><img src="/admin/images/%[1]s/preview" alt="Preview of img-59.jpg" width="8" height="6" loading="lazy"></a>`, aliceIDs[0]),
+			`<th scope="row">img-59.jpg</th>`,
+			`<a href="/admin/images?owner=alice" aria-label="Images of alice">alice</a>`,
+			`<td>8×6, `,
+		)
+		page.wantNoBody(t, "img-57.jpg") // the admin's
 
-	// The columns of one row: preview picture inside a link, name, owner filter, size.
-	page := ts.adminGet(t, c, "/admin/images?owner=alice")
-	page.wantBody(t,
-		fmt.Sprintf(`<a href="/admin/images/%[1]s/preview"><img class="thumb" src="/admin/images/%[1]s/preview" alt="Preview of img-59.jpg" width="8" height="6" loading="lazy"></a>`, aliceIDs[0]),
-		`<th scope="row">img-59.jpg</th>`,
-		`<a href="/admin/images?owner=alice" aria-label="Images of alice">alice</a>`,
-		`<td>8×6, `,
-	)
-	page.wantNoBody(t, "img-57.jpg") // the admin's
-
-	unknown := ts.adminGet(t, c, "/admin/images?owner=nobody")
-	unknown.wantStatus(t, http.StatusOK)
-	unknown.wantFieldError(t, "owner", `No user is named "nobody".`)
-	if got := rows(unknown); len(got) != 0 {
-		t.Errorf("got %d rows for an unknown owner, want none", len(got))
-	}
+		unknown := ts.adminGet(t, c, "/admin/images?owner=nobody")
+		unknown.wantStatus(t, http.StatusOK)
+		unknown.wantFieldError(t, "owner", `No user is named "nobody".`)
+		if got := rows(unknown); len(got) != 0 {
+			t.Errorf("got %d rows for an unknown owner, want none", len(got))
+		}
+	})
 }
 
 // TestAdminImagePreview checks that the preview is a 200 px JPEG whatever the owner's tier

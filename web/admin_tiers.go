@@ -89,7 +89,7 @@ func (w *Web) handleTierList(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l := adminLayoutFor(ctx, id, sess, "Tiers")
-	tiers, err := w.st.ListTiers(adminContext())
+	tiers, err := w.st.ListTiers(dbContext())
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list tiers", err)
 		return
@@ -173,7 +173,7 @@ func (w *Web) handleTierCreate(ctx *fasthttp.RequestCtx) {
 		w.render(ctx, http.StatusBadRequest, "admin_tier_form.html", d)
 		return
 	}
-	err := w.st.CreateTier(adminContext(), &t)
+	err := w.st.CreateTier(dbContext(), &t)
 	switch tierpix.ErrorCode(err) {
 	case "":
 		w.adminRedirect(ctx, "/admin/tiers", url.Values{"created": {t.Name}})
@@ -197,7 +197,7 @@ func (w *Web) handleTierEdit(ctx *fasthttp.RequestCtx) {
 	}
 	name := adminParam(ctx, "name")
 	l := adminLayoutFor(ctx, id, sess, "Edit tier "+name)
-	t, err := w.st.FindTier(adminContext(), name)
+	t, err := w.st.FindTier(dbContext(), name)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)
 		return
@@ -226,14 +226,14 @@ func (w *Web) handleTierUpdate(ctx *fasthttp.RequestCtx) {
 	d := adminTierForm{adminLayout: adminLayoutFor(ctx, id, sess, "Edit tier "+name), Action: adminTierURL(name), Name: name}
 	t, msg := adminTierFromForm(ctx, &d)
 	if f := adminTierInvalid(&t, msg); f != nil {
-		if cur, err := w.st.FindTier(adminContext(), name); err == nil {
+		if cur, err := w.st.FindTier(dbContext(), name); err == nil {
 			d.Builtin = cur.Builtin
 		}
 		d.adminForm = *f
 		w.render(ctx, http.StatusBadRequest, "admin_tier_form.html", d)
 		return
 	}
-	saved, err := w.st.ModifyTier(adminContext(), name, func(cur *tierpix.Tier) error {
+	saved, err := w.st.ModifyTier(dbContext(), name, func(cur *tierpix.Tier) error {
 		d.Builtin = cur.Builtin
 		cur.ThumbnailHeights = t.ThumbnailHeights
 		cur.OriginalLink = t.OriginalLink
@@ -260,7 +260,7 @@ func (w *Web) handleTierConfirm(ctx *fasthttp.RequestCtx) {
 	}
 	name := adminParam(ctx, "name")
 	l := adminLayoutFor(ctx, id, sess, "Delete tier "+name)
-	t, err := w.st.FindTier(adminContext(), name)
+	t, err := w.st.FindTier(dbContext(), name)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)
 		return
@@ -286,7 +286,7 @@ func (w *Web) handleTierDelete(ctx *fasthttp.RequestCtx) {
 	}
 	name := adminParam(ctx, "name")
 	l := adminLayoutFor(ctx, id, sess, "Delete tier "+name)
-	dbctx := adminContext()
+	dbctx := dbContext()
 	t, err := w.st.FindTier(dbctx, name)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)

@@ -8,109 +8,113 @@ import (
 	"testing"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/store/storetest"
 )
 
 func TestAdminTierCreate(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	ctx := context.Background()
-	c, csrf := ts.signedIn(t, "admin")
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{})
+		ctx := context.Background()
+		c, csrf := ts.signedIn(t, "admin")
 
-	tests := []struct {
-		name       string
-		form       url.Values
-		wantStatus int
-		wantFields map[string]string // field errors shown
-		wantBody   []string          // what the re-rendered form keeps
-		want       *tierpix.Tier     // the tier stored, for a success
-	}{
-		{
-			name:       "heights and flags",
-			form:       url.Values{"name": {"Gold"}, "thumbnail_heights": {"600, 150 150"}, "original_link": {"on"}, "expiring_links": {"on"}},
-			wantStatus: http.StatusSeeOther,
-			want:       &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{150, 600}, OriginalLink: true, ExpiringLinks: true},
-		},
-		{
-			name:       "no heights no flags",
-			form:       url.Values{"name": {"Bare"}, "thumbnail_heights": {""}},
-			wantStatus: http.StatusSeeOther,
-			want:       &tierpix.Tier{Name: "Bare", ThumbnailHeights: []int{}},
-		},
-		{
-			name:       "heights not numbers",
-			form:       url.Values{"name": {"Silver"}, "thumbnail_heights": {"0, abc"}, "original_link": {"on"}},
-			wantStatus: http.StatusBadRequest,
-			wantFields: map[string]string{"thumbnail_heights": `"abc" is not a whole number: give heights in pixels, separated by commas or spaces.`},
-			wantBody:   []string{`value="0, abc"`, `value="Silver"`, `id="original_link" name="original_link" type="checkbox" value="on" checked>`},
-		},
-		{
-			name:       "height out of range",
-			form:       url.Values{"name": {"Silver"}, "thumbnail_heights": {"0, 100"}},
-			wantStatus: http.StatusBadRequest,
-			wantFields: map[string]string{"thumbnail_heights": "Each height must be between 1 and 10000."},
-			wantBody:   []string{`value="0, 100"`, `id="original_link" name="original_link" type="checkbox" value="on">`},
-		},
-		{
-			name:       "too many heights",
-			form:       url.Values{"name": {"Silver"}, "thumbnail_heights": {"1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"}},
-			wantStatus: http.StatusBadRequest,
-			wantFields: map[string]string{"thumbnail_heights": "At most 16 heights."},
-		},
-		{
-			name:       "bad name and heights",
-			form:       url.Values{"name": {"no spaces allowed"}, "thumbnail_heights": {"x"}},
-			wantStatus: http.StatusBadRequest,
-			wantFields: map[string]string{
-				"name":              "The name must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit.",
-				"thumbnail_heights": `"x" is not a whole number: give heights in pixels, separated by commas or spaces.`,
+		tests := []struct {
+			name       string
+			form       url.Values
+			wantStatus int
+			wantFields map[string]string // field errors shown
+			wantBody   []string          // what the re-rendered form keeps
+			want       *tierpix.Tier     // the tier stored, for a success
+		}{
+			{
+				name:       "heights and flags",
+				form:       url.Values{"name": {"Gold"}, "thumbnail_heights": {"600, 150 150"}, "original_link": {"on"}, "expiring_links": {"on"}},
+				wantStatus: http.StatusSeeOther,
+				want:       &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{150, 600}, OriginalLink: true, ExpiringLinks: true},
 			},
-			wantBody: []string{`value="no spaces allowed"`},
-		},
-		{
-			name:       "empty name",
-			form:       url.Values{"name": {""}, "thumbnail_heights": {"100"}},
-			wantStatus: http.StatusBadRequest,
-			wantFields: map[string]string{"name": "The name must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit."},
-		},
-		{
-			name:       "duplicate name in another case",
-			form:       url.Values{"name": {"premium"}, "thumbnail_heights": {"100"}},
-			wantStatus: http.StatusConflict,
-			wantFields: map[string]string{"name": `The tier "premium" already exists.`},
-			wantBody:   []string{`value="premium"`, `value="100"`},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := ts.adminPostForm(t, c, "/admin/tiers/new", csrf, tt.form)
-			got.wantStatus(t, tt.wantStatus)
-			if tt.want != nil {
-				got.wantRedirect(t, "/admin/tiers?created="+tt.want.Name)
-				stored, err := ts.st.FindTier(ctx, tt.want.Name)
-				if err != nil {
-					t.Fatalf("find tier: %v", err)
+			{
+				name:       "no heights no flags",
+				form:       url.Values{"name": {"Bare"}, "thumbnail_heights": {""}},
+				wantStatus: http.StatusSeeOther,
+				want:       &tierpix.Tier{Name: "Bare", ThumbnailHeights: []int{}},
+			},
+			{
+				name:       "heights not numbers",
+				form:       url.Values{"name": {"Silver"}, "thumbnail_heights": {"0, abc"}, "original_link": {"on"}},
+				wantStatus: http.StatusBadRequest,
+				wantFields: map[string]string{"thumbnail_heights": `"abc" is not a whole number: give heights in pixels, separated by commas or spaces.`},
+				wantBody:   []string{`value="0, abc"`, `value="Silver"`, `id="original_link" name="original_link" type="checkbox" value="on" checked>`},
+			},
+			{
+				name:       "height out of range",
+				form:       url.Values{"name": {"Silver"}, "thumbnail_heights": {"0, 100"}},
+				wantStatus: http.StatusBadRequest,
+				wantFields: map[string]string{"thumbnail_heights": "Each height must be between 1 and 10000."},
+				wantBody:   []string{`value="0, 100"`, `id="original_link" name="original_link" type="checkbox" value="on">`},
+			},
+			{
+				name:       "too many heights",
+				form:       url.Values{"name": {"Silver"}, "thumbnail_heights": {"1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"}},
+				wantStatus: http.StatusBadRequest,
+				wantFields: map[string]string{"thumbnail_heights": "At most 16 heights."},
+			},
+			{
+				name:       "bad name and heights",
+				form:       url.Values{"name": {"no spaces allowed"}, "thumbnail_heights": {"x"}},
+				wantStatus: http.StatusBadRequest,
+				wantFields: map[string]string{
+					"name":              "The name must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit.",
+					"thumbnail_heights": `"x" is not a whole number: give heights in pixels, separated by commas or spaces.`,
+				},
+				wantBody: []string{`value="no spaces allowed"`},
+			},
+			{
+				name:       "empty name",
+				form:       url.Values{"name": {""}, "thumbnail_heights": {"100"}},
+				wantStatus: http.StatusBadRequest,
+				wantFields: map[string]string{"name": "The name must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit."},
+			},
+			{
+				name:       "duplicate name in another case",
+				form:       url.Values{"name": {"premium"}, "thumbnail_heights": {"100"}},
+				wantStatus: http.StatusConflict,
+				wantFields: map[string]string{"name": `The tier "premium" already exists.`},
+				wantBody:   []string{`value="premium"`, `value="100"`},
+			},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got := ts.adminPostForm(t, c, "/admin/tiers/new", csrf, tt.form)
+				got.wantStatus(t, tt.wantStatus)
+				if tt.want != nil {
+					got.wantRedirect(t, "/admin/tiers?created="+tt.want.Name)
+					stored, err := ts.st.FindTier(ctx, tt.want.Name)
+					if err != nil {
+						t.Fatalf("find tier: %v", err)
+					}
+					if stored.Name != tt.want.Name || !slices.Equal(stored.ThumbnailHeights, tt.want.ThumbnailHeights) ||
+						stored.OriginalLink != tt.want.OriginalLink || stored.ExpiringLinks != tt.want.ExpiringLinks || stored.Builtin {
+						t.Errorf("got tier %+v, want %+v", stored, *tt.want)
+					}
+					list := ts.adminGet(t, c, got.location)
+					list.wantStatus(t, http.StatusOK)
+					list.wantBody(t, `<p class="flash" role="status">Tier `+tt.want.Name+` created.</p>`, `<a href="/admin/tiers/`+tt.want.Name+`">`+tt.want.Name+`</a>`)
+					return
 				}
-				if stored.Name != tt.want.Name || !slices.Equal(stored.ThumbnailHeights, tt.want.ThumbnailHeights) ||
-					stored.OriginalLink != tt.want.OriginalLink || stored.ExpiringLinks != tt.want.ExpiringLinks || stored.Builtin {
-					t.Errorf("got tier %+v, want %+v", stored, *tt.want)
+				got.wantBody(t, `<p class="flash error" id="form-error" role="alert">Please correct the marked fields.</p>`)
+				for field, msg := range tt.wantFields {
+					got.wantFieldError(t, field, msg)
 				}
-				list := ts.adminGet(t, c, got.location)
-				list.wantStatus(t, http.StatusOK)
-				list.wantBody(t, `<p class="flash" role="status">Tier `+tt.want.Name+` created.</p>`, `<a href="/admin/tiers/`+tt.want.Name+`">`+tt.want.Name+`</a>`)
-				return
-			}
-			got.wantBody(t, `<p class="field-error" id="form-error" role="alert">Please correct the marked fields.</p>`)
-			for field, msg := range tt.wantFields {
-				got.wantFieldError(t, field, msg)
-			}
-			got.wantBody(t, tt.wantBody...)
-			// Nothing else was created under the typed name.
-			if name := tt.form.Get("name"); name != "" && tt.wantStatus != http.StatusConflict {
-				if _, err := ts.st.FindTier(ctx, name); tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
-					t.Errorf("find tier %q: got %v, want ENOTFOUND", name, err)
+				got.wantBody(t, tt.wantBody...)
+				// Nothing else was created under the typed name.
+				if name := tt.form.Get("name"); name != "" && tt.wantStatus != http.StatusConflict {
+					if _, err := ts.st.FindTier(ctx, name); tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+						t.Errorf("find tier %q: got %v, want ENOTFOUND", name, err)
+					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 // TestAdminTierList checks the list's columns and that builtin tiers offer no delete.
@@ -216,67 +220,69 @@ func TestAdminTierEdit(t *testing.T) {
 }
 
 func TestAdminTierDelete(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	ctx := context.Background()
-	c, csrf := ts.signedIn(t, "admin")
-	for _, name := range []string{"Gold", "Free"} {
-		if err := ts.st.CreateTier(ctx, &tierpix.Tier{Name: name, ThumbnailHeights: []int{100}}); err != nil {
-			t.Fatalf("create tier: %v", err)
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{})
+		ctx := context.Background()
+		c, csrf := ts.signedIn(t, "admin")
+		for _, name := range []string{"Gold", "Free"} {
+			if err := ts.st.CreateTier(ctx, &tierpix.Tier{Name: name, ThumbnailHeights: []int{100}}); err != nil {
+				t.Fatalf("create tier: %v", err)
+			}
 		}
-	}
-	ts.createUser(t, "bob", "Gold", false)
+		ts.createUser(t, "bob", "Gold", false)
 
-	tests := []struct {
-		name        string
-		tier        string
-		wantConfirm bool // the confirmation offers the button
-		wantStatus  int
-		wantMsg     string
-		wantGone    bool
-	}{
-		{name: "builtin", tier: "Basic", wantConfirm: false, wantStatus: http.StatusConflict, wantMsg: "The Basic tier is builtin and cannot be deleted."},
-		{name: "in use", tier: "Gold", wantConfirm: true, wantStatus: http.StatusConflict, wantMsg: "The tier Gold has 1 user. Move its users to another tier first."},
-		{name: "free", tier: "Free", wantConfirm: true, wantStatus: http.StatusSeeOther, wantGone: true},
-		{name: "unknown", tier: "Nope", wantStatus: http.StatusNotFound},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := "/admin/tiers/" + tt.tier + "/delete"
-			confirm := ts.adminGet(t, c, path)
-			if tt.wantStatus == http.StatusNotFound {
-				confirm.wantStatus(t, http.StatusNotFound)
-			} else {
-				confirm.wantStatus(t, http.StatusOK)
-				button := `<form method="post" action="` + path + `">`
-				if tt.wantConfirm {
-					confirm.wantBody(t, button, `<button type="submit" class="button danger">Delete tier `+tt.tier+`</button>`)
+		tests := []struct {
+			name        string
+			tier        string
+			wantConfirm bool // the confirmation offers the button
+			wantStatus  int
+			wantMsg     string
+			wantGone    bool
+		}{
+			{name: "builtin", tier: "Basic", wantConfirm: false, wantStatus: http.StatusConflict, wantMsg: "The Basic tier is builtin and cannot be deleted."},
+			{name: "in use", tier: "Gold", wantConfirm: true, wantStatus: http.StatusConflict, wantMsg: "The tier Gold has 1 user. Move its users to another tier first."},
+			{name: "free", tier: "Free", wantConfirm: true, wantStatus: http.StatusSeeOther, wantGone: true},
+			{name: "unknown", tier: "Nope", wantStatus: http.StatusNotFound},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				path := "/admin/tiers/" + tt.tier + "/delete"
+				confirm := ts.adminGet(t, c, path)
+				if tt.wantStatus == http.StatusNotFound {
+					confirm.wantStatus(t, http.StatusNotFound)
 				} else {
-					confirm.wantNoBody(t, button)
-					confirm.wantBody(t, tt.wantMsg)
+					confirm.wantStatus(t, http.StatusOK)
+					button := `<form method="post" action="` + path + `">`
+					if tt.wantConfirm {
+						confirm.wantBody(t, button, `<button type="submit" class="button danger">Delete tier `+tt.tier+`</button>`)
+					} else {
+						confirm.wantNoBody(t, button)
+						confirm.wantBody(t, tt.wantMsg)
+					}
 				}
-			}
 
-			got := ts.adminPostForm(t, c, path, csrf, nil)
-			got.wantStatus(t, tt.wantStatus)
-			if tt.wantStatus == http.StatusSeeOther {
-				got.wantRedirect(t, "/admin/tiers?deleted="+tt.tier)
-				ts.adminGet(t, c, got.location).wantBody(t, "Tier "+tt.tier+" deleted.")
-			}
-			if tt.wantMsg != "" {
-				got.wantBody(t, `<p class="field-error" id="refusal" role="alert">`+tt.wantMsg+`</p>`)
-			}
-			_, err := ts.st.FindTier(ctx, tt.tier)
-			switch {
-			case tt.wantGone || tt.wantStatus == http.StatusNotFound:
-				if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
-					t.Errorf("find tier: got %v, want ENOTFOUND", err)
+				got := ts.adminPostForm(t, c, path, csrf, nil)
+				got.wantStatus(t, tt.wantStatus)
+				if tt.wantStatus == http.StatusSeeOther {
+					got.wantRedirect(t, "/admin/tiers?deleted="+tt.tier)
+					ts.adminGet(t, c, got.location).wantBody(t, "Tier "+tt.tier+" deleted.")
 				}
-			case err != nil:
-				t.Errorf("find tier: got %v, want it still there", err)
-			}
-		})
-	}
-	if u := ts.adminUser(t, "bob"); u.TierName != "Gold" {
-		t.Errorf("got bob on %q, want Gold", u.TierName)
-	}
+				if tt.wantMsg != "" {
+					got.wantBody(t, `<p class="flash error" id="refusal" role="alert">`+tt.wantMsg+`</p>`)
+				}
+				_, err := ts.st.FindTier(ctx, tt.tier)
+				switch {
+				case tt.wantGone || tt.wantStatus == http.StatusNotFound:
+					if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+						t.Errorf("find tier: got %v, want ENOTFOUND", err)
+					}
+				case err != nil:
+					t.Errorf("find tier: got %v, want it still there", err)
+				}
+			})
+		}
+		if u := ts.adminUser(t, "bob"); u.TierName != "Gold" {
+			t.Errorf("got bob on %q, want Gold", u.TierName)
+		}
+	})
 }

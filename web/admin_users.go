@@ -101,7 +101,7 @@ const adminSelfDelete = "You cannot delete your own account."
 
 // adminTierOptions lists every tier for a select, with selected chosen (case-insensitively).
 func (w *Web) adminTierOptions(selected string) ([]adminTierOption, error) {
-	tiers, err := w.st.ListTiers(adminContext())
+	tiers, err := w.st.ListTiers(dbContext())
 	if err != nil {
 		return nil, fmt.Errorf("list tiers: %w", err)
 	}
@@ -122,7 +122,7 @@ func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 	l := adminLayoutFor(ctx, id, sess, "Users")
 	q := strings.TrimSpace(adminQuery(ctx, "q"))
 	after := adminQuery(ctx, "after")
-	users, err := w.st.ListUsers(adminContext(), q, after, adminPageSize+1)
+	users, err := w.st.ListUsers(dbContext(), q, after, adminPageSize+1)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list users", err)
 		return
@@ -209,7 +209,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 	hash, err := store.HashPassword(password, w.cfg.BcryptCost)
 	if err == nil {
 		u := tierpix.User{Username: d.Username, PasswordHash: hash, TierName: tier, IsAdmin: d.IsAdmin}
-		if err = w.st.CreateUser(adminContext(), &u); err == nil {
+		if err = w.st.CreateUser(dbContext(), &u); err == nil {
 			w.adminRedirect(ctx, "/admin/users", url.Values{"created": {u.Username}})
 			return
 		}
@@ -229,7 +229,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 
 // adminUserPage loads everything the user's page shows besides the form's own values.
 func (w *Web) adminUserPage(l adminLayout, caller *tierpix.Identity, sess *store.Session, target tierpix.User) (adminUserEdit, error) {
-	dbctx := adminContext()
+	dbctx := dbContext()
 	d := adminUserEdit{
 		adminLayout: l,
 		Username:    target.Username,
@@ -282,7 +282,7 @@ func (w *Web) handleUserEdit(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "User "+username)
-	target, err := w.st.FindUser(adminContext(), username)
+	target, err := w.st.FindUser(dbContext(), username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
@@ -331,7 +331,7 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 	}
 	if err == nil {
 		var u tierpix.User
-		u, err = w.st.ModifyUser(adminContext(), username, func(u *tierpix.User) error {
+		u, err = w.st.ModifyUser(dbContext(), username, func(u *tierpix.User) error {
 			if u.ID == id.User.ID && u.IsAdmin && !isAdmin {
 				return tierpix.Errorf(tierpix.ECONFLICT, "You cannot demote yourself.")
 			}
@@ -352,7 +352,7 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/admin/users", "update user", err)
 		return
 	}
-	target, ferr := w.st.FindUser(adminContext(), username)
+	target, ferr := w.st.FindUser(dbContext(), username)
 	if ferr != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", ferr)
 		return
@@ -380,7 +380,7 @@ func (w *Web) handleUserConfirm(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Delete user "+username)
-	target, err := w.st.FindUser(adminContext(), username)
+	target, err := w.st.FindUser(dbContext(), username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
@@ -401,7 +401,7 @@ func (w *Web) handleUserDelete(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Delete user "+username)
-	dbctx := adminContext()
+	dbctx := dbContext()
 	target, err := w.st.FindUser(dbctx, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
@@ -439,7 +439,7 @@ func (w *Web) handleTokenCreate(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "New token for "+username)
-	dbctx := adminContext()
+	dbctx := dbContext()
 	target, err := w.st.FindUser(dbctx, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
@@ -467,7 +467,7 @@ func (w *Web) handleTokenDelete(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Revoke token")
-	dbctx := adminContext()
+	dbctx := dbContext()
 	target, err := w.st.FindUser(dbctx, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
@@ -496,7 +496,7 @@ func (w *Web) handleSessionsDelete(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Sign out everywhere")
-	dbctx := adminContext()
+	dbctx := dbContext()
 	target, err := w.st.FindUser(dbctx, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)

@@ -11,208 +11,216 @@ import (
 	"time"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/store/storetest"
 	"golang.org/x/crypto/bcrypt"
 )
 
 func TestAdminUserCreate(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	ctx := context.Background()
-	c, csrf := ts.signedIn(t, "admin")
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{})
+		ctx := context.Background()
+		c, csrf := ts.signedIn(t, "admin")
 
-	form := ts.adminGet(t, c, "/admin/users/new")
-	form.wantStatus(t, http.StatusOK)
-	form.wantBody(t, `<option value="Basic" selected>Basic</option>`, `<option value="Premium">Premium</option>`,
-		`<label for="password">Password</label>`, `autocomplete="new-password"`)
+		form := ts.adminGet(t, c, "/admin/users/new")
+		form.wantStatus(t, http.StatusOK)
+		form.wantBody(t, `<option value="Basic" selected>Basic</option>`, `<option value="Premium">Premium</option>`,
+			`<label for="password">Password</label>`, `autocomplete="new-password"`)
 
-	tests := []struct {
-		name       string
-		form       url.Values
-		wantStatus int
-		wantFields map[string]string
-		wantBody   []string
-		wantTier   string // of the user created
-		wantAdmin  bool
-	}{
-		{name: "basic user", form: url.Values{"username": {"bob"}, "password": {"bob's password"}, "tier": {"Premium"}}, wantStatus: http.StatusSeeOther, wantTier: "Premium"},
-		{name: "admin, tier in another case", form: url.Values{"username": {"carol@example.com"}, "password": {"carol's password"}, "tier": {"enterprise"}, "is_admin": {"on"}}, wantStatus: http.StatusSeeOther, wantTier: "Enterprise", wantAdmin: true},
-		{name: "no tier is Basic", form: url.Values{"username": {"dave"}, "password": {"dave's password"}}, wantStatus: http.StatusSeeOther, wantTier: "Basic"},
-		{
-			name:       "bad username and short password",
-			form:       url.Values{"username": {"bad name!"}, "password": {"short"}, "tier": {"Premium"}, "is_admin": {"on"}},
-			wantStatus: http.StatusBadRequest,
-			wantFields: map[string]string{
-				"username": "The username must be 1 to 150 letters, digits or . @ + _ -.",
-				"password": "The password must be 8 to 72 bytes long.",
+		tests := []struct {
+			name       string
+			form       url.Values
+			wantStatus int
+			wantFields map[string]string
+			wantBody   []string
+			wantTier   string // of the user created
+			wantAdmin  bool
+		}{
+			{name: "basic user", form: url.Values{"username": {"bob"}, "password": {"bob's password"}, "tier": {"Premium"}}, wantStatus: http.StatusSeeOther, wantTier: "Premium"},
+			{name: "admin, tier in another case", form: url.Values{"username": {"carol@example.com"}, "password": {"carol's password"}, "tier": {"enterprise"}, "is_admin": {"on"}}, wantStatus: http.StatusSeeOther, wantTier: "Enterprise", wantAdmin: true},
+			{name: "no tier is Basic", form: url.Values{"username": {"dave"}, "password": {"dave's password"}}, wantStatus: http.StatusSeeOther, wantTier: "Basic"},
+			{
+				name:       "bad username and short password",
+				form:       url.Values{"username": {"bad name!"}, "password": {"short"}, "tier": {"Premium"}, "is_admin": {"on"}},
+				wantStatus: http.StatusBadRequest,
+				wantFields: map[string]string{
+					"username": "The username must be 1 to 150 letters, digits or . @ + _ -.",
+					"password": "The password must be 8 to 72 bytes long.",
+				},
+				wantBody: []string{`value="bad name!"`, `<option value="Premium" selected>`, `name="is_admin" type="checkbox" value="on" checked>`},
 			},
-			wantBody: []string{`value="bad name!"`, `<option value="Premium" selected>`, `name="is_admin" type="checkbox" value="on" checked>`},
-		},
-		{
-			name:       "unknown tier",
-			form:       url.Values{"username": {"erin"}, "password": {"erin's password"}, "tier": {"Gold"}},
-			wantStatus: http.StatusBadRequest,
-			wantFields: map[string]string{"tier": "No tier named Gold."},
-			wantBody:   []string{`value="erin"`},
-		},
-		{
-			name:       "taken username",
-			form:       url.Values{"username": {"alice"}, "password": {"another password"}},
-			wantStatus: http.StatusConflict,
-			wantFields: map[string]string{"username": `The user "alice" already exists.`},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			username := tt.form.Get("username")
-			got := ts.adminPostForm(t, c, "/admin/users/new", csrf, tt.form)
-			got.wantStatus(t, tt.wantStatus)
-			if tt.wantStatus == http.StatusSeeOther {
-				got.wantRedirect(t, "/admin/users?created="+url.QueryEscape(username))
-				u := ts.adminUser(t, username)
-				if u.TierName != tt.wantTier || u.IsAdmin != tt.wantAdmin {
-					t.Errorf("got user on %q, admin %t, want %q, %t", u.TierName, u.IsAdmin, tt.wantTier, tt.wantAdmin)
+			{
+				name:       "unknown tier",
+				form:       url.Values{"username": {"erin"}, "password": {"erin's password"}, "tier": {"Gold"}},
+				wantStatus: http.StatusBadRequest,
+				wantFields: map[string]string{"tier": "No tier named Gold."},
+				wantBody:   []string{`value="erin"`},
+			},
+			{
+				name:       "taken username",
+				form:       url.Values{"username": {"alice"}, "password": {"another password"}},
+				wantStatus: http.StatusConflict,
+				wantFields: map[string]string{"username": `The user "alice" already exists.`},
+			},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				username := tt.form.Get("username")
+				got := ts.adminPostForm(t, c, "/admin/users/new", csrf, tt.form)
+				got.wantStatus(t, tt.wantStatus)
+				if tt.wantStatus == http.StatusSeeOther {
+					got.wantRedirect(t, "/admin/users?created="+url.QueryEscape(username))
+					u := ts.adminUser(t, username)
+					if u.TierName != tt.wantTier || u.IsAdmin != tt.wantAdmin {
+						t.Errorf("got user on %q, admin %t, want %q, %t", u.TierName, u.IsAdmin, tt.wantTier, tt.wantAdmin)
+					}
+					if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(tt.form.Get("password"))); err != nil {
+						t.Errorf("password does not match the hash: %v", err)
+					}
+					ts.adminGet(t, c, got.location).wantBody(t, adminEsc("User "+username+" created."))
+					return
 				}
-				if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(tt.form.Get("password"))); err != nil {
-					t.Errorf("password does not match the hash: %v", err)
+				for field, msg := range tt.wantFields {
+					got.wantFieldError(t, field, msg)
 				}
-				ts.adminGet(t, c, got.location).wantBody(t, adminEsc("User "+username+" created."))
-				return
-			}
-			for field, msg := range tt.wantFields {
-				got.wantFieldError(t, field, msg)
-			}
-			got.wantBody(t, tt.wantBody...)
-			if pw := tt.form.Get("password"); strings.Contains(got.body, `value="`+pw+`"`) {
-				t.Errorf("the re-rendered form holds the password")
-			}
-			if tt.wantStatus != http.StatusConflict {
-				if _, err := ts.st.FindUser(ctx, username); tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
-					t.Errorf("find user %q: got %v, want ENOTFOUND", username, err)
+				got.wantBody(t, tt.wantBody...)
+				if pw := tt.form.Get("password"); strings.Contains(got.body, `value="`+pw+`"`) {
+					t.Errorf("the re-rendered form holds the password")
 				}
-			}
-		})
-	}
+				if tt.wantStatus != http.StatusConflict {
+					if _, err := ts.st.FindUser(ctx, username); tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+						t.Errorf("find user %q: got %v, want ENOTFOUND", username, err)
+					}
+				}
+			})
+		}
+	})
 }
 
 // TestAdminUserList checks search and keyset pagination: 50 a page, the next page keeping
 // the search.
 func TestAdminUserList(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	c, _ := ts.signedIn(t, "admin")
-	for i := range 60 {
-		ts.createUser(t, fmt.Sprintf("user%02d", i), "Basic", false)
-	}
-	ts.createUser(t, "Zed_User", "Premium", true)
-	rowRE := regexp.MustCompile(`<th scope="row"><a href="/admin/users/([^"]+)">`)
-	rows := func(r adminResponse) []string {
-		var names []string
-		for _, m := range rowRE.FindAllStringSubmatch(r.body, -1) {
-			names = append(names, m[1])
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{})
+		c, _ := ts.signedIn(t, "admin")
+		for i := range 60 {
+			ts.createUser(t, fmt.Sprintf("user%02d", i), "Basic", false)
 		}
-		return names
-	}
+		ts.createUser(t, "Zed_User", "Premium", true)
+		rowRE := regexp.MustCompile(`<th scope="row"><a href="/admin/users/([^"]+)">`)
+		rows := func(r adminResponse) []string {
+			var names []string
+			for _, m := range rowRE.FindAllStringSubmatch(r.body, -1) {
+				names = append(names, m[1])
+			}
+			return names
+		}
 
-	tests := []struct {
-		name      string
-		path      string
-		wantFirst string
-		wantLast  string
-		wantRows  int
-		wantNext  string
-	}{
-		// Byte order: upper case first, then admin, alice and the users.
-		{name: "first page", path: "/admin/users", wantFirst: "Zed_User", wantLast: "user46", wantRows: 50, wantNext: "/admin/users?after=user46"},
-		{name: "second page", path: "/admin/users?after=user46", wantFirst: "user47", wantLast: "user59", wantRows: 13},
-		{name: "search, case-insensitive", path: "/admin/users?q=USER", wantFirst: "Zed_User", wantLast: "user48", wantRows: 50, wantNext: "/admin/users?after=user48&amp;q=USER"},
-		{name: "search second page", path: "/admin/users?q=USER&after=user48", wantFirst: "user49", wantLast: "user59", wantRows: 11},
-		{name: "search one", path: "/admin/users?q=r05", wantFirst: "user05", wantLast: "user05", wantRows: 1},
-		{name: "search underscore is literal", path: "/admin/users?q=_", wantFirst: "Zed_User", wantLast: "Zed_User", wantRows: 1},
-		{name: "no match", path: "/admin/users?q=nobody", wantRows: 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := ts.adminGet(t, c, tt.path)
-			got.wantStatus(t, http.StatusOK)
-			names := rows(got)
-			if len(names) != tt.wantRows {
-				t.Fatalf("got %d rows, want %d: %v", len(names), tt.wantRows, names)
-			}
-			if tt.wantRows > 0 && (names[0] != tt.wantFirst || names[len(names)-1] != tt.wantLast) {
-				t.Errorf("got rows %s..%s, want %s..%s", names[0], names[len(names)-1], tt.wantFirst, tt.wantLast)
-			}
-			if tt.wantNext != "" {
-				got.wantBody(t, `<a href="`+tt.wantNext+`" rel="next">Next page</a>`)
-			} else {
-				got.wantNoBody(t, "Next page")
-			}
-			if tt.wantRows == 0 {
-				got.wantBody(t, "No user matches")
-			}
-		})
-	}
-	ts.adminGet(t, c, "/admin/users?q=Zed").wantBody(t, `<td>Premium</td>
+		tests := []struct {
+			name      string
+			path      string
+			wantFirst string
+			wantLast  string
+			wantRows  int
+			wantNext  string
+		}{
+			// Byte order: upper case first, then admin, alice and the users.
+			{name: "first page", path: "/admin/users", wantFirst: "Zed_User", wantLast: "user46", wantRows: 50, wantNext: "/admin/users?after=user46"},
+			{name: "second page", path: "/admin/users?after=user46", wantFirst: "user47", wantLast: "user59", wantRows: 13},
+			{name: "search, case-insensitive", path: "/admin/users?q=USER", wantFirst: "Zed_User", wantLast: "user48", wantRows: 50, wantNext: "/admin/users?after=user48&amp;q=USER"},
+			{name: "search second page", path: "/admin/users?q=USER&after=user48", wantFirst: "user49", wantLast: "user59", wantRows: 11},
+			{name: "search one", path: "/admin/users?q=r05", wantFirst: "user05", wantLast: "user05", wantRows: 1},
+			{name: "search underscore is literal", path: "/admin/users?q=_", wantFirst: "Zed_User", wantLast: "Zed_User", wantRows: 1},
+			{name: "no match", path: "/admin/users?q=nobody", wantRows: 0},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got := ts.adminGet(t, c, tt.path)
+				got.wantStatus(t, http.StatusOK)
+				names := rows(got)
+				if len(names) != tt.wantRows {
+					t.Fatalf("got %d rows, want %d: %v", len(names), tt.wantRows, names)
+				}
+				if tt.wantRows > 0 && (names[0] != tt.wantFirst || names[len(names)-1] != tt.wantLast) {
+					t.Errorf("got rows %s..%s, want %s..%s", names[0], names[len(names)-1], tt.wantFirst, tt.wantLast)
+				}
+				if tt.wantNext != "" {
+					got.wantBody(t, `<a href="`+tt.wantNext+`" rel="next">Next page</a>`)
+				} else {
+					got.wantNoBody(t, "Next page")
+				}
+				if tt.wantRows == 0 {
+					got.wantBody(t, "No user matches")
+				}
+			})
+		}
+		ts.adminGet(t, c, "/admin/users?q=Zed").wantBody(t, `<td>Premium</td>
       <td>Yes</td>`, `value="Zed"`)
+	})
 }
 
 func TestAdminUserEdit(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	ctx := context.Background()
-	c, csrf := ts.signedIn(t, "admin")
-	alice := ts.adminUser(t, "alice")
-	aliceClient, _ := ts.signedIn(t, "alice")
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{})
+		ctx := context.Background()
+		c, csrf := ts.signedIn(t, "admin")
+		alice := ts.adminUser(t, "alice")
+		aliceClient, _ := ts.signedIn(t, "alice")
 
-	page := ts.adminGet(t, c, "/admin/users/alice")
-	page.wantStatus(t, http.StatusOK)
-	page.wantBody(t, `<option value="Basic" selected>Basic</option>`, `<label for="password">New password</label>`,
-		`autocomplete="new-password"`, `href="/admin/users/alice/delete"`, "<td>test</td>", "<td>127.0.0.1</td>")
+		page := ts.adminGet(t, c, "/admin/users/alice")
+		page.wantStatus(t, http.StatusOK)
+		page.wantBody(t, `<option value="Basic" selected>Basic</option>`, `<label for="password">New password</label>`,
+			`autocomplete="new-password"`, `href="/admin/users/alice/delete"`, "<td>test</td>", "<td>127.0.0.1</td>")
 
-	t.Run("tier and admin, password unchanged", func(t *testing.T) {
-		got := ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"premium"}, "is_admin": {"on"}, "password": {""}})
-		got.wantRedirect(t, "/admin/users?updated=alice")
-		u := ts.adminUser(t, "alice")
-		if u.TierName != "Premium" || !u.IsAdmin || u.PasswordHash != alice.PasswordHash {
-			t.Errorf("got alice on %q, admin %t, hash changed %t; want Premium, true, false", u.TierName, u.IsAdmin, u.PasswordHash != alice.PasswordHash)
-		}
-		ts.adminGet(t, c, got.location).wantBody(t, "User alice saved.")
-		// No password: the sessions go on.
-		if sessions, err := ts.st.ListUserSessions(ctx, alice.ID, time.Time{}); err != nil || len(sessions) != 1 {
-			t.Errorf("alice's sessions: got %d, %v, want 1", len(sessions), err)
-		}
-	})
+		t.Run("tier and admin, password unchanged", func(t *testing.T) {
+			got := ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"premium"}, "is_admin": {"on"}, "password": {""}})
+			got.wantRedirect(t, "/admin/users?updated=alice")
+			u := ts.adminUser(t, "alice")
+			if u.TierName != "Premium" || !u.IsAdmin || u.PasswordHash != alice.PasswordHash {
+				t.Errorf("got alice on %q, admin %t, hash changed %t; want Premium, true, false", u.TierName, u.IsAdmin, u.PasswordHash != alice.PasswordHash)
+			}
+			ts.adminGet(t, c, got.location).wantBody(t, "User alice saved.")
+			// No password: the sessions go on.
+			if sessions, err := ts.st.ListUserSessions(ctx, alice.ID, time.Time{}); err != nil || len(sessions) != 1 {
+				t.Errorf("alice's sessions: got %d, %v, want 1", len(sessions), err)
+			}
+		})
 
-	t.Run("invalid password and unknown tier", func(t *testing.T) {
-		got := ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"Basic"}, "password": {"short"}})
-		got.wantStatus(t, http.StatusBadRequest)
-		got.wantFieldError(t, "password", "The password must be 8 to 72 bytes long.")
-		got.wantBody(t, `<option value="Basic" selected>`, `name="is_admin" type="checkbox" value="on">`)
-		got.wantNoBody(t, `value="short"`)
-		got = ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"Gold"}})
-		got.wantStatus(t, http.StatusBadRequest)
-		got.wantFieldError(t, "tier", "No tier named Gold.")
-		if u := ts.adminUser(t, "alice"); u.TierName != "Premium" || !u.IsAdmin {
-			t.Errorf("got alice on %q, admin %t, want Premium, true", u.TierName, u.IsAdmin)
-		}
-	})
+		t.Run("invalid password and unknown tier", func(t *testing.T) {
+			got := ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"Basic"}, "password": {"short"}})
+			got.wantStatus(t, http.StatusBadRequest)
+			got.wantFieldError(t, "password", "The password must be 8 to 72 bytes long.")
+			got.wantBody(t, `<option value="Basic" selected>`, `name="is_admin" type="checkbox" value="on">`)
+			got.wantNoBody(t, `value="short"`)
+			got = ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"Gold"}})
+			got.wantStatus(t, http.StatusBadRequest)
+			got.wantFieldError(t, "tier", "No tier named Gold.")
+			if u := ts.adminUser(t, "alice"); u.TierName != "Premium" || !u.IsAdmin {
+				t.Errorf("got alice on %q, admin %t, want Premium, true", u.TierName, u.IsAdmin)
+			}
+		})
 
-	t.Run("new password ends the sessions", func(t *testing.T) {
-		got := ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"Basic"}, "password": {"a brand new password"}})
-		got.wantRedirect(t, "/admin/users?updated=alice")
-		u := ts.adminUser(t, "alice")
-		if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("a brand new password")); err != nil {
-			t.Errorf("new password does not match: %v", err)
-		}
-		if u.TierName != "Basic" || u.IsAdmin {
-			t.Errorf("got alice on %q, admin %t, want Basic, false", u.TierName, u.IsAdmin)
-		}
-		if sessions, err := ts.st.ListUserSessions(ctx, alice.ID, time.Time{}); err != nil || len(sessions) != 0 {
-			t.Errorf("alice's sessions: got %d, %v, want 0", len(sessions), err)
-		}
-		// Her browser is signed out: the admin pages send it to sign in.
-		ts.adminGet(t, aliceClient, "/admin").wantRedirect(t, "/login?next=%2Fadmin")
-	})
+		t.Run("new password ends the sessions", func(t *testing.T) {
+			got := ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"Basic"}, "password": {"a brand new password"}})
+			got.wantRedirect(t, "/admin/users?updated=alice")
+			u := ts.adminUser(t, "alice")
+			if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("a brand new password")); err != nil {
+				t.Errorf("new password does not match: %v", err)
+			}
+			if u.TierName != "Basic" || u.IsAdmin {
+				t.Errorf("got alice on %q, admin %t, want Basic, false", u.TierName, u.IsAdmin)
+			}
+			if sessions, err := ts.st.ListUserSessions(ctx, alice.ID, time.Time{}); err != nil || len(sessions) != 0 {
+				t.Errorf("alice's sessions: got %d, %v, want 0", len(sessions), err)
+			}
+			// Her browser is signed out: the admin pages send it to sign in.
+			ts.adminGet(t, aliceClient, "/admin").wantRedirect(t, "/login?next=%2Fadmin")
+		})
 
-	t.Run("unknown user", func(t *testing.T) {
-		ts.adminGet(t, c, "/admin/users/nobody").wantStatus(t, http.StatusNotFound)
-		ts.adminPostForm(t, c, "/admin/users/nobody", csrf, url.Values{"tier": {"Basic"}}).wantStatus(t, http.StatusNotFound)
+		t.Run("unknown user", func(t *testing.T) {
+			ts.adminGet(t, c, "/admin/users/nobody").wantStatus(t, http.StatusNotFound)
+			ts.adminPostForm(t, c, "/admin/users/nobody", csrf, url.Values{"tier": {"Basic"}}).wantStatus(t, http.StatusNotFound)
+		})
 	})
 }
 
@@ -230,14 +238,14 @@ func TestAdminUserRefusals(t *testing.T) {
 
 	got := ts.adminPostForm(t, c, "/admin/users/admin", csrf, url.Values{"tier": {"Premium"}})
 	got.wantStatus(t, http.StatusConflict)
-	got.wantBody(t, `<p class="field-error" id="form-error" role="alert">You cannot demote yourself.</p>`)
+	got.wantBody(t, `<p class="flash error" id="form-error" role="alert">You cannot demote yourself.</p>`)
 	if u := ts.adminUser(t, "admin"); !u.IsAdmin || u.TierName != "Basic" {
 		t.Errorf("got admin on %q, admin %t, want Basic, true", u.TierName, u.IsAdmin)
 	}
 
 	confirm := ts.adminGet(t, c, "/admin/users/admin/delete")
 	confirm.wantStatus(t, http.StatusOK)
-	confirm.wantBody(t, `<p class="field-error" id="refusal" role="alert">You cannot delete your own account.</p>`)
+	confirm.wantBody(t, `<p class="flash error" id="refusal" role="alert">You cannot delete your own account.</p>`)
 	confirm.wantNoBody(t, `action="/admin/users/admin/delete"`)
 	got = ts.adminPostForm(t, c, "/admin/users/admin/delete", csrf, nil)
 	got.wantStatus(t, http.StatusConflict)

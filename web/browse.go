@@ -144,7 +144,7 @@ type apiData struct {
 	Method      string
 	RequestURI  string
 	Summary     string
-	Description string
+	Description []block
 	Status      int
 	StatusText  string
 	Headers     []headerLine
@@ -202,12 +202,18 @@ type formView struct {
 	Method      string // the operation's method
 	Path        string // its path template
 	Summary     string
-	Description string
+	Description []block
 	Action      string
 	Enctype     string
 	Submit      string
 	Danger      bool // a DELETE without a body: a single Delete button
 	Fields      []fieldView
+}
+
+// option is one choice of a select.
+type option struct {
+	Label, Value string
+	Selected     bool
 }
 
 // fieldView is one input of a form.
@@ -225,7 +231,8 @@ type fieldView struct {
 	InputMode   string
 	Placeholder string
 	Required    bool
-	Options     []itemLink // Label, Href holds the value
+	Value       string // the current value, on a PATCH form of the resource shown
+	Options     []option
 	Hint        string
 	HintID      string
 }
@@ -263,7 +270,7 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
 	d.Path = path
 	d.Title = path
 	if op, ok := w.spec.Lookup(method, path); ok && op.Summary != "" {
-		d.Title, d.Summary, d.Description = op.Summary, op.Summary, op.Description
+		d.Title, d.Summary, d.Description = op.Summary, op.Summary, paragraphs(op.Description, 2)
 	}
 	if sess != nil {
 		d.User, d.CSRF = &sess.id.User, sess.sess.CSRFToken
@@ -310,6 +317,11 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
 		d.SignIn = d.RequestURI
 	}
 
+	// The resource as shown fills the PATCH forms, when the page shows it.
+	var current map[string]any
+	if obj, ok := doc.(map[string]any); ok && method == fasthttp.MethodGet && status == fasthttp.StatusOK {
+		current = obj
+	}
 	showForms := status != fasthttp.StatusUnauthorized && status != fasthttp.StatusNotFound &&
 		!(method == fasthttp.MethodDelete && status < 300)
 	if showForms {
@@ -322,7 +334,7 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
 				if fo.op.Admin && !sess.id.User.IsAdmin {
 					continue
 				}
-				d.Forms = append(d.Forms, formFor(i, fo, concretePath(route, path)))
+				d.Forms = append(d.Forms, formFor(i, fo, concretePath(route, path), current))
 			}
 		}
 	}
@@ -626,7 +638,7 @@ func concretePath(route, path string) string {
 
 // formFor builds the form of one operation. page is the concrete path of the page's route;
 // a sub-route's fixed last segment is appended to it.
-func formFor(n int, fo formOp, page string) formView {
+func formFor(n int, fo formOp, page string, current map[string]any) formView {
 	op, action := fo.op, page
 	if fo.sub != "" {
 		action = strings.TrimSuffix(page, "/") + "/" + url.PathEscape(fo.sub)
@@ -643,7 +655,7 @@ func formFor(n int, fo formOp, page string) formView {
 		Method:      op.Method,
 		Path:        op.Path,
 		Summary:     op.Summary,
-		Description: op.Description,
+		Description: paragraphs(op.Description, 4),
 		Action:      action,
 		Submit:      op.Summary,
 	}
@@ -664,9 +676,52 @@ func formFor(n int, fo formOp, page string) formView {
 		if field.Schema.ReadOnly {
 			continue
 		}
-		f.Fields = append(f.Fields, fieldFor(f.ID, field, patch))
+		fv := fieldFor(f.ID, field, patch)
+		if patch && fo.sub == "" {
+			fv.setValue(current[field.Name])
+		}
+		f.Fields = append(f.Fields, fv)
 	}
 	return f
+}
+
+// setValue fills a PATCH form's field with the resource's current value, as the page shows
+// it, so that changing one field does not mean typing the others. Files and passwords are
+// never filled; a value of a shape the field cannot hold is left out.
+func (v *fieldView) setValue(cur any) {
+	if cur == nil || v.Kind == "file" || v.Kind == "password" {
+		return
+	}
+	var s string
+	switch c := cur.(type) {
+	case string:
+		s = c
+	case json.Number:
+		s = c.String()
+	case bool:
+		s = strconv.FormatBool(c)
+	case []any:
+		parts := make([]string, 0, len(c))
+		for _, x := range c {
+			n, ok := x.(json.Number)
+			if !ok {
+				return
+			}
+			parts = append(parts, n.String())
+		}
+		s = strings.Join(parts, ", ")
+	default:
+		return
+	}
+	if v.Kind != "select" {
+		v.Value = s
+		return
+	}
+	for i := range v.Options {
+		if v.Options[i].Value == s {
+			v.Options[i].Selected = true
+		}
+	}
 }
 
 // fieldFor picks an input for a body field by its schema. On a PATCH form nothing is required
@@ -690,7 +745,7 @@ func fieldFor(formID string, f openapi.Field, patch bool) fieldView {
 			if patch {
 				label = "(unchanged)"
 			}
-			v.Options = append(v.Options, itemLink{Label: label, Href: ""})
+			v.Options = append(v.Options, option{Label: label})
 		}
 	}
 	switch {
@@ -703,16 +758,16 @@ func fieldFor(formID string, f openapi.Field, patch bool) fieldView {
 		v.Kind = "select"
 		emptyOption()
 		for _, e := range s.Enum {
-			v.Options = append(v.Options, itemLink{Label: e, Href: e})
+			v.Options = append(v.Options, option{Label: e, Value: e})
 		}
 	case s.Type == "boolean":
 		v.Kind = "select"
 		if patch {
-			v.Options = append(v.Options, itemLink{Label: "(unchanged)", Href: ""})
+			v.Options = append(v.Options, option{Label: "(unchanged)"})
 		} else {
-			v.Options = append(v.Options, itemLink{Label: "(not set)", Href: ""})
+			v.Options = append(v.Options, option{Label: "(not set)"})
 		}
-		v.Options = append(v.Options, itemLink{Label: "true", Href: "true"}, itemLink{Label: "false", Href: "false"})
+		v.Options = append(v.Options, option{Label: "true", Value: "true"}, option{Label: "false", Value: "false"})
 	case s.Type == "integer" || s.Type == "number":
 		v.Kind = "number"
 		v.Step = "any"

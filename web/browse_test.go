@@ -431,9 +431,16 @@ func TestRenderAPI(t *testing.T) {
 		if !slices.Equal(opts, []string{"", "true", "false"}) {
 			t.Errorf("original_link options: got %q, want \"\", true, false", opts)
 		}
+		// The current values fill the form.
+		if sel := elements(sel[0], "option", "selected", ""); len(sel) != 1 || attr(sel[0], "value") != "true" {
+			t.Errorf("original_link: want true selected, as the tier is")
+		}
+		if sel := elements(patch, "select", "name", "expiring_links"); len(sel) != 1 || len(elements(sel[0], "option", "selected", "")) != 1 || attr(elements(sel[0], "option", "selected", "")[0], "value") != "false" {
+			t.Errorf("expiring_links: want false selected, as the tier is")
+		}
 		heights := elements(patch, "input", "name", "thumbnail_heights")
-		if len(heights) != 1 || attr(heights[0], "type") != "text" {
-			t.Errorf("thumbnail_heights: want a text input")
+		if len(heights) != 1 || attr(heights[0], "type") != "text" || attr(heights[0], "value") != "200, 400" {
+			t.Fatalf("thumbnail_heights: want a text input holding 200, 400")
 		}
 		if id := attr(heights[0], "id"); len(elements(patch, "label", "for", id)) != 1 {
 			t.Errorf("thumbnail_heights: want a label for it")
@@ -462,8 +469,8 @@ func TestRenderAPI(t *testing.T) {
 			}
 		}
 		pw := elements(forms["/api/admin/users/alice?_method=PATCH"], "input", "name", "password")
-		if len(pw) != 1 || attr(pw[0], "type") != "password" {
-			t.Errorf("password: want a password input")
+		if len(pw) != 1 || attr(pw[0], "type") != "password" || attr(pw[0], "value") != "" {
+			t.Errorf("password: want an empty password input")
 		}
 	})
 

@@ -85,7 +85,8 @@ func prefix(b []byte, n int) string {
 // path (the web UI's pages) is not API and passes.
 //
 // The rules: a path or method the document does not describe must be answered 404 or 405
-// with a problem document (or, to a browser, its HTML page). Otherwise the status must be documented (exactly, else as 4XX or
+// with a problem document (or, to a browser, its HTML page), or be the router's redirect (301,
+// 308) of another spelling of a documented path, such as one with a trailing slash. Otherwise the status must be documented (exactly, else as 4XX or
 // 5XX, else as default), every required header of that response must be present (and a 401
 // must carry WWW-Authenticate), the media type must be one the response documents, and a JSON
 // body must validate against its schema. A HEAD answer is checked against the GET operation,
@@ -104,8 +105,12 @@ func Check(doc []byte, method, target string, status int, header http.Header, bo
 	}
 	method = strings.ToUpper(method)
 	if method == http.MethodPost && query != "" {
-		if q, err := url.ParseQuery(query); err == nil && q.Get("_method") != "" {
-			method = strings.ToUpper(q.Get("_method"))
+		// As api.MethodOverride: only the methods an HTML form cannot send.
+		if q, err := url.ParseQuery(query); err == nil {
+			switch m := strings.ToUpper(q.Get("_method")); m {
+			case http.MethodPatch, http.MethodPut, http.MethodDelete:
+				method = m
+			}
 		}
 	}
 	return c.check(method, path, status, header, body)
@@ -181,6 +186,9 @@ func (c *checker) check(method, path string, status int, header http.Header, bod
 	head := method == http.MethodHead
 	op, ok := c.spec.Lookup(method, path)
 	if !ok {
+		if status == http.StatusMovedPermanently || status == http.StatusPermanentRedirect {
+			return c.checkRedirect(method, path, header)
+		}
 		if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
 			return fmt.Errorf("%s %s is not documented, so the answer must be 404 or 405, got %d", method, path, status)
 		}
@@ -241,6 +249,19 @@ func (c *checker) check(method, path string, status int, header http.Header, bod
 		return nil
 	}
 	return c.validate(resp.Pointer+"/content/"+escapePointer(ct)+"/schema", body)
+}
+
+// checkRedirect checks the router's redirect of an undocumented spelling of a path (a
+// trailing slash, other letter case, //): it must lead to a documented path.
+func (c *checker) checkRedirect(method, path string, header http.Header) error {
+	loc, err := url.Parse(header.Get("Location"))
+	if err != nil || loc.Path == "" {
+		return fmt.Errorf("a redirect of %s must carry a Location, got %q", path, header.Get("Location"))
+	}
+	if _, ok := c.spec.Lookup(method, loc.Path); !ok {
+		return fmt.Errorf("%s %s redirects to %s, which is not documented either", method, path, loc.Path)
+	}
+	return nil
 }
 
 // validate checks a JSON body against the schema at ptr.

@@ -77,6 +77,8 @@ func TestTransport(t *testing.T) {
 		{name: "unknown path", method: "GET", target: "/api/nothing-here", answer: answer{status: 404, header: map[string]string{"Content-Type": problem}, body: problem404}},
 		{name: "wrong method", method: "PUT", target: "/api/images", answer: answer{status: 405, header: map[string]string{"Content-Type": problem, "Allow": "GET, HEAD, POST"}, body: `{"type": "about:blank", "title": "Method Not Allowed", "status": 405, "detail": "no"}`}},
 		{name: "unknown path for a browser", method: "GET", target: "/api/nothing-here", answer: answer{status: 404, header: map[string]string{"Content-Type": "text/html; charset=utf-8"}, body: "<p>not found"}},
+		{name: "trailing slash redirected", method: "GET", target: "/api/me/", answer: answer{status: 301, header: map[string]string{"Location": "/api/me"}, noCType: true}},
+		{name: "trailing slash redirected with 308", method: "DELETE", target: "/api/images/abc/", answer: answer{status: 308, header: map[string]string{"Location": "http://127.0.0.1:1/api/images/abc"}, noCType: true}},
 		{name: "not the API", method: "GET", target: "/login", answer: answer{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: "<p>sign in"}},
 		{name: "image", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 200, header: map[string]string{"Content-Type": "image/png", "ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60"}, body: "\x89PNG..."}},
 		{name: "not modified", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 304, header: map[string]string{"ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60"}}},
@@ -102,6 +104,8 @@ func TestTransport(t *testing.T) {
 		{name: "POST without the override", method: "POST", target: "/api/images/abc", answer: answer{status: 204}, wantErr: "must be 404 or 405"},
 		{name: "unknown path without a problem", method: "GET", target: "/api/nothing-here", answer: answer{status: 404, header: map[string]string{"Content-Type": "text/plain"}, body: "404 page not found"}, wantErr: "problem+json"},
 		{name: "unknown path with a bad problem", method: "GET", target: "/api/nothing-here", answer: answer{status: 404, header: map[string]string{"Content-Type": problem}, body: `{"status": 404}`}, wantErr: "title"},
+		{name: "redirect to nowhere", method: "GET", target: "/api/nothing-here/", answer: answer{status: 301, header: map[string]string{"Location": "/api/nothing-here"}, noCType: true}, wantErr: "not documented either"},
+		{name: "redirect without Location", method: "GET", target: "/api/me/", answer: answer{status: 308, noCType: true}, wantErr: "Location"},
 		{name: "405 without Allow", method: "PUT", target: "/api/images", answer: answer{status: 405, header: map[string]string{"Content-Type": problem}, body: `{"type": "about:blank", "title": "Method Not Allowed", "status": 405}`}, wantErr: "Allow"},
 	}
 
@@ -123,7 +127,11 @@ func TestTransport(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	rec := &recorder{TB: t}
-	client := &http.Client{Transport: Transport(rec, &http.Transport{})}
+	client := &http.Client{
+		Transport: Transport(rec, &http.Transport{}),
+		// Redirects are answers to check, not to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	t.Cleanup(client.CloseIdleConnections)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,6 +194,8 @@ func TestCheck(t *testing.T) {
 			body: `{"username": "b@b", "tier": "Basic", "is_admin": false, "created_at": "2030-01-02T03:04:05Z"}`},
 		{name: "lower-case override", method: "POST", target: "/api/admin/tiers/Gold?_method=patch", status: 200, header: ok,
 			body: `{"name": "Gold", "thumbnail_heights": [], "original_link": false, "expiring_links": false, "builtin": false}`},
+		{name: "no override to GET", method: "POST", target: "/api/me?_method=GET", status: 200, header: ok,
+			body: `{"username": "a", "is_admin": false, "tier": {"name": "Basic", "thumbnail_heights": [], "original_link": false, "expiring_links": false, "builtin": true}}`, wantErr: "must be 404 or 405"},
 		{name: "override only for POST", method: "GET", target: "/api/images/abc?_method=DELETE", status: 204, header: http.Header{}, wantErr: "not documented"},
 		{name: "range status", doc: []byte(`{"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/api/x": {"get": {"responses": {
 			"4XX": {"description": "e", "content": {"application/json": {"schema": {"type": "object", "required": ["e"]}}}}}}}}}`),
