@@ -299,6 +299,29 @@ func TestBrowserGetsPages(t *testing.T) {
 		t.Errorf("404 content type: got %q, want text/html", ct)
 	}
 
+	// A browser's form that deletes is sent on to the collection (303), not left on a 204.
+	tok2, csrf2 := ts.session(t, "pam")
+	ct, body := form(url.Values{"csrf_token": {csrf2}})
+	req, err := http.NewRequest(http.MethodPost, ts.url+"/api/images/"+img.ID+"?_method=DELETE", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", ct)
+	also(withSession(tok2), html)(req)
+	noFollow := &http.Client{
+		Transport:     ts.client.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/api/images" {
+		t.Errorf("browser's delete: got %d to %q, want 303 to /api/images", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	ts.do(t, http.MethodGet, "/api/images/"+img.ID, asPam, "", nil).wantProblem(t, http.StatusNotFound)
+
 	// API clients see JSON whatever else they accept.
 	for _, accept := range []string{"", "*/*", "application/json", "application/json, text/html;q=0.5"} {
 		r = ts.do(t, http.MethodGet, "/api/images", also(withSession(token), header("Accept", accept)), "", nil)

@@ -284,6 +284,15 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
 		}
 	}
 
+	// A form that deleted something is sent on to the collection it was in (post, redirect,
+	// get): answered 204, the browser would stay on the page of what it deleted.
+	if status == fasthttp.StatusNoContent && method == fasthttp.MethodDelete {
+		if i := strings.LastIndexByte(strings.TrimSuffix(path, "/"), '/'); i > 0 {
+			w.redirect(ctx, path[:i])
+			return
+		}
+	}
+
 	var doc any
 	switch {
 	case len(body) == 0:

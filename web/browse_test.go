@@ -358,9 +358,13 @@ func TestRenderAPI(t *testing.T) {
 
 	t.Run("deleted", func(t *testing.T) {
 		r := ts.do(t, alice, http.MethodPost, "/api/images/img1?_method=DELETE", nil, http.Header{"Accept": {browserAccept}})
-		r.wantStatus(t, http.StatusNoContent)
-		// A 204 has no body on the wire; the page is all headers, and they are a page's.
+		// A browser is sent on to the collection: answered 204, it would stay on the page of
+		// what it deleted.
+		r.wantStatus(t, http.StatusSeeOther)
 		wantPageHeaders(t, r.header)
+		if got := r.header.Get("Location"); got != "/api/images" {
+			t.Errorf("Location: got %q, want /api/images", got)
+		}
 	})
 
 	t.Run("unauthorized", func(t *testing.T) {

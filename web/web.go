@@ -156,6 +156,7 @@ func (w *Web) Register(r *router.Router) {
 	r.POST("/login", w.handleLogin)         // POST /login
 	r.POST("/logout", w.handleLogout)       // POST /logout
 	r.GET("/api/docs", w.handleDocs)        // GET /api/docs: the OpenAPI document as a page
+	r.HEAD("/api/docs", w.handleDocs)       // HEAD /api/docs: like every GET of the API
 
 	r.GET("/admin", w.handleAdminIndex) // GET /admin: the dashboard
 

@@ -103,13 +103,14 @@ func startServer(t *testing.T, env map[string]string) *server {
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
+	health := apiClient(t)
 	for {
 		select {
 		case err := <-done:
 			t.Fatalf("serve stopped early: %v\n%s", err, s.logs.String())
 		default:
 		}
-		resp, err := http.Get(s.URL + "/healthz")
+		resp, err := health.Get(s.URL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -279,7 +280,7 @@ func alphaPNG(t *testing.T, w, h int) []byte {
 // getLink fetches an image link without credentials, as a browser would.
 func getLink(t *testing.T, link string) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := http.Get(link)
+	resp, err := apiClient(t).Get(link)
 	if err != nil {
 		t.Fatalf("GET %s: %v", link, err)
 	}
@@ -478,9 +479,10 @@ func TestTierChangeReachesOrigin(t *testing.T) {
 func waitStatus(t *testing.T, link string, want int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
+	cli := apiClient(t)
 	for {
 		last := 0
-		resp, err := http.Get(link)
+		resp, err := cli.Get(link)
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -582,13 +584,14 @@ func TestShutdownDrains(t *testing.T) {
 
 func waitHealthy(t *testing.T, s *server, done chan error) {
 	t.Helper()
+	health := apiClient(t)
 	waitFor(t, 30*time.Second, "healthz", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("serve stopped early: %v\n%s", err, s.logs.String())
 		default:
 		}
-		resp, err := http.Get(s.URL + "/healthz")
+		resp, err := health.Get(s.URL + "/healthz")
 		if err != nil {
 			return false
 		}
