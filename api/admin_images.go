@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -95,16 +94,5 @@ func (a *API) handleDeleteAnyImage(ctx *fasthttp.RequestCtx, _ *tierpix.Identity
 	} else if err != nil {
 		return fmt.Errorf("find image %q: %w", imageID, err)
 	}
-	err = a.st.DeleteImage(dbContext(ctx), img.OwnerID, imageID)
-	switch {
-	case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
-		return errImageNotFound()
-	case errors.Is(err, store.ErrOriginalKept):
-		a.logger.Warn("delete image: original left on disk", "image", imageID, "err", err)
-	case err != nil:
-		return fmt.Errorf("delete image %q: %w", imageID, err)
-	}
-	a.purger.Purge(imageID)
-	writeNoContent(ctx)
-	return nil
+	return a.deleteImage(ctx, img.OwnerID, imageID)
 }

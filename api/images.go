@@ -172,11 +172,15 @@ func (a *API) handleGetImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) err
 	return nil
 }
 
-// handleDeleteImage serves DELETE /api/images/{id}. The store removes the row and the
-// original; the purge drops cached renders so the links stop working on this node at once.
+// handleDeleteImage serves DELETE /api/images/{id}.
 func (a *API) handleDeleteImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
-	imageID := pathParam(ctx, "id")
-	err := a.st.DeleteImage(dbContext(ctx), id.User.ID, imageID)
+	return a.deleteImage(ctx, id.User.ID, pathParam(ctx, "id"))
+}
+
+// deleteImage deletes an image of owner. The store removes the row and the original; the
+// purge drops cached renders so the links stop working on this node at once.
+func (a *API) deleteImage(ctx *fasthttp.RequestCtx, owner int64, imageID string) error {
+	err := a.st.DeleteImage(dbContext(ctx), owner, imageID)
 	switch {
 	case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
 		return errImageNotFound()
