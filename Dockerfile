@@ -1,4 +1,5 @@
-# tierpix: one static-ish binary over Debian's libvips. Not built on the development machines
+# tierpix: one static-ish binary over Debian's libvips, the image of docker-compose.yml's
+# replicas (which set the rest of the configuration). Not built on the development machines
 # (they run no Docker engine); see the README.
 FROM golang:1.26-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libvips-dev pkg-config && rm -rf /var/lib/apt/lists/*

@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -150,6 +151,8 @@ type API struct {
 	// username costs the same bcrypt work as a wrong password and usernames cannot be probed
 	// by timing.
 	dummyHash []byte
+
+	uploads uploadStats // see stats.go
 }
 
 // New returns an API. browser may be nil: then there are no sessions and no HTML pages.
@@ -345,11 +348,52 @@ func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHa
 		}
 		if err != nil {
 			a.fail(ctx, err)
+			a.drainRefused(ctx)
 		}
 		if path != "/healthz" && path != "/api/openapi.json" {
 			a.renderForBrowser(ctx, path, id)
 		}
 	}
+}
+
+// drainIdle is how long drainRefused waits for more of a refused body before it gives up on
+// the client and closes the connection after the answer.
+const drainIdle = 2 * time.Second
+
+// drainRefused reads and drops what is left of a refused request's body, when the request
+// declared a body within the limit (or sent it chunked), before the answer goes out. Left
+// unread, fasthttp discards at most 256 KiB and then closes the connection under a client
+// still sending: a client then sees a reset instead of its 4xx, and nginx, streaming the body
+// to us (proxy_request_buffering off), answers 502. A body declared over the limit is not
+// read, nor is one whose client stops sending for drainIdle (it may be waiting for the answer
+// before it sends more): the connection is closed after the answer instead.
+func (a *API) drainRefused(ctx *fasthttp.RequestCtx) {
+	stream := ctx.RequestBodyStream()
+	if stream == nil {
+		return
+	}
+	limit := int64(a.MaxRequestBodySize())
+	if cl := ctx.Request.Header.ContentLength(); cl > int(limit) {
+		ctx.SetConnectionClose()
+		return
+	}
+	conn := ctx.Conn()
+	buf := make([]byte, 32<<10)
+	var read int64
+	for read <= limit {
+		conn.SetReadDeadline(time.Now().Add(drainIdle)) //nolint:errcheck // a failed deadline only makes the read below fail sooner
+		n, err := stream.Read(buf)
+		read += int64(n)
+		if errors.Is(err, io.EOF) {
+			// fasthttp sets its own deadline before it reads the next request, when it has one.
+			conn.SetReadDeadline(time.Time{}) //nolint:errcheck
+			return
+		}
+		if err != nil {
+			break
+		}
+	}
+	ctx.SetConnectionClose()
 }
 
 // renderForBrowser turns the answer into the browsable API's page when a browser asked for

@@ -259,10 +259,11 @@ func allowedHeightsMessage(tier *tierpix.Tier) string {
 // a temp file under the size cap, is validated by libvips, and only then moved into place by
 // the store. Any failure removes the temp file, so a rejected upload leaves no row and no file.
 //
-// A refused body is left to fasthttp, which discards up to 256 KiB of what is left (so a
-// client that overshoots a little gets its 413 on a connection it can reuse) and closes the
-// connection beyond that, without reading the rest.
-func (a *API) handleUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
+// What is left of a refused body is read and dropped by API.drainRefused (up to the body
+// limit), so the client, or nginx streaming the body to us, gets the answer rather than a
+// reset connection.
+func (a *API) handleUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity) (err error) {
+	defer a.uploads.countRejected(&err)
 	mt, params, err := mime.ParseMediaType(string(ctx.Request.Header.ContentType()))
 	if err != nil || mt != "multipart/form-data" {
 		return tierpix.Errorf(tierpix.EUNSUPPORTED, "The body must be multipart/form-data with the image in the field %q.", uploadField)
@@ -415,6 +416,7 @@ func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io
 		return fmt.Errorf("create image: %w", err)
 	}
 	stored = true
+	a.uploads.stored(n)
 
 	ctx.Response.Header.Set("Location", a.cfg.PublicURL+"/api/images/"+img.ID)
 	a.writeJSON(ctx, http.StatusCreated, a.links().image(&img, &id.Tier))

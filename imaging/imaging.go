@@ -16,11 +16,14 @@
 //     PNG checksum or zlib errors reject a file, while damage libjpeg only warns about (stray
 //     bytes in the compressed data, which it conceals) does not, because cameras and editors
 //     produce such warnings on files that display fine.
-//   - Thumbnail runs libvips' thumbnail operation on the file, which shrinks JPEGs on load,
-//     applies the EXIF orientation and turns CMYK into sRGB. Both sides of the result are
-//     worked out from the header and forced: shrink-on-load rounds each side on its own, and
-//     scaling by the height alone would carry that rounding into the width (a 6000×403
-//     panorama came out 1493 px wide at 100 px high instead of 1489). An image tagged with
+//   - Thumbnail runs libvips' thumbnail operation, which applies the EXIF orientation, turns
+//     CMYK into sRGB and resizes with Lanczos 3. JPEGs are shrunk on load, by the largest of
+//     8, 4 and 2 that the reduction allows (as imgproxy does; libvips' own choice is one step
+//     smaller and costs up to twice the CPU for no visible difference: tp_jpeg_shrink in
+//     vips.c has the figures). Both sides of the result are worked out from the header and
+//     forced: shrink-on-load rounds each side on its own, and scaling by the height alone
+//     would carry that rounding into the width (a 6000×403 panorama came out 1493 px wide
+//     at 100 px high instead of 1489). An image tagged with
 //     an ICC profile is then transformed from it to sRGB, so that stripping the profile keeps
 //     its colours; untagged images are taken to be sRGB and left alone. The result is
 //     encoded in the original's format with every metadata block stripped (libvips still
@@ -32,7 +35,9 @@
 //
 // Validate and Thumbnail are safe for concurrent use. Each call pins its goroutine to an OS
 // thread and releases libvips' per-thread state when done. Concurrency across calls is the
-// caller's to bound; libvips itself runs each operation on Config.Concurrency threads.
+// caller's to bound, best to the number of cores: more renders at once only make each cost
+// more CPU. libvips itself runs each operation on Config.Concurrency threads (one by
+// default; two cost more CPU per render on a server that already renders one per core).
 package imaging
 
 import (
@@ -79,8 +84,11 @@ var (
 var errNotStarted = errors.New("imaging: libvips is not started; call imaging.Start first")
 
 // Start initialises libvips once per process: VIPS_BLOCK_UNTRUSTED set before start, the
-// operation cache off, warnings routed to logger. Calling it again is a no-op that returns
-// the first call's error.
+// operation cache off, warnings routed to logger. It also sets glibc's malloc for rendering
+// (two arenas, freed buffers kept for reuse rather than returned to the kernel after every
+// render) unless MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_ or MALLOC_MMAP_THRESHOLD_ are set;
+// see tp_tune_malloc in vips.c. Calling it again is a no-op that returns the first call's
+// error.
 func Start(cfg Config, logger *slog.Logger) error {
 	startOnce.Do(func() {
 		startErr = start(cfg, logger)
@@ -100,6 +108,8 @@ func start(cfg Config, logger *slog.Logger) error {
 		logger = slog.Default()
 	}
 	debugLog.Store(logger)
+	// Before libvips starts its threads, so that they allocate under these settings.
+	tuneMalloc()
 
 	// libvips reads the variable in vips_init: loaders not fuzzed for hostile input
 	// (ImageMagick, PDF, MATLAB, ...) are never picked, whatever bytes arrive.

@@ -12,6 +12,7 @@ import (
 	"image/jpeg"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +54,9 @@ func TestMain(m *testing.M) {
 	}
 	if path := os.Getenv(validateChildEnv); path != "" {
 		os.Exit(validateChild(path))
+	}
+	if spec := os.Getenv(renderChildEnv); spec != "" {
+		os.Exit(renderChild(spec))
 	}
 	os.Exit(m.Run())
 }
@@ -681,6 +685,8 @@ func TestThumbnailErrors(t *testing.T) {
 		{name: "missing file", path: filepath.Join(t.TempDir(), "gone.jpg"), height: 20, wantCode: tierpix.EINTERNAL, wantIs: fs.ErrNotExist},
 		{name: "not an image", path: writeFile(t, "t.jpg", []byte("text")), height: 20, wantCode: tierpix.EINTERNAL},
 		{name: "truncated", path: writeFile(t, "c.png", encodePNG(t, markedPicture(200, 200))[:300]), height: 20, wantCode: tierpix.EINTERNAL},
+		// Shrunk on load by 8, so read through tp_load rather than vips_thumbnail.
+		{name: "truncated jpeg", path: writeFile(t, "c.jpg", cutJPEG(t, encodeJPEG(t, smoothNoise(400, 300), 0))), height: 20, wantCode: tierpix.EINTERNAL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -890,4 +896,92 @@ func orientedThumbnail(t *testing.T, path string) imaging.Rendered {
 		t.Errorf("got thumbnail %d×%d, want 45×30", r.Width, r.Height)
 	}
 	return r
+}
+
+// cutJPEG cuts a JPEG halfway through its entropy-coded data.
+func cutJPEG(t *testing.T, b []byte) []byte {
+	t.Helper()
+	start := jpegScanStart(t, b)
+	return b[:start+(len(b)-start)/2]
+}
+
+// TestThumbnailShrinkOnLoad checks that widening JPEG shrink-on-load to imgproxy's factors
+// (8 from a factor of 8 on, where libvips' thumbnail keeps 4 until 16) costs no visible
+// quality: a thumbnail of a photograph-like JPEG must be as close to a Lanczos 3 resize of
+// the fully decoded original as that resize is to itself once encoded at the same JPEG
+// settings, give or take a decibel of PSNR.
+func TestThumbnailShrinkOnLoad(t *testing.T) {
+	const w, h = 1600, 1200
+	path := filepath.Join(t.TempDir(), "photo.jpg")
+	encodeJPEGFile(t, path, photo(w, h, jpegGrain))
+	tests := []struct {
+		name   string
+		height int
+	}{
+		{name: "shrink 8 where thumbnail picks 4", height: 100},
+		{name: "shrink 4 where thumbnail picks 2", height: 240},
+		{name: "shrink 2 where thumbnail picks 1", height: 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := imaging.Thumbnail(path, tt.height)
+			if err != nil {
+				t.Fatalf("thumbnail: %v", err)
+			}
+			got := decode(t, r)
+
+			ref, err := vips.NewImageFromFile(path)
+			if err != nil {
+				t.Fatalf("load reference: %v", err)
+			}
+			t.Cleanup(ref.Close)
+			if err := ref.ResizeWithVScale(float64(r.Width)/w, float64(r.Height)/h, vips.KernelLanczos3); err != nil {
+				t.Fatalf("resize reference: %v", err)
+			}
+			if ref.Width() != r.Width || ref.Height() != r.Height {
+				t.Fatalf("got reference %d×%d, want %d×%d", ref.Width(), ref.Height(), r.Width, r.Height)
+			}
+			refPix, err := ref.ToBytes()
+			if err != nil {
+				t.Fatalf("reference pixels: %v", err)
+			}
+			enc, _, err := ref.ExportJpeg(&vips.JpegExportParams{Quality: 80, SubsampleMode: vips.VipsForeignSubsampleOn, StripMetadata: true})
+			if err != nil {
+				t.Fatalf("encode reference: %v", err)
+			}
+			encoded := decode(t, imaging.Rendered{Body: enc, Format: tierpix.FormatJPEG, Width: r.Width, Height: r.Height})
+
+			floor, ours := psnr(t, encoded, refPix), psnr(t, got, refPix)
+			t.Logf("%d px high: %.2f dB from the full-decode reference (%.2f dB for the reference's own encoding)", tt.height, ours, floor)
+			if ours < floor-1 {
+				t.Errorf("got %.2f dB PSNR, want at least %.2f (1 dB below the encoding's own loss)", ours, floor-1)
+			}
+		})
+	}
+}
+
+// psnr is the peak signal-to-noise ratio in dB of img against packed 8-bit RGB pixels of
+// the same size.
+func psnr(t *testing.T, img image.Image, rgb []byte) float64 {
+	t.Helper()
+	b := img.Bounds()
+	if len(rgb) != b.Dx()*b.Dy()*3 {
+		t.Fatalf("got %d reference bytes, want %d×%d×3", len(rgb), b.Dx(), b.Dy())
+	}
+	var sum float64
+	for y := range b.Dy() {
+		for x := range b.Dx() {
+			c := nrgbaAt(img, b.Min.X+x, b.Min.Y+y)
+			p := rgb[(y*b.Dx()+x)*3:]
+			for i, v := range []uint8{c.R, c.G, c.B} {
+				d := float64(v) - float64(p[i])
+				sum += d * d
+			}
+		}
+	}
+	mse := sum / float64(len(rgb))
+	if mse == 0 {
+		return math.Inf(1)
+	}
+	return 10 * math.Log10(255*255/mse)
 }

@@ -26,10 +26,11 @@ type header struct {
 	loader        string // libvips loader nickname, such as "jpegload"
 }
 
-// loaders maps each accepted format to the libvips loader that must have opened it.
+// loaders maps each accepted format to the libvips loader that must have opened it (from a
+// source: see tp_open).
 var loaders = map[string]string{
-	tierpix.FormatJPEG: "jpegload",
-	tierpix.FormatPNG:  "pngload",
+	tierpix.FormatJPEG: "jpegload_source",
+	tierpix.FormatPNG:  "pngload_source",
 }
 
 func cFormat(format string) C.int {
@@ -114,6 +115,9 @@ func thumbnail(path, format string, height int) (Rendered, error) {
 		Height: int(r.height),
 	}, nil
 }
+
+// tuneMalloc sets glibc's allocator for rendering; see tp_tune_malloc in vips.c.
+func tuneMalloc() { C.tp_tune_malloc() }
 
 // blockUntrusted keeps libvips from loading with operations marked untrusted.
 func blockUntrusted() { C.tp_block_untrusted() }

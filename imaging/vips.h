@@ -29,7 +29,10 @@ typedef struct {
 	int height;
 } tp_rendered;
 
+void tp_tune_malloc(void);
 void tp_block_untrusted(void);
+VipsSource *tp_source_new(const char *path);
+int tp_load(const char *path, int format, int shrink, VipsImage **out);
 int tp_open(const char *path, int format, VipsImage **out);
 void tp_read_header(VipsImage *im, tp_header *h);
 int tp_decode(VipsImage *im);

@@ -1,15 +1,24 @@
 package origin
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/tierpix/tierpix"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 // closeWait bounds how long Close waits for the janitor. The janitor checks for Close between
@@ -188,13 +197,271 @@ func (o *Origin) removeEmptyDirs(dir string) {
 	}
 }
 
-// touch marks a disk cache file as just used, so that the janitor evicts it last. Disk hits are
-// rare next to memory hits, so a system call each is cheap.
+// touchAfter is how old a disk cache file's modification time must be before a disk hit
+// touches it: the janitor's idea of recent use is exact to this much, and a file read
+// thousands of times a second costs one system call a minute for it, not one per read.
+const touchAfter = time.Minute
+
+// touch marks a disk cache file as just used, so that the janitor evicts it last.
 func (o *Origin) touch(path string) {
 	now := o.cfg.Now()
 	if err := os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		o.logger.Warn("touch disk cache file", "path", path, "err", err)
 	}
+}
+
+// fromDisk returns the body of img's variant at effective height eff from the disk cache, or
+// nil when it is not there or not whole (see validBody). It takes no pin and no lock on the
+// way. The file is read with one pread through a descriptor kept open by o.files, or opened
+// (four system calls, see openCacheFile) and kept open; it is touched at most once a minute.
+//
+// When the memory cache can hold the body, it is read into a buffer of its own and promoted,
+// unless a Purge ran while the file was read. When it cannot (a memory budget smaller than
+// the file) and ctx is given, it is read into a pooled buffer that goes back to the pool
+// once fasthttp has written the response, so that serving from disk allocates nothing.
+func (o *Origin) fromDisk(img tierpix.Image, eff int, ctx *fasthttp.RequestCtx) []byte {
+	gen := o.purges.Load()
+	f := o.files.get(img.ID, eff)
+	if f == nil {
+		var err error
+		if f, err = o.openCacheFile(img.ID, eff); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				o.logger.Warn("read disk cache", "image", img.ID, "height", eff, "err", err)
+			}
+			return nil
+		}
+	}
+	defer f.release()
+	body, pooled, err := o.readCacheFile(f, ctx)
+	if err != nil {
+		o.files.drop(f)
+		o.logger.Warn("read disk cache", "image", img.ID, "height", eff, "err", err)
+		return nil
+	}
+	if !validBody(img.Format, body) {
+		o.files.drop(f)
+		return nil // rendered anew, and replaced
+	}
+	o.diskHits.Add(1)
+	if now := o.cfg.Now(); now.UnixNano()-f.mtime.Load() > int64(touchAfter) {
+		f.mtime.Store(now.UnixNano())
+		if path, ok := o.diskPath(img.ID, eff); ok {
+			o.touch(path)
+		}
+	}
+	if !pooled && int64(len(body)) <= o.cfg.MemoryCacheBytes {
+		o.promote(newEntry(img.ID, eff, img.Format, body), gen)
+	}
+	return body
+}
+
+// promote sets an entry read from disk in the memory cache, unless a Purge ran since gen.
+func (o *Origin) promote(e *entry, gen uint64) {
+	o.mu.Lock()
+	if o.purges.Load() != gen {
+		o.mu.Unlock()
+		return
+	}
+	o.remember(e)
+	o.mu.Unlock()
+	// As after a render: the next request for the variant is a memory hit.
+	o.mem.Wait()
+}
+
+// bodyBuffer is a pooled response body. fasthttp closes the user values of a request once
+// its response is written, which puts the buffer back.
+type bodyBuffer struct{ b []byte }
+
+var bodyBuffers = sync.Pool{New: func() any { return new(bodyBuffer) }}
+
+func (b *bodyBuffer) Close() error {
+	bodyBuffers.Put(b)
+	return nil
+}
+
+// bodyBufferKey is the user value key of a request's pooled body, boxed once.
+var bodyBufferKey any = "origin.bodyBuffer"
+
+// openCacheFile opens a variant's file in the disk cache and keeps it in o.files; the caller
+// releases the returned file. It makes four system calls (openat, fstat and, in time, close);
+// os.Open would add four more on Linux (it tries each file on the network poller, which
+// refuses regular files), which used to be most of a disk hit's cost.
+func (o *Origin) openCacheFile(id string, eff int) (*openFile, error) {
+	path, ok := o.diskPath(id, eff)
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f := &openFile{id: id, eff: eff, fd: fd, size: st.Size, expires: time.Now().Add(openFileTTL)}
+	f.mtime.Store(time.Unix(st.Mtim.Unix()).UnixNano())
+	f.refs.Store(2) // the cache's and the caller's
+	o.files.put(f)
+	return f, nil
+}
+
+// readCacheFile reads the whole of f. The body goes into a pooled buffer owned by ctx (pooled
+// true) when ctx is given and the memory cache could not keep the body anyway; into a new
+// one otherwise.
+func (o *Origin) readCacheFile(f *openFile, ctx *fasthttp.RequestCtx) (body []byte, pooled bool, err error) {
+	if ctx != nil && f.size > o.cfg.MemoryCacheBytes {
+		buf := bodyBuffers.Get().(*bodyBuffer)
+		if int64(cap(buf.b)) < f.size {
+			buf.b = make([]byte, f.size)
+		}
+		body, pooled = buf.b[:f.size], true
+		ctx.SetUserValue(bodyBufferKey, buf)
+	} else {
+		body = make([]byte, f.size)
+	}
+	for n := 0; n < len(body); {
+		m, err := unix.Pread(f.fd, body[n:], int64(n))
+		if err != nil {
+			return nil, false, fmt.Errorf("read: %w", err)
+		}
+		if m == 0 {
+			return nil, false, fmt.Errorf("read: %w", io.ErrUnexpectedEOF)
+		}
+		n += m
+	}
+	return body, pooled, nil
+}
+
+// openFileTTL is how long a disk cache file stays open in o.files before it is opened again
+// by path: what a file replaced or removed meanwhile (by another node, the janitor, an
+// operator) may still be served from, which is at worst a valid older copy of the same
+// variant and render version. Purge and this node's own writes close theirs at once.
+const openFileTTL = 10 * time.Second
+
+// openFile is a disk cache file kept open. refs counts the cache's reference and one per
+// reader; the descriptor is closed when it drops to 0, and never used again, since refs is
+// never raised from 0: so a reader can never read a descriptor that was closed (and maybe
+// reused for another file) under it.
+type openFile struct {
+	id      string
+	eff     int
+	fd      int
+	size    int64
+	mtime   atomic.Int64 // Unix nanoseconds, as last read or set by a touch
+	expires time.Time    // monotonic: opened anew after
+	refs    atomic.Int32
+}
+
+func (f *openFile) acquire() bool {
+	for {
+		r := f.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if f.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+func (f *openFile) release() {
+	if f.refs.Add(-1) == 0 {
+		unix.Close(f.fd)
+	}
+}
+
+// fileCache keeps disk cache files open, as nginx's open_file_cache does, so that a disk hit
+// is one pread instead of four system calls. It is direct-mapped on a hash of the variant, and
+// holds at most one descriptor per slot: slots are sized from the process's file limit
+// (at most 4096, an eighth of the limit) so that connections never run short.
+type fileCache struct {
+	seed  maphash.Seed
+	slots []atomic.Pointer[openFile]
+}
+
+func (c *fileCache) init() {
+	n := 4096
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
+		for n > 16 && uint64(n) > lim.Cur/8 {
+			n /= 2
+		}
+	}
+	c.seed = maphash.MakeSeed()
+	c.slots = make([]atomic.Pointer[openFile], n)
+}
+
+func (c *fileCache) slot(id string, eff int) *atomic.Pointer[openFile] {
+	h := maphash.String(c.seed, id) ^ uint64(eff)*0x9e3779b97f4a7c15
+	return &c.slots[h&uint64(len(c.slots)-1)]
+}
+
+// get returns the open file of a variant, acquired, or nil.
+func (c *fileCache) get(id string, eff int) *openFile {
+	f := c.slot(id, eff).Load()
+	if f == nil || f.eff != eff || f.id != id || !time.Now().Before(f.expires) || !f.acquire() {
+		return nil
+	}
+	return f
+}
+
+// put keeps f in its slot, closing whatever file was there once its readers are done.
+func (c *fileCache) put(f *openFile) {
+	if old := c.slot(f.id, f.eff).Swap(f); old != nil {
+		old.release()
+	}
+}
+
+// drop closes f in the cache, if it is still there.
+func (c *fileCache) drop(f *openFile) {
+	if c.slot(f.id, f.eff).CompareAndSwap(f, nil) {
+		f.release()
+	}
+}
+
+// forget closes the cached file of a variant, as its file is about to be replaced.
+func (c *fileCache) forget(id string, eff int) {
+	s := c.slot(id, eff)
+	if f := s.Load(); f != nil && f.id == id && f.eff == eff && s.CompareAndSwap(f, nil) {
+		f.release()
+	}
+}
+
+// forgetImage closes the cached files of image id, or every file when id is "". It walks
+// every slot, which takes microseconds, and runs on Purge and Close only.
+func (c *fileCache) forgetImage(id string) {
+	for i := range c.slots {
+		if f := c.slots[i].Load(); f != nil && (id == "" || f.id == id) && c.slots[i].CompareAndSwap(f, nil) {
+			f.release()
+		}
+	}
+}
+
+var (
+	jpegSOI    = []byte{0xFF, 0xD8}
+	jpegEOI    = []byte{0xFF, 0xD9}
+	pngMagic   = []byte("\x89PNG\r\n\x1a\n")
+	pngTrailer = []byte("IEND\xaeB`\x82") // the IEND chunk's type and CRC, which end every PNG
+)
+
+// validBody reports whether body is a whole file of format as the cache writes them: a JPEG
+// from SOI to EOI, a PNG from its signature to its IEND chunk. Cache files are not synced,
+// so a crash can leave one empty, cut short or zero-filled (its data never written), and
+// such a file must be rendered again rather than served.
+func validBody(format string, body []byte) bool {
+	switch format {
+	case tierpix.FormatJPEG:
+		return len(body) > len(jpegSOI)+len(jpegEOI) && bytes.HasPrefix(body, jpegSOI) && bytes.HasSuffix(body, jpegEOI)
+	case tierpix.FormatPNG:
+		return bytes.HasPrefix(body, pngMagic) && bytes.HasSuffix(body, pngTrailer)
+	}
+	return len(body) > 0
 }
 
 // dirSize returns the total size of the regular files directly in dir (an image dir holds

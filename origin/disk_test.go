@@ -1,7 +1,9 @@
 package origin
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -78,11 +80,12 @@ func settle(t *testing.T, o *Origin) {
 	})
 }
 
-// tickingClock moves one second on at every reading, so that every disk cache write and touch
-// gets a modification time of its own, in the order they happened.
+// tickingClock moves an hour on at every reading, so that every disk cache write and touch
+// gets a modification time of its own, in the order they happened, and every disk hit finds
+// its file older than touchAfter.
 func tickingClock() func() time.Time {
 	var n atomic.Int64
-	return func() time.Time { return testNow.Add(time.Duration(n.Add(1)) * time.Second) }
+	return func() time.Time { return testNow.Add(time.Duration(n.Add(1)) * time.Hour) }
 }
 
 // cacheFiles walks dir as an operator would (du, find -type f) and returns the relative paths
@@ -307,5 +310,115 @@ func TestCloseStopsJanitor(t *testing.T) {
 	}
 	if got := o.Stats().Evictions; got != 0 {
 		t.Errorf("evictions: got %d, want 0", got)
+	}
+}
+
+// TestDiskHitsUnderLoad serves disk hits (the memory cache holds nothing) of two variants of
+// different sizes from many connections at once, and checks every body: such hits are read
+// into pooled buffers, which must not go back to the pool before their answer is written.
+func TestDiskHitsUnderLoad(t *testing.T) {
+	e := newEnv(t, fullTier, Config{MemoryCacheBytes: 1})
+	var urls []string
+	var want [][]byte
+	for _, size := range [][2]int{{600, 400}, {900, 300}} {
+		img, _ := e.addImage(t, tierpix.FormatJPEG, size[0], size[1])
+		u := e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(200)})
+		res := get(t, u) // renders, and writes the disk cache
+		if res.status != http.StatusOK {
+			t.Fatalf("first request: got %d, want 200", res.status)
+		}
+		urls, want = append(urls, u), append(want, res.body)
+	}
+	if bytes.Equal(want[0], want[1]) {
+		t.Fatal("the two variants have the same bytes; the test needs different ones")
+	}
+
+	const workers, each = 8, 40
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				k := (w + i) % 2
+				res, err := fetch(http.MethodGet, urls[k])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if res.status != http.StatusOK || !bytes.Equal(res.body, want[k]) {
+					errs <- fmt.Errorf("variant %d: got %d with %d bytes, want 200 with its %d bytes", k, res.status, len(res.body), len(want[k]))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got, want := e.origin.Stats().DiskHits, uint64(workers*each); got != want {
+		t.Errorf("disk hits: got %d, want %d", got, want)
+	}
+}
+
+// TestDiskHitTouchesOnlyOldFiles checks that a disk hit leaves a file written less than
+// touchAfter ago alone (no system call per hit) and touches an older one.
+func TestDiskHitTouchesOnlyOldFiles(t *testing.T) {
+	clock := testNow
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	e := newEnv(t, fullTier, Config{MemoryCacheBytes: 1, Now: now})
+	img, _ := e.addImage(t, tierpix.FormatJPEG, 600, 400)
+	u := e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(200)})
+	path, _ := e.origin.diskPath(img.ID, 200)
+	mtime := func() time.Time {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.ModTime()
+	}
+	steps := []struct {
+		name      string
+		advance   time.Duration
+		wantMTime func(written time.Time) time.Time
+	}{
+		{name: "render writes", advance: 0, wantMTime: func(time.Time) time.Time { return testNow }},
+		{name: "fresh file left alone", advance: touchAfter / 2, wantMTime: func(w time.Time) time.Time { return w }},
+		{name: "old file touched", advance: touchAfter, wantMTime: func(time.Time) time.Time { return testNow.Add(touchAfter/2 + touchAfter) }},
+	}
+	written := testNow
+	for _, s := range steps {
+		mu.Lock()
+		clock = clock.Add(s.advance)
+		mu.Unlock()
+		if res := get(t, u); res.status != http.StatusOK {
+			t.Fatalf("%s: got %d, want 200", s.name, res.status)
+		}
+		if got, want := mtime(), s.wantMTime(written); !got.Equal(want) {
+			t.Errorf("%s: modification time got %v, want %v", s.name, got, want)
+		}
+	}
+}
+
+// TestOpenFilesClosedOnPurge checks that disk hits keep their file open (one descriptor,
+// however many hits) and that Purge closes it.
+func TestOpenFilesClosedOnPurge(t *testing.T) {
+	e := newEnv(t, fullTier, Config{MemoryCacheBytes: 1})
+	img, _ := e.addImage(t, tierpix.FormatJPEG, 600, 400)
+	u := e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(200)})
+	path, _ := e.origin.diskPath(img.ID, 200)
+	for range 4 {
+		if res := get(t, u); res.status != http.StatusOK {
+			t.Fatalf("status: got %d, want 200", res.status)
+		}
+	}
+	if got := openCount(t, path); got != 1 {
+		t.Errorf("descriptors of the cache file after 3 disk hits: got %d, want 1", got)
+	}
+	e.origin.Purge(img.ID)
+	if got := openCount(t, path) + openCount(t, path+" (deleted)"); got != 0 {
+		t.Errorf("descriptors of the cache file after purge: got %d, want 0", got)
 	}
 }

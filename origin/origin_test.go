@@ -25,6 +25,7 @@ import (
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
@@ -47,13 +48,13 @@ type env struct {
 
 // newEnv starts an origin whose owner is on a fresh tier t. cfg.CacheDir defaults to a temp
 // dir and cfg.Now to testNow.
-func newEnv(t *testing.T, tier tierpix.Tier, cfg Config) *env {
+func newEnv(t testing.TB, tier tierpix.Tier, cfg Config) *env {
 	t.Helper()
 	return newEnvOn(t, storetest.SQLite(t), tier, cfg)
 }
 
 // newEnvOn is newEnv over a given store, for tests that run on both dialects.
-func newEnvOn(t *testing.T, st *store.Store, tier tierpix.Tier, cfg Config) *env {
+func newEnvOn(t testing.TB, st *store.Store, tier tierpix.Tier, cfg Config) *env {
 	t.Helper()
 	signer, err := signing.New([][]byte{[]byte("0123456789abcdef0123456789abcdef")})
 	if err != nil {
@@ -79,7 +80,7 @@ func newEnvOn(t *testing.T, st *store.Store, tier tierpix.Tier, cfg Config) *env
 }
 
 // startOrigin serves a new Origin on 127.0.0.1:0 until the test ends.
-func startOrigin(t *testing.T, cfg Config, st Store, signer *signing.Signer) (*Origin, string) {
+func startOrigin(t testing.TB, cfg Config, st Store, signer *signing.Signer) (*Origin, string) {
 	t.Helper()
 	o, err := New(cfg, st, signer, nil)
 	if err != nil {
@@ -107,7 +108,7 @@ func startOrigin(t *testing.T, cfg Config, st Store, signer *signing.Signer) (*O
 }
 
 // addImage uploads a generated w x h image in format through the store, as the API would.
-func (e *env) addImage(t *testing.T, format string, w, h int) (tierpix.Image, []byte) {
+func (e *env) addImage(t testing.TB, format string, w, h int) (tierpix.Image, []byte) {
 	t.Helper()
 	body := encodeImage(t, format, w, h)
 	f, err := os.CreateTemp(e.st.TempDir(), "upload-*")
@@ -136,7 +137,7 @@ func (e *env) addImage(t *testing.T, format string, w, h int) (tierpix.Image, []
 
 // encodeImage draws a gradient with a translucent corner, so PNG alpha survives or fails
 // visibly.
-func encodeImage(t *testing.T, format string, w, h int) []byte {
+func encodeImage(t testing.TB, format string, w, h int) []byte {
 	t.Helper()
 	m := image.NewNRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
@@ -481,7 +482,7 @@ func testDeletedImage(t *testing.T, st *store.Store) {
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("disk cache after purge: got %v, want not exist", err)
 	}
-	if _, ok := e.origin.mem.Get(variantKey(img.ID, 200)); ok {
+	if e.origin.memGet(img.ID, 200) != nil {
 		t.Errorf("memory cache after purge: got the variant, want none")
 	}
 }
@@ -534,17 +535,19 @@ func TestMetadataIsCached(t *testing.T) {
 	if err := e.st.UpdateTier(context.Background(), &tier); err != nil {
 		t.Fatalf("UpdateTier: %v", err)
 	}
+	// A second request still sees the old tier: from the link's remembered entry.
+	if res := get(t, u); res.status != http.StatusOK {
+		t.Fatalf("second: got %d, want 200 from the cached tier", res.status)
+	}
 	e.origin.metaMu.RLock()
 	m, ok := e.origin.meta[img.ID]
 	e.origin.metaMu.RUnlock()
 	if !ok || !m.tier.AllowsHeight(200) {
 		t.Fatalf("cached tier: got %v (present %v), want the old tier allowing 200", m.tier.ThumbnailHeights, ok)
 	}
-	// Expire the entry by hand instead of waiting for the clock.
-	e.origin.metaMu.Lock()
-	m.expires = time.Now().Add(-time.Second)
-	e.origin.meta[img.ID] = m
-	e.origin.metaMu.Unlock()
+	// Expire the entry by hand instead of waiting for the clock: links that remember it must
+	// look the image up again.
+	m.stale.Store(true)
 	wantProblem(t, get(t, u), http.StatusForbidden, "200 px")
 }
 
@@ -669,26 +672,45 @@ func TestCacheLayers(t *testing.T) {
 	}
 }
 
-func TestEmptyDiskFileIsRenderedAnew(t *testing.T) {
-	cacheDir := t.TempDir()
-	e := newEnv(t, fullTier, Config{CacheDir: cacheDir})
-	img, _ := e.addImage(t, tierpix.FormatJPEG, 300, 300)
-	disk, _ := e.origin.diskPath(img.ID, 100)
-	if err := os.MkdirAll(filepath.Dir(disk), 0o755); err != nil {
-		t.Fatal(err)
+// TestDamagedDiskFileIsRenderedAnew checks what a crash can leave of an unsynced cache file
+// (nothing, zeros, the first part) is rendered again rather than served.
+func TestDamagedDiskFileIsRenderedAnew(t *testing.T) {
+	tests := []struct {
+		name   string
+		format string
+		damage func(whole []byte) []byte
+	}{
+		{name: "empty", format: tierpix.FormatJPEG, damage: func([]byte) []byte { return nil }},
+		{name: "zero-filled", format: tierpix.FormatJPEG, damage: func(b []byte) []byte { return make([]byte, len(b)) }},
+		{name: "cut short", format: tierpix.FormatJPEG, damage: func(b []byte) []byte { return b[:len(b)/2] }},
+		{name: "png cut short", format: tierpix.FormatPNG, damage: func(b []byte) []byte { return b[:len(b)-4] }},
 	}
-	if err := os.WriteFile(disk, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res := get(t, e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(100)}))
-	if res.status != 200 || len(res.body) == 0 {
-		t.Fatalf("response: got %d with %d bytes, want 200 with a thumbnail", res.status, len(res.body))
-	}
-	if got, want := requestStats(e.origin), (Stats{Renders: 1}); got != want {
-		t.Errorf("stats: got %+v, want %+v", got, want)
-	}
-	if onDisk, err := os.ReadFile(disk); err != nil || !bytes.Equal(onDisk, res.body) {
-		t.Errorf("disk cache: got %d bytes (err %v), want the rendered body", len(onDisk), err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, fullTier, Config{})
+			img, _ := e.addImage(t, tt.format, 300, 300)
+			whole, err := imaging.Thumbnail(e.st.OriginalPath(img.ID), 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			disk, _ := e.origin.diskPath(img.ID, 100)
+			if err := os.MkdirAll(filepath.Dir(disk), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(disk, tt.damage(whole.Body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res := get(t, e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(100)}))
+			if res.status != 200 || !bytes.Equal(res.body, whole.Body) {
+				t.Fatalf("response: got %d with %d bytes, want 200 with the %d bytes of a render", res.status, len(res.body), len(whole.Body))
+			}
+			if got, want := requestStats(e.origin), (Stats{Renders: 1}); got != want {
+				t.Errorf("stats: got %+v, want %+v", got, want)
+			}
+			if onDisk, err := os.ReadFile(disk); err != nil || !bytes.Equal(onDisk, res.body) {
+				t.Errorf("disk cache: got %d bytes (err %v), want the rendered body", len(onDisk), err)
+			}
+		})
 	}
 }
 
@@ -840,7 +862,7 @@ func TestPurgeDuringRender(t *testing.T) {
 		t.Fatalf("in-flight request: got %d, want 200 (%s)", res.status, res.body)
 	}
 
-	if _, ok := e.origin.mem.Get(variantKey(img.ID, 200)); ok {
+	if e.origin.memGet(img.ID, 200) != nil {
 		t.Errorf("memory cache: got the purged variant, want none")
 	}
 	dir, _ := e.origin.imageDir(img.ID)
@@ -907,7 +929,7 @@ func TestETagMatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := etagMatches(tt.header, tt.etag); got != tt.want {
+			if got := etagMatches([]byte(tt.header), []byte(tt.etag)); got != tt.want {
 				t.Errorf("etagMatches(%q, %q): got %v, want %v", tt.header, tt.etag, got, tt.want)
 			}
 		})
@@ -977,5 +999,61 @@ func TestFlight(t *testing.T) {
 	}
 	if got := f.waiting("k"); got != 0 {
 		t.Errorf("waiting after completion: got %d, want 0", got)
+	}
+}
+
+// TestFront checks that Front answers image links as the router would, with the route
+// recorded for request metrics, and leaves everything else to the router.
+func TestFront(t *testing.T) {
+	e := newEnv(t, fullTier, Config{})
+	img, _ := e.addImage(t, tierpix.FormatJPEG, 600, 400)
+	r := router.New()
+	r.SaveMatchedRoutePath = true
+	e.origin.Register(r)
+	r.GET("/other", func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("other") })
+	var mu sync.Mutex
+	var route any
+	front := e.origin.Front(r.Handler)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		front(ctx)
+		mu.Lock()
+		route = ctx.UserValue(router.MatchedRoutePathParam)
+		mu.Unlock()
+	}}
+	go srv.Serve(ln)                     //nolint:errcheck // ends with Shutdown
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	base := "http://" + ln.Addr().String()
+	link := e.signer.Path(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(200)})
+
+	tests := []struct {
+		name      string
+		method    string
+		path      string
+		status    int
+		wantRoute any
+	}{
+		{name: "image link", method: http.MethodGet, path: link, status: 200, wantRoute: "/i/{path:*}"},
+		{name: "image link, HEAD", method: http.MethodHead, path: link, status: 200, wantRoute: "/i/{path:*}"},
+		{name: "bad link", method: http.MethodGet, path: tamper(link), status: 403, wantRoute: "/i/{path:*}"},
+		{name: "image link, POST, to the router", method: http.MethodPost, path: link, status: 405, wantRoute: nil},
+		{name: "other route, to the router", method: http.MethodGet, path: "/other", status: 200, wantRoute: "/other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := do(t, tt.method, base+tt.path)
+			if res.status != tt.status {
+				t.Fatalf("status: got %d, want %d (%s)", res.status, tt.status, res.body)
+			}
+			mu.Lock()
+			got := route
+			mu.Unlock()
+			if got != tt.wantRoute {
+				t.Errorf("matched route: got %v, want %v", got, tt.wantRoute)
+			}
+		})
 	}
 }

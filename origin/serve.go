@@ -1,13 +1,15 @@
 package origin
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tierpix/tierpix"
@@ -23,56 +25,167 @@ import (
 //
 // Version 2: thumbnails are forced to the width that the original's aspect ratio gives, which
 // moves some widths by a pixel or more.
-const renderVersion = "2"
+// Version 3: thumbnails of images whose tier has several heights are rendered from an
+// intermediate (see the package doc), which changes their pixels slightly.
+const renderVersion = "3"
 
 // errNoImage is the answer for links to images that do not exist (any more) and for paths that
 // are not links at all: the two are deliberately indistinguishable.
 var errNoImage = tierpix.Errorf(tierpix.ENOTFOUND, "No such image.")
 
-// handleImage serves GET and HEAD /i/{signed path}.
-func (o *Origin) handleImage(ctx *fasthttp.RequestCtx) {
-	now := o.cfg.Now()
-	link, err := o.signer.Verify(ctx.Path(), now)
+// Header names in fasthttp's normal form ("Etag", not "ETag"), for SetCanonical, which skips
+// normalising the name: Peek and Del normalise theirs, and must find these.
+var (
+	headerETag         = []byte("Etag")
+	headerCacheControl = []byte(fasthttp.HeaderCacheControl)
+	headerExpires      = []byte(fasthttp.HeaderExpires)
+	headerLastModified = []byte(fasthttp.HeaderLastModified)
+	headerNoSniff      = []byte(fasthttp.HeaderXContentTypeOptions)
+	valueNoSniff       = []byte("nosniff")
+)
+
+// contentTypes are the media types of the formats, made once.
+var contentTypes = map[string][]byte{
+	tierpix.FormatJPEG: []byte(tierpix.ContentTypeOf(tierpix.FormatJPEG)),
+	tierpix.FormatPNG:  []byte(tierpix.ContentTypeOf(tierpix.FormatPNG)),
+}
+
+// contentTypeOf returns the media type of format as bytes to set.
+func contentTypeOf(format string) []byte {
+	if ct, ok := contentTypes[format]; ok {
+		return ct
+	}
+	return []byte(tierpix.ContentTypeOf(format))
+}
+
+// variantETag is the ETag of image id's thumbnail at effective height eff.
+func variantETag(id string, eff int) []byte {
+	return appendVariantETag(nil, id, eff)
+}
+
+// appendVariantETag appends the ETag of image id's thumbnail at effective height eff to dst.
+func appendVariantETag(dst []byte, id string, eff int) []byte {
+	dst = append(append(append(dst, '"'), id...), "-h"...)
+	return append(append(strconv.AppendInt(dst, int64(eff), 10), "-v"+renderVersion...), '"')
+}
+
+// linkSlots is the size of the table of verified paths: enough for the links that are hot at
+// any moment (a miss costs one HMAC, about a microsecond), at some 200 bytes a slot in use.
+const linkSlots = 1 << 14
+
+// linkCache remembers link paths that verified, so that a request for a link seen before
+// skips the HMAC and the parse. It is direct-mapped: a path has one slot, chosen by its hash,
+// and a later path with the same slot replaces it. Only paths that verified (and had not
+// expired) are put in, the Signer's keys never change, and a hit compares the whole path, so
+// a slot answers exactly what Verify would, expiry aside, which is checked on every hit.
+// Slots are read with one atomic load and written only on a miss, so hits on different cores
+// share no written memory.
+type linkCache struct {
+	seed  maphash.Seed
+	slots []atomic.Pointer[linkSlot]
+}
+
+// linkSlot is a verified path, its link, and the metadata entry its last request used.
+type linkSlot struct {
+	path string
+	link signing.Link
+	meta atomic.Pointer[metaEntry]
+}
+
+func (c *linkCache) init() {
+	c.seed = maphash.MakeSeed()
+	c.slots = make([]atomic.Pointer[linkSlot], linkSlots)
+}
+
+// get returns the slot of path, or nil.
+func (c *linkCache) get(path []byte) *linkSlot {
+	s := c.slots[maphash.Bytes(c.seed, path)&(linkSlots-1)].Load()
+	if s == nil || s.path != string(path) {
+		return nil
+	}
+	return s
+}
+
+// put remembers that path verified as link.
+func (c *linkCache) put(path []byte, link signing.Link) *linkSlot {
+	s := &linkSlot{path: string(path), link: link}
+	c.slots[maphash.Bytes(c.seed, path)&(linkSlots-1)].Store(s)
+	return s
+}
+
+// verify returns the slot of a request path that verifies at now, from the cache of verified
+// paths or by the Signer; on failure it has answered the request.
+func (o *Origin) verify(ctx *fasthttp.RequestCtx, now time.Time) *linkSlot {
+	path := ctx.Path()
+	if s := o.links.get(path); s != nil {
+		if s.link.Expires != 0 && now.Unix() >= s.link.Expires {
+			problem.Error(ctx, o.logger, tierpix.Errorf(tierpix.EGONE, "The link has expired."))
+			return nil
+		}
+		return s
+	}
+	link, err := o.signer.Verify(path, now)
 	switch {
 	case err == nil:
+		return o.links.put(path, link)
 	case errors.Is(err, signing.ErrMalformed):
 		problem.Error(ctx, o.logger, errNoImage)
-		return
 	case errors.Is(err, signing.ErrSignature):
 		problem.Error(ctx, o.logger, tierpix.Errorf(tierpix.EFORBIDDEN, "The link's signature is not valid."))
-		return
 	case errors.Is(err, signing.ErrExpired):
 		problem.Error(ctx, o.logger, tierpix.Errorf(tierpix.EGONE, "The link has expired."))
-		return
 	default:
 		problem.Error(ctx, o.logger, fmt.Errorf("verify link: %w", err))
+	}
+	return nil
+}
+
+// clock returns the time that decides a request's link expiry (Config.Now) and the time that
+// decides whether cached metadata is fresh (the monotonic clock). With the real clock both
+// are the reading fasthttp took when the request arrived, which saves reading it twice more.
+func (o *Origin) clock(ctx *fasthttp.RequestCtx) (now, mono time.Time) {
+	if t := ctx.Time(); o.realClock && !t.IsZero() {
+		return t, t
+	}
+	return o.cfg.Now(), time.Now()
+}
+
+// handleImage serves GET and HEAD /i/{signed path}.
+func (o *Origin) handleImage(ctx *fasthttp.RequestCtx) {
+	now, mono := o.clock(ctx)
+	s := o.verify(ctx, now)
+	if s == nil {
 		return
 	}
-
-	m, err := o.lookup(link.ImageID)
-	if err != nil {
-		problem.Error(ctx, o.logger, err)
-		return
+	link := &s.link
+	m := s.meta.Load()
+	if m == nil || !m.fresh(mono) {
+		var err error
+		if m, err = o.lookup(link.ImageID); err != nil {
+			problem.Error(ctx, o.logger, err)
+			return
+		}
+		s.meta.Store(m)
 	}
 	if m.notFound {
 		problem.Error(ctx, o.logger, errNoImage)
 		return
 	}
-	if err := authorize(m.tier, link); err != nil {
+	if err := authorize(&m.tier, link); err != nil {
 		problem.Error(ctx, o.logger, err)
 		return
 	}
 
 	if link.Variant.IsOriginal() {
-		o.serveOriginal(ctx, &m, link, now)
+		o.serveOriginal(ctx, m, link, now)
 		return
 	}
-	o.serveThumbnail(ctx, &m, link, now)
+	o.serveThumbnail(ctx, m, link, now)
 }
 
 // authorize checks a verified link against the owner's tier as it is now: links outlive tier
 // changes, so a signature alone does not grant a variant.
-func authorize(tier tierpix.Tier, link signing.Link) error {
+func authorize(tier *tierpix.Tier, link *signing.Link) error {
 	if link.Expires != 0 && !tier.ExpiringLinks {
 		return tierpix.Errorf(tierpix.EFORBIDDEN, "The owner's tier does not include expiring links.")
 	}
@@ -89,9 +202,8 @@ func authorize(tier tierpix.Tier, link signing.Link) error {
 }
 
 // serveOriginal streams the uploaded file. HEAD only stats it.
-func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, m *metaEntry, link signing.Link, now time.Time) {
+func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, m *metaEntry, link *signing.Link, now time.Time) {
 	img := &m.img
-	etag := `"` + img.ID + `-o"`
 	path := o.store.OriginalPath(img.ID)
 	if ctx.IsHead() {
 		info, err := os.Stat(path)
@@ -99,7 +211,7 @@ func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, m *metaEntry, link sign
 			problem.Error(ctx, o.logger, originalError(img.ID, err))
 			return
 		}
-		if o.writeHeaders(ctx, m, link, now, etag, img.ContentType()) {
+		if o.writeHeaders(ctx, m, link, now, m.originalETag, contentTypeOf(img.Format)) {
 			return
 		}
 		ctx.Response.Header.SetContentLength(int(info.Size()))
@@ -116,7 +228,7 @@ func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, m *metaEntry, link sign
 		problem.Error(ctx, o.logger, fmt.Errorf("stat original %s: %w", img.ID, err))
 		return
 	}
-	if o.writeHeaders(ctx, m, link, now, etag, img.ContentType()) {
+	if o.writeHeaders(ctx, m, link, now, m.originalETag, contentTypeOf(img.Format)) {
 		f.Close()
 		return
 	}
@@ -133,18 +245,33 @@ func originalError(id string, err error) error {
 }
 
 // serveThumbnail answers with the variant at its effective height.
-func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, m *metaEntry, link signing.Link, now time.Time) {
+func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, m *metaEntry, link *signing.Link, now time.Time) {
 	img := &m.img
 	eff := link.Variant.Height
 	if img.Height > 0 && img.Height < eff {
 		eff = img.Height
 	}
-	etag := `"` + img.ID + "-h" + strconv.Itoa(eff) + "-v" + renderVersion + `"`
-	// A 304 needs no body, so a conditional request for a cached variant renders nothing.
-	if o.writeHeaders(ctx, m, link, now, etag, img.ContentType()) {
+	// The hit path: everything the answer needs is in the entry.
+	if e := o.memGet(img.ID, eff); e != nil {
+		o.memoryHits.Add(1)
+		if !o.writeHeaders(ctx, m, link, now, e.etag, e.contentType) {
+			// The cached body is never modified, so fasthttp may send it without a copy.
+			ctx.Response.SetBodyRaw(e.body)
+		}
 		return
 	}
-	e, err := o.thumbnail(*img, eff)
+	// A 304 needs no body, so a conditional request for a cached variant renders nothing.
+	var etag [96]byte
+	if o.writeHeaders(ctx, m, link, now, appendVariantETag(etag[:0], img.ID, eff), contentTypeOf(img.Format)) {
+		return
+	}
+	o.memoryMisses.Add(1)
+	if body := o.fromDisk(*img, eff, ctx); body != nil {
+		// Either the entry's own buffer or one ctx returns to its pool after the answer.
+		ctx.Response.SetBodyRaw(body)
+		return
+	}
+	e, err := o.rendered(*img, m.tier, eff)
 	if err != nil {
 		ctx.Response.Header.Del(fasthttp.HeaderETag)
 		ctx.Response.Header.Del(fasthttp.HeaderLastModified)
@@ -152,45 +279,50 @@ func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, m *metaEntry, link sig
 		problem.Error(ctx, o.logger, err)
 		return
 	}
-	// The cached body is never modified, so fasthttp may send it without a copy.
 	ctx.Response.SetBodyRaw(e.body)
 }
 
 // writeHeaders sets the representation and caching headers of a 200 and reports whether the
 // request's If-None-Match matched etag, in which case it has answered 304 and the caller is
-// done. It runs only after verification and authorization.
-func (o *Origin) writeHeaders(ctx *fasthttp.RequestCtx, m *metaEntry, link signing.Link, now time.Time, etag, contentType string) bool {
+// done. It runs only after verification and authorization. For a permanent link every value
+// is made already, so it copies bytes and allocates nothing.
+func (o *Origin) writeHeaders(ctx *fasthttp.RequestCtx, m *metaEntry, link *signing.Link, now time.Time, etag, contentType []byte) bool {
 	h := &ctx.Response.Header
-	h.Set(fasthttp.HeaderETag, etag)
-	maxAge := o.cfg.MaxAge
-	if link.Expires != 0 {
+	h.SetCanonical(headerETag, etag)
+	if link.Expires == 0 {
+		h.SetCanonical(headerCacheControl, o.cacheControl)
+	} else {
 		exp := time.Unix(link.Expires, 0)
-		maxAge = min(maxAge, max(exp.Sub(now), 0))
-		h.Set(fasthttp.HeaderExpires, exp.UTC().Format(http.TimeFormat))
+		maxAge := min(o.cfg.MaxAge, max(exp.Sub(now), 0))
+		var buf [64]byte
+		h.SetCanonical(headerExpires, exp.UTC().AppendFormat(buf[:0], http.TimeFormat))
+		b := append(buf[:0], "public, max-age="...)
+		h.SetCanonical(headerCacheControl, strconv.AppendInt(b, int64(maxAge/time.Second), 10))
 	}
-	h.Set(fasthttp.HeaderCacheControl, "public, max-age="+strconv.FormatInt(int64(maxAge/time.Second), 10))
-	if m.lastModified != "" {
-		h.Set(fasthttp.HeaderLastModified, m.lastModified)
+	if m.lastModified != nil {
+		h.SetCanonical(headerLastModified, m.lastModified)
 	}
-	h.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+	h.SetCanonical(headerNoSniff, valueNoSniff)
 	// The list may arrive over several header lines, which count as one list (RFC 9110 5.3).
 	for _, inm := range ctx.Request.Header.PeekAll(fasthttp.HeaderIfNoneMatch) {
-		if etagMatches(string(inm), etag) {
+		if etagMatches(inm, etag) {
 			ctx.SetStatusCode(fasthttp.StatusNotModified)
 			return true
 		}
 	}
-	ctx.SetContentType(contentType)
+	h.SetContentTypeBytes(contentType)
 	return false
 }
 
 // etagMatches implements If-None-Match's weak comparison (RFC 9110 13.1.2): "*" matches any
 // current representation, and W/ prefixes are ignored on either side.
-func etagMatches(header, etag string) bool {
-	etag = strings.TrimPrefix(etag, "W/")
-	for _, tag := range strings.Split(header, ",") {
-		tag = strings.TrimSpace(tag)
-		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+func etagMatches(header, etag []byte) bool {
+	etag = bytes.TrimPrefix(etag, []byte("W/"))
+	for len(header) > 0 {
+		var tag []byte
+		tag, header, _ = bytes.Cut(header, []byte(","))
+		tag = bytes.TrimSpace(tag)
+		if string(tag) == "*" || bytes.Equal(bytes.TrimPrefix(tag, []byte("W/")), etag) {
 			return true
 		}
 	}
@@ -216,7 +348,7 @@ func (o *Origin) ServePreview(ctx *fasthttp.RequestCtx, id string, h int) {
 		return
 	}
 	link := signing.Link{ImageID: id, Variant: signing.Variant{Height: h}}
-	o.serveThumbnail(ctx, &m, link, o.cfg.Now())
+	o.serveThumbnail(ctx, m, &link, o.cfg.Now())
 	if ctx.Response.StatusCode() < 400 {
 		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age=300")
 	}

@@ -47,6 +47,38 @@ MSG
   return 1
 }
 
+# ensure_nginx makes sure nginx is installed for the caching-front tests (nginx/*_test.go run
+# nginx/tierpix.conf in a real nginx) and sets TIERPIX_NGINX to its path: as root it installs
+# Debian's package, otherwise it says exactly what to install. RUNLEVEL=1 keeps the package's
+# own service (the default site on port 80) from being started by the install where the init
+# system honours it; the tests run their own nginx on a free port on 127.0.0.1 and never use
+# port 80 or /etc/nginx, so a service that does start is harmless.
+ensure_nginx() {
+  local p
+  for p in "${TIERPIX_NGINX:-}" "$(command -v nginx 2>/dev/null)" /usr/sbin/nginx; do
+    if [ -n "$p" ] && [ -x "$p" ]; then
+      TIERPIX_NGINX=$p
+      return 0
+    fi
+  done
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing nginx from Debian packages (for the caching-front tests)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    RUNLEVEL=1 apt-get install -y -qq --no-install-recommends nginx >&2
+    TIERPIX_NGINX=/usr/sbin/nginx
+    return 0
+  fi
+  cat >&2 <<'MSG'
+The caching-front tests (nginx/) need nginx. Install it, e.g. on Debian/Ubuntu:
+    sudo apt-get install --no-install-recommends nginx
+or on macOS:
+    brew install nginx
+(or set TIERPIX_NGINX to an nginx binary), then run this command again.
+MSG
+  return 1
+}
+
 # ensure_go checks that a Go toolchain is on PATH (it is not installed automatically).
 ensure_go() {
   if command -v go >/dev/null 2>&1; then
@@ -123,4 +155,27 @@ stop_throwaway_postgres() {
   "${as[@]}" "$PG_THROWAWAY_BINDIR/pg_ctl" -D "$PG_THROWAWAY_DIR/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$PG_THROWAWAY_DIR"
   unset PG_THROWAWAY_DIR
+}
+
+# ensure_bench_tools makes sure `make bench` has wrk, the vips command line (Debian's
+# libvips-tools, for the decode floor) and nginx (through ensure_nginx, which sets
+# TIERPIX_NGINX): as root it installs the missing ones from Debian's packages, otherwise it
+# says exactly what to install.
+ensure_bench_tools() {
+  local missing=()
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v vips >/dev/null 2>&1 || missing+=(libvips-tools)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "==> installing ${missing[*]} from Debian packages (for make bench)" >&2
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq >&2
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    else
+      echo "make bench needs ${missing[*]}. Install them, e.g. on Debian/Ubuntu:" >&2
+      echo "    sudo apt-get install ${missing[*]}" >&2
+      return 1
+    fi
+  fi
+  ensure_nginx
 }

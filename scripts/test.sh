@@ -11,6 +11,8 @@ ensure_go
 ensure_libvips
 ensure_chromium
 export TIERPIX_CHROMIUM=/usr/bin/chromium
+ensure_nginx
+export TIERPIX_NGINX
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   ensure_postgres_binaries
   start_throwaway_postgres

@@ -118,34 +118,17 @@ func withUser(ctx context.Context, cfg config, username string, fn func(*store.S
 // ensureAdmin makes sure someone can administer the service: the configured admin is created
 // or updated (password, admin flag), and when none is configured and no admin exists, an
 // "admin" with a random password is created and its password printed once.
+//
+// Replicas starting together on a fresh database race to create that admin; the one that
+// loses sees a conflict and looks again, so every replica starts.
 func ensureAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.Logger, out io.Writer) error {
 	if cfg.AdminUsername != "" {
-		hash, err := store.HashPassword(cfg.AdminPassword, bcrypt.DefaultCost)
-		if err != nil {
-			return fmt.Errorf("TIERPIX_ADMIN_PASSWORD: %w", describe(err))
+		err := ensureConfiguredAdmin(ctx, st, cfg, logger)
+		if tierpix.ErrorCode(err) == tierpix.ECONFLICT {
+			// Another replica created the admin between our lookup and our insert.
+			err = ensureConfiguredAdmin(ctx, st, cfg, logger)
 		}
-		id, err := st.FindUser(ctx, cfg.AdminUsername)
-		switch {
-		case err == nil:
-			if bcrypt.CompareHashAndPassword([]byte(id.User.PasswordHash), []byte(cfg.AdminPassword)) == nil && id.User.IsAdmin {
-				return nil
-			}
-			id.User.PasswordHash, id.User.IsAdmin = hash, true
-			if err := st.UpdateUser(ctx, &id.User); err != nil {
-				return fmt.Errorf("update admin %s: %w", cfg.AdminUsername, err)
-			}
-			logger.Info("admin updated from the environment", "username", cfg.AdminUsername)
-			return nil
-		case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
-			u := tierpix.User{Username: cfg.AdminUsername, PasswordHash: hash, TierName: adminTier, IsAdmin: true}
-			if err := st.CreateUser(ctx, &u); err != nil {
-				return fmt.Errorf("create admin %s: %w", cfg.AdminUsername, describe(err))
-			}
-			logger.Info("admin created from the environment", "username", cfg.AdminUsername)
-			return nil
-		default:
-			return fmt.Errorf("find admin %s: %w", cfg.AdminUsername, err)
-		}
+		return err
 	}
 	n, err := st.CountAdmins(ctx)
 	if err != nil {
@@ -161,10 +144,51 @@ func ensureAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.
 	}
 	u := tierpix.User{Username: "admin", PasswordHash: hash, TierName: adminTier, IsAdmin: true}
 	if err := st.CreateUser(ctx, &u); err != nil {
+		if tierpix.ErrorCode(err) == tierpix.ECONFLICT {
+			// Another replica won the race and printed its password; an "admin" that is not
+			// an admin is still an error.
+			if n, cerr := st.CountAdmins(ctx); cerr == nil && n > 0 {
+				return nil
+			}
+		}
 		return fmt.Errorf("create the first admin: %w", describe(err))
 	}
 	fmt.Fprintf(out, "\n  tierpix: created the first admin.\n    username: admin\n    password: %s\n  This password is shown only once.\n\n", pw)
 	return nil
+}
+
+// ensureConfiguredAdmin creates or updates TIERPIX_ADMIN_USERNAME. A conflict comes back as
+// ECONFLICT (not described), for ensureAdmin to retry.
+func ensureConfiguredAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.Logger) error {
+	hash, err := store.HashPassword(cfg.AdminPassword, bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("TIERPIX_ADMIN_PASSWORD: %w", describe(err))
+	}
+	id, err := st.FindUser(ctx, cfg.AdminUsername)
+	switch {
+	case err == nil:
+		if bcrypt.CompareHashAndPassword([]byte(id.User.PasswordHash), []byte(cfg.AdminPassword)) == nil && id.User.IsAdmin {
+			return nil
+		}
+		id.User.PasswordHash, id.User.IsAdmin = hash, true
+		if err := st.UpdateUser(ctx, &id.User); err != nil {
+			return fmt.Errorf("update admin %s: %w", cfg.AdminUsername, err)
+		}
+		logger.Info("admin updated from the environment", "username", cfg.AdminUsername)
+		return nil
+	case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
+		u := tierpix.User{Username: cfg.AdminUsername, PasswordHash: hash, TierName: adminTier, IsAdmin: true}
+		if err := st.CreateUser(ctx, &u); err != nil {
+			if tierpix.ErrorCode(err) == tierpix.ECONFLICT {
+				return err
+			}
+			return fmt.Errorf("create admin %s: %w", cfg.AdminUsername, describe(err))
+		}
+		logger.Info("admin created from the environment", "username", cfg.AdminUsername)
+		return nil
+	default:
+		return fmt.Errorf("find admin %s: %w", cfg.AdminUsername, err)
+	}
 }
 
 // randomPassword returns 128 random bits as text.

@@ -16,6 +16,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/api/openapi"
+	"github.com/tierpix/tierpix/metrics"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
@@ -115,14 +116,20 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		return fmt.Errorf("start api: %w", err)
 	}
 
+	mx, err := metrics.New(org, a, logger)
+	if err != nil {
+		return fmt.Errorf("start metrics: %w", err)
+	}
+
 	r := router.New()
 	r.SaveMatchedRoutePath = true
 	a.Register(r)
 	org.Register(r)
 	w.Register(r)
+	mx.Register(r)
 
 	srv := &fasthttp.Server{
-		Handler:           logRequests(api.MethodOverride(r.Handler), logger),
+		Handler:           logRequests(mx.Wrap(api.MethodOverride(org.Front(r.Handler))), logger),
 		ErrorHandler:      a.ErrorHandler,
 		Name:              "tierpix",
 		StreamRequestBody: true,

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// originCounts are the origin's counters from /metrics that tell what a run really did: a
+// "cold" run must render every request, a hit run must render none.
+type originCounts struct {
+	Renders, MemoryHits, DiskHits float64
+	// Requests is every HTTP request the server answered but those to /metrics and /healthz
+	// (the bench's own, and what a walk sends once it has run out of links): for a run,
+	// exactly the requests the server worked on (wrk may count one it never sent).
+	Requests float64
+}
+
+func (c originCounts) add(d originCounts) originCounts {
+	return originCounts{c.Renders + d.Renders, c.MemoryHits + d.MemoryHits, c.DiskHits + d.DiskHits, c.Requests + d.Requests}
+}
+
+func (c originCounts) sub(d originCounts) originCounts {
+	return originCounts{c.Renders - d.Renders, c.MemoryHits - d.MemoryHits, c.DiskHits - d.DiskHits, c.Requests - d.Requests}
+}
+
+// parseMetrics reads the samples of Prometheus' text format, "name{labels} value" per line,
+// keyed by everything before the value.
+func parseMetrics(text string) map[string]float64 {
+	samples := map[string]float64{}
+	s := bufio.NewScanner(strings.NewReader(text))
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		line := strings.TrimSpace(s.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		// No timestamps: tierpix's exposition (client_golang) writes none.
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			samples[line[:i]] = v
+		}
+	}
+	return samples
+}
+
+// countsFrom picks the origin's counters out of the samples of /metrics.
+func countsFrom(samples map[string]float64) originCounts {
+	c := originCounts{
+		Renders:    samples["tierpix_origin_renders_total"],
+		MemoryHits: samples[`tierpix_origin_cache_hits_total{layer="memory"}`],
+		DiskHits:   samples[`tierpix_origin_cache_hits_total{layer="disk"}`],
+	}
+	for k, v := range samples {
+		if strings.HasPrefix(k, "tierpix_http_requests_total{") &&
+			!strings.Contains(k, `route="/metrics"`) && !strings.Contains(k, `route="/healthz"`) {
+			c.Requests += v
+		}
+	}
+	return c
+}
+
+// fetchCounts reads the origin's counters from a tierpix's /metrics; ok is false when the
+// tierpix has no /metrics (or it lacks the render counter), and the bench then goes without.
+func fetchCounts(ctx context.Context, c *client) (counts originCounts, ok bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	if err != nil {
+		return counts, false, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return counts, false, fmt.Errorf("GET /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return counts, false, nil
+	}
+	var b strings.Builder
+	if _, err := bufio.NewReader(resp.Body).WriteTo(&b); err != nil {
+		return counts, false, fmt.Errorf("read /metrics: %w", err)
+	}
+	samples := parseMetrics(b.String())
+	if _, ok := samples["tierpix_origin_renders_total"]; !ok {
+		return counts, false, nil
+	}
+	return countsFrom(samples), true, nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"os"
+	"path/filepath"
+)
+
+// source is one of issue 4's source images.
+type source struct {
+	key   string // file name stem and table label
+	label string
+	w, h  int
+	png   bool
+	// imgproxyCPU is imgproxy's server CPU per request in issue 4's anchors (0: not held to
+	// one, as for the PNG, which imgproxy wrote as JPEG).
+	imgproxyCPU float64 // milliseconds
+	// seeds is how many rows (hard links of this file) are seeded for renders that must each
+	// be a first render. Generous: a run stops when they run out rather than repeat a link.
+	seeds int
+}
+
+// The sources of the anchors: JPEG Q90 at 24, 12 and 0.75 MP (about 7.5 MB, 3.9 MB and
+// 0.25 MB), and a 2 MP RGB PNG of about 5.7 MB.
+var sources = []source{
+	{key: "24mp", label: "24 MP JPEG", w: 6000, h: 4000, imgproxyCPU: 120, seeds: 1500},
+	{key: "12mp", label: "12 MP JPEG", w: 4000, h: 3000, imgproxyCPU: 70, seeds: 2000},
+	{key: "075mp", label: "0.75 MP JPEG", w: 1000, h: 750, imgproxyCPU: 16, seeds: 8000},
+	{key: "2mp", label: "2 MP PNG", w: 1920, h: 1080, png: true, seeds: 2000},
+}
+
+func (s source) file() string {
+	if s.png {
+		return s.key + ".png"
+	}
+	return s.key + ".jpg"
+}
+
+// genVersion names the generator in the cache directory; bump it when the pictures or their
+// encoding change, so that a stale cache is not reused.
+const genVersion = "v1"
+
+// Grain amplitudes that give the anchors' file sizes with Go's encoders: JPEG Q90 of 12 MP at
+// about 3.9 MB, and a 2 MP PNG at about 5.7 MB (that much grain leaves PNG's filters little).
+const (
+	jpegGrain = 13
+	pngGrain  = 55
+)
+
+// uploadSide is the side of the upload scenario's PNG: uncompressed RGB noise, so the file
+// is just under the default 50 MiB upload cap (see makeUpload).
+const uploadSide = 4170
+
+// makeSources writes the sources (and the upload scenario's PNG) into dir unless a previous
+// run left them there; the generator is deterministic, so cached files are the same bytes.
+func makeSources(dir string) (map[string]string, string, error) {
+	dir = filepath.Join(dir, genVersion)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", fmt.Errorf("create sources dir: %w", err)
+	}
+	paths := map[string]string{}
+	for _, s := range sources {
+		path := filepath.Join(dir, s.file())
+		paths[s.key] = path
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		logf("making %s (%dx%d)", s.file(), s.w, s.h)
+		err := writeAtomically(path, func(f *bufio.Writer) error {
+			if s.png {
+				return png.Encode(f, photoRGB(s.w, s.h))
+			}
+			return jpeg.Encode(f, photo(s.w, s.h, jpegGrain), &jpeg.Options{Quality: 90})
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("make %s: %w", s.file(), err)
+		}
+	}
+	upload := filepath.Join(dir, "upload.png")
+	if _, err := os.Stat(upload); err != nil {
+		logf("making upload.png (%dx%d noise, stored)", uploadSide, uploadSide)
+		if err := writeAtomically(upload, makeUpload); err != nil {
+			return nil, "", fmt.Errorf("make upload.png: %w", err)
+		}
+	}
+	return paths, upload, nil
+}
+
+// makeUpload writes RGB noise as an uncompressed PNG: 4170² pixels of 3 bytes plus framing is
+// about 52.2 MB, just under the 50 MiB (52 428 800 byte) cap, so the upload is accepted.
+func makeUpload(w *bufio.Writer) error {
+	img := image.NewRGBA(image.Rect(0, 0, uploadSide, uploadSide))
+	r := xorshift(0x2545F4914F6CDD1D)
+	for i := 0; i < len(img.Pix); i += 4 {
+		v := r.next()
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = byte(v), byte(v>>8), byte(v>>16), 0xff
+	}
+	enc := png.Encoder{CompressionLevel: png.NoCompression}
+	return enc.Encode(w, img)
+}
+
+// writeAtomically writes path through a temp file and a rename, so an interrupted run never
+// leaves a truncated source to be reused.
+func writeAtomically(path string, write func(*bufio.Writer) error) error {
+	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// xorshift is a small deterministic random source, fast enough for 24 MP of grain.
+type xorshift uint64
+
+func (r *xorshift) next() uint32 {
+	x := uint64(*r)
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	*r = xorshift(x)
+	return uint32(x >> 32)
+}
+
+// grain is roughly Gaussian noise with a standard deviation of about 0.58·amp: the sum of
+// four uniform bytes.
+func (r *xorshift) grain(amp int32) int32 {
+	v := r.next()
+	s := int32(v&0xff) + int32(v>>8&0xff) + int32(v>>16&0xff) + int32(v>>24) - 510
+	return s * amp / 256
+}
+
+// noiseField is smooth value noise: random values on a grid of cell-sized squares,
+// interpolated bilinearly in between.
+type noiseField struct {
+	cell, gw int
+	grid     []float32
+}
+
+func newNoiseField(w, h, cell int, amp float32, r *xorshift) noiseField {
+	gw, gh := w/cell+2, h/cell+2
+	f := noiseField{cell: cell, gw: gw, grid: make([]float32, gw*gh)}
+	for i := range f.grid {
+		f.grid[i] = (float32(r.next()%2001)/1000 - 1) * amp
+	}
+	return f
+}
+
+func (f *noiseField) at(x, y int) float32 {
+	fx := float32(x%f.cell) / float32(f.cell)
+	fy := float32(y%f.cell) / float32(f.cell)
+	i := y/f.cell*f.gw + x/f.cell
+	a, b, c, d := f.grid[i], f.grid[i+1], f.grid[i+f.gw], f.grid[i+f.gw+1]
+	top := a + (b-a)*fx
+	return top + (c+(d-c)*fx-top)*fy
+}
+
+func clampByte(v int32) uint8 { return uint8(max(0, min(255, v))) }
+
+// photo makes a w×h picture that compresses and decodes like a photograph: gradients in
+// brightness and colour, smooth noise at three scales (shapes, texture, fine detail) and
+// per-pixel grain in every channel. Flat or merely smooth pictures decode and compress far
+// faster than photographs, which would flatter every figure measured on them. (The same
+// recipe as imaging/bench_test.go's, so the two benchmarks see alike pictures.)
+func photo(w, h int, grain int32) *image.YCbCr {
+	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
+	r := xorshift(0x9E3779B97F4A7C15)
+	large := newNoiseField(w, h, 256, 50, &r)
+	texture := newNoiseField(w, h, 40, 22, &r)
+	fine := newNoiseField(w, h, 7, 8, &r)
+	for y := range h {
+		row := img.Y[y*img.YStride:]
+		for x := range w {
+			v := 30 + 170*float32(x+y)/float32(w+h) + large.at(x, y) + texture.at(x, y) + fine.at(x, y)
+			row[x] = clampByte(int32(v) + r.grain(grain))
+		}
+	}
+	cw, ch := (w+1)/2, (h+1)/2
+	cb := newNoiseField(cw, ch, 96, 30, &r)
+	cr := newNoiseField(cw, ch, 96, 30, &r)
+	for y := range ch {
+		for x := range cw {
+			img.Cb[y*img.CStride+x] = clampByte(int32(100+60*float32(x)/float32(cw)+cb.at(x, y)) + r.grain(grain/3))
+			img.Cr[y*img.CStride+x] = clampByte(int32(160-60*float32(y)/float32(ch)+cr.at(x, y)) + r.grain(grain/3))
+		}
+	}
+	return img
+}
+
+// photoRGB is photo with heavier grain as an opaque RGBA picture, which image/png writes as
+// 8-bit RGB.
+func photoRGB(w, h int) *image.RGBA {
+	src := photo(w, h, pngGrain)
+	dst := image.NewRGBA(src.Bounds())
+	for y := range h {
+		for x := range w {
+			dst.Set(x, y, src.At(x, y))
+		}
+	}
+	return dst
+}
