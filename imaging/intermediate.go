@@ -5,15 +5,16 @@ package imaging
 //
 // This file belongs to the origin's work (issue 4, "further sizes"); it is kept apart from
 // vips.c, whose static helpers it cannot call, so a few lines mirror vips.c: tpi_to_srgb and
-// tpi_finish are tp_to_srgb and tp_finish, and tpi_encode holds the export settings of
-// tp_thumbnail. Keep them in step (the origin's tests compare the encoder settings of the two
-// paths), or fold this file into vips.c.
+// tpi_finish are tp_to_srgb and tp_finish, tpi_encode holds the export settings of
+// tp_thumbnail, and jpegShrink is tp_jpeg_shrink. Keep them in step (the origin's tests
+// compare the encoder settings of the two paths), or fold this file into vips.c. Files are
+// opened with vips.c's tp_load, which reads ahead.
 //
-// The first render of an image with an intermediate decodes the original once, with the JPEG
-// shrink-on-load factor that libvips' thumbnail would pick for the requested height (so no
-// more pixels are decoded than a plain render decodes), resamples that to the intermediate
-// and keeps it in memory, and renders the requested thumbnail from the intermediate's
-// pixels. The intermediate is encoded to be decoded again cheaply and with little loss: JPEG
+// The first render of an image with an intermediate decodes the original once, shrunk on load
+// by the largest factor that still leaves the intermediate's size (for a 12 MP JPEG and an
+// intermediate 400 high, 4 where the thumbnail alone would take 8: the intermediate's price),
+// resamples that to the intermediate and keeps it in memory, and renders the requested
+// thumbnail from the intermediate's pixels. The intermediate is encoded to be decoded again cheaply and with little loss: JPEG
 // at quality 95 with 4:2:0 chroma for JPEG originals (a thumbnail rendered from it is some
 // 42-43 dB from one rendered from the original on photographs; full chroma would add 0.4 dB
 // for a third more work), and PNG at compression 1 for PNG originals (lossless, alpha kept).
@@ -143,28 +144,6 @@ tpi_encode_intermediate(VipsImage *im, int format, tp_rendered *r)
 	return res;
 }
 
-// tpi_load opens path with the loader of format, sequentially and failing on errors, JPEGs
-// shrunk on load by shrink (1, 2, 4 or 8).
-static int
-tpi_load(const char *path, int format, int shrink, VipsImage **out)
-{
-	switch (format) {
-	case TP_FORMAT_JPEG:
-		return vips_jpegload(path, out,
-			"shrink", shrink,
-			"access", VIPS_ACCESS_SEQUENTIAL,
-			"fail_on", VIPS_FAIL_ON_ERROR,
-			NULL);
-	case TP_FORMAT_PNG:
-		return vips_pngload(path, out,
-			"access", VIPS_ACCESS_SEQUENTIAL,
-			"fail_on", VIPS_FAIL_ON_ERROR,
-			NULL);
-	}
-	vips_error("tierpix", "unknown format %d", format);
-	return -1;
-}
-
 // tpi_resize runs libvips' thumbnail on an open image to exactly width x height (EXIF
 // orientation applied) and finishes it to 8-bit sRGB.
 static int
@@ -196,7 +175,7 @@ tpi_render_with_intermediate(const char *path, int format, int shrink,
 
 	memset(thumb, 0, sizeof(*thumb));
 	memset(inter, 0, sizeof(*inter));
-	if (tpi_load(path, format, shrink, &in))
+	if (tp_load(path, format, shrink, &in))
 		return -1;
 	if (tpi_resize(in, iw, ih, &big))
 		goto done;
@@ -236,7 +215,7 @@ tpi_render_from_intermediate(const char *path, int format, int shrink, int tw, i
 	int res;
 
 	memset(r, 0, sizeof(*r));
-	if (tpi_load(path, format, shrink, &in))
+	if (tp_load(path, format, shrink, &in))
 		return -1;
 	res = tpi_resize(in, tw, th, &small);
 	g_object_unref(in);
@@ -268,17 +247,17 @@ func ThumbnailWidth(w, h, height int) int {
 	return max(1, min(w, int(float64(w)*float64(height)/float64(h)+0.5)))
 }
 
-// jpegShrink is the shrink-on-load factor libvips' thumbnail (8.14) picks to bring a w x h
-// image to tw x th: block-shrink to at least twice the target, and let the resampler do the
-// rest, since the block shrink adds sharpness.
+// jpegShrink is the JPEG shrink-on-load factor for reducing a w x h image to tw x th, as
+// tp_jpeg_shrink in vips.c picks it: the largest of 8, 4 and 2 that neither side's factor is
+// below (1 when none is).
 func jpegShrink(w, h, tw, th int) int {
 	s := min(float64(w)/float64(tw), float64(h)/float64(th))
 	switch {
-	case s >= 16:
-		return 8
 	case s >= 8:
-		return 4
+		return 8
 	case s >= 4:
+		return 4
+	case s >= 2:
 		return 2
 	}
 	return 1
@@ -287,12 +266,9 @@ func jpegShrink(w, h, tw, th int) int {
 // ThumbnailWithIntermediate renders the original at path at height, as Thumbnail does, and
 // from the same decode an intermediate interHeight high (both at most the original's own
 // height), in the original's format. The intermediate is for ThumbnailFromIntermediate:
-// see the top of this file for its encoding.
-//
-// Only the pixels the thumbnail needs are decoded, so the intermediate is made smaller than
-// interHeight when a JPEG shrunk on load for the thumbnail is not that tall (never smaller
-// than the thumbnail). No intermediate is made (inter is zero, thumb rendered by Thumbnail)
-// when it would be as tall as the original itself or shorter than the thumbnail.
+// see the top of this file for its encoding. No intermediate is made (inter is zero, thumb
+// rendered by Thumbnail) when it would be as tall as the original itself or shorter than
+// the thumbnail.
 //
 // The thumbnail is rendered from the intermediate's pixels, not from the original's, so that
 // every size of an image comes from the same intermediate; it is within some 43 dB of
@@ -324,19 +300,18 @@ func ThumbnailWithIntermediate(path string, height, interHeight int) (thumb, int
 		w, hh = hh, w
 	}
 	th := min(height, hh)
-	tw := ThumbnailWidth(w, hh, th)
-	shrink := 1
 	ih := min(interHeight, hh)
-	if format == tierpix.FormatJPEG {
-		shrink = jpegShrink(w, hh, tw, th)
-		ih = min(ih, (hh+shrink-1)/shrink) // libjpeg rounds a scaled side up
-	}
 	if ih < th || ih >= hh {
 		unlock()
 		thumb, err = Thumbnail(path, height)
 		return thumb, Rendered{}, err
 	}
+	tw := ThumbnailWidth(w, hh, th)
 	iw := ThumbnailWidth(w, hh, ih)
+	shrink := 1
+	if format == tierpix.FormatJPEG {
+		shrink = jpegShrink(w, hh, iw, ih)
+	}
 
 	defer unlock()
 	cpath := C.CString(path)
@@ -355,8 +330,8 @@ func ThumbnailWithIntermediate(path string, height, interHeight int) (thumb, int
 // origWidth x origHeight: the same size and format as Thumbnail of the original gives (the
 // width comes from the original, not from the intermediate, whose width is rounded already).
 // The intermediate's size follows from the original's, so its header is not read first: the
-// render is a decode (shrunk on load when the intermediate is twice the height or more), a
-// resample and an encode. A file that is not such an intermediate fails to decode.
+// render is a decode (shrunk on load as Thumbnail shrinks JPEGs), a resample and an encode.
+// A file that is not such an intermediate fails to decode.
 func ThumbnailFromIntermediate(path, format string, origWidth, origHeight, interHeight, height int) (Rendered, error) {
 	if !started.Load() {
 		return Rendered{}, errNotStarted

@@ -213,7 +213,7 @@ func (o *Origin) touch(path string) {
 // fromDisk returns the body of img's variant at effective height eff from the disk cache, or
 // nil when it is not there or not whole (see validBody). It takes no pin and no lock on the
 // way. The file is read with one pread through a descriptor kept open by o.files, or opened
-// (four system calls, see openCacheFile) and kept open; it is touched at most once a minute.
+// (see openCacheFile) and kept open; it is touched at most once a minute.
 //
 // When the memory cache can hold the body, it is read into a buffer of its own and promoted,
 // unless a Purge ran while the file was read. When it cannot (a memory budget smaller than
@@ -283,9 +283,10 @@ func (b *bodyBuffer) Close() error {
 var bodyBufferKey any = "origin.bodyBuffer"
 
 // openCacheFile opens a variant's file in the disk cache and keeps it in o.files; the caller
-// releases the returned file. It makes four system calls (openat, fstat and, in time, close);
-// os.Open would add four more on Linux (it tries each file on the network poller, which
-// refuses regular files), which used to be most of a disk hit's cost.
+// releases the returned file. It makes three system calls (openat, fstat and, in time,
+// close); os.Open would add five on Linux (four fcntl and an epoll_ctl: it tries each file on
+// the network poller, which refuses regular files), which used to be most of a disk hit's
+// cost.
 func (o *Origin) openCacheFile(id string, eff int) (*openFile, error) {
 	path, ok := o.diskPath(id, eff)
 	if !ok {

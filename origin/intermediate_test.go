@@ -229,7 +229,7 @@ func TestFurtherSizesFromIntermediate(t *testing.T) {
 			// Turned a quarter by its EXIF orientation: stored 1200 wide and 1600 high.
 			name: "jpeg photograph, orientation 6", format: tierpix.FormatJPEG, w: 1600, h: 1200,
 			body:  func(t *testing.T) []byte { return photoJPEG(t, 1200, 1600, 6) },
-			first: 100, wantInter: "i300-v" + renderVersion, further: []int{150, 300},
+			first: 100, wantInter: "i400-v" + renderVersion, further: []int{150, 300, 400},
 		},
 		{
 			// PNG keeps alpha through a lossless intermediate; the first height is the largest.

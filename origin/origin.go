@@ -18,21 +18,24 @@
 //     disk cache under CacheDir, then a render; concurrent renders of the same variant share
 //     one, and renders run on a bounded pool with a bounded queue (503 when it is full).
 //     A memory hit allocates nothing: the entry carries its ETag and content type, and the
-//     headers of permanent links are precomputed.
+//     headers of permanent links are precomputed. A disk hit reads its file with one pread
+//     through a descriptor kept open for up to openFileTTL (as nginx's open_file_cache), and
+//     Front lets image links skip the router.
 //
 // Thumbnails are cached by effective height, min(requested, original height), because a
 // smaller original is served at its own size: h400 and h800 of a 300 px image are one render.
 //
 // Intermediates: when a thumbnail is rendered from the original and the owner's tier has
 // other heights, the same decode also yields an intermediate at the tier's largest height
-// (at most half the original's, below which it does not pay, see intermediateHeight, and at
-// most what the decode for the thumbnail holds, so that it costs no extra decoding), kept in
-// the disk cache as i{height}-v{renderVersion} (JPEG Q95,
-// or PNG for PNG originals; see imaging.ThumbnailWithIntermediate).
-// Later sizes of that image up to the intermediate's height are rendered from it, which costs
+// (if the original is at least twice as high, below which it does not pay; see
+// intermediateHeight), kept in the disk cache as i{height}-v{renderVersion} (JPEG Q95, or PNG for PNG originals; see
+// imaging.ThumbnailWithIntermediate). Later sizes of that image up to the intermediate's height are rendered from it, which costs
 // a small fraction of a decode of the original, and are within about 43 dB of a direct render
 // on photographs. The requested thumbnail itself is rendered from the intermediate's pixels
-// too, so every size of an image comes from the same intermediate. Intermediates live on disk
+// too, so every size of an image comes from the same intermediate. The price is in the first
+// render: the original is shrunk on load only as far as the intermediate allows (a 12 MP
+// JPEG by 4 rather than 8 for h200) and there are two more libvips passes (resample, encode),
+// each with a fixed cost of a few milliseconds. Intermediates live on disk
 // only: each is read once per further size, which the page cache serves, and they would
 // otherwise take memory from the thumbnails that are served. They are files of the image's
 // directory like the thumbnails, so Purge and the janitor treat them alike.
@@ -48,10 +51,11 @@
 // file goes). Files are written to a temp file and renamed into place, without fsync: the
 // cache can be rebuilt from the originals, and a crash can at worst leave an empty, short or
 // zero-filled file behind a rename whose data the kernel had not written out yet. A disk hit
-// therefore serves a file only if it ends with its format's end marker (JPEG EOI, PNG IEND)
-// and renders anything else anew, and a damaged intermediate fails to decode and is
-// replaced, so no render waits for the disk (see writeTemp). Every file can be
-// recreated from the original, so a file evicted under a reader is simply rendered again, and
+// therefore serves a file only if it runs from its format's start to its end marker (JPEG SOI
+// to EOI, PNG signature to IEND) and renders anything else anew, and a damaged intermediate
+// fails to decode and is replaced, so no render waits for the disk (see writeTemp). Every
+// file can be recreated from the original, so a file evicted under a reader is simply
+// rendered again (or, when its descriptor is still open, served for up to openFileTTL), and
 // each pass resets the counter from its own walk, so it never drifts far from the truth. Nodes
 // sharing CacheDir each hold the whole directory to their budget. A negative DiskCacheBytes
 // leaves the cache unbounded, for operators who prune it themselves (find -atime); nothing is
@@ -61,7 +65,8 @@
 // Work in flight for an image holds a pin; Purge marks the pins of the image, and a pinned
 // operation stores nothing once its pin is marked, so a render that finishes after a delete
 // leaves no cached copy behind. Disk hits take no pin (they are frequent); one that would
-// promote its file into memory does so only if no Purge ran since it opened the file.
+// promote its file into memory does so only if no Purge ran since it opened the file, and
+// Purge closes the image's open files.
 package origin
 
 import (
@@ -702,8 +707,7 @@ const minIntermediateShrink = 2
 // size of a small original costs a few milliseconds more from the original than from an
 // intermediate, while making one costs the first render about as much (libvips' fixed cost
 // of the extra passes); measured on a 1000x750 JPEG, 10 ms for h200 alone against 22-27 ms
-// with an intermediate, and 17 ms against 6-9 ms for h400 after it. imaging may make it
-// smaller still, to what the decode for eff holds.
+// with an intermediate, and 17 ms against 6-9 ms for h400 after it.
 func intermediateHeight(img tierpix.Image, tier tierpix.Tier, eff int) int {
 	hs := tier.ThumbnailHeights
 	if len(hs) == 0 {

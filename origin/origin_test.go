@@ -1057,3 +1057,23 @@ func TestFront(t *testing.T) {
 		})
 	}
 }
+
+// TestRememberedLinkExpires checks that a link served once, and so remembered as verified, is
+// still refused once its expiry passes.
+func TestRememberedLinkExpires(t *testing.T) {
+	var mu sync.Mutex
+	clock := testNow
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	e := newEnv(t, fullTier, Config{Now: now})
+	img, _ := e.addImage(t, tierpix.FormatJPEG, 300, 200)
+	u := e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(100), Expires: testNow.Unix() + 600})
+	for range 2 {
+		if res := get(t, u); res.status != http.StatusOK {
+			t.Fatalf("before expiry: got %d, want 200", res.status)
+		}
+	}
+	mu.Lock()
+	clock = testNow.Add(600 * time.Second)
+	mu.Unlock()
+	wantProblem(t, get(t, u), http.StatusGone, "expired")
+}
