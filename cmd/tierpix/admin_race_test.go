@@ -66,4 +66,3 @@ func TestEnsureAdminRace(t *testing.T) {
 		})
 	}
 }
-
