@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/tierpix/tierpix/imaging/testimage"
 )
 
 // writeFile writes data to a fresh file named name in a temporary directory.
@@ -253,95 +255,11 @@ func smoothNoise(w, h int) *image.YCbCr {
 // Grain amplitudes that give the anchors' file sizes: JPEG Q90 of 12 MP at about 3.9 MB, and
 // a 2 MP PNG at about 5.7 MB (that much grain leaves PNG's filters little to find).
 const (
-	jpegGrain = 13
-	pngGrain  = 55
+	jpegGrain = testimage.JPEGGrain
+	pngGrain  = testimage.PNGGrain
 )
 
-// xorshift is a small deterministic random source, fast enough for 24 MP of grain.
-type xorshift uint64
+func photo(w, h int, grain int32) *image.YCbCr { return testimage.Photo(w, h, grain) }
 
-func (r *xorshift) next() uint32 {
-	x := uint64(*r)
-	x ^= x << 13
-	x ^= x >> 7
-	x ^= x << 17
-	*r = xorshift(x)
-	return uint32(x >> 32)
-}
-
-// grain is roughly Gaussian noise with a standard deviation of about 0.58·amp: the sum of four
-// uniform bytes.
-func (r *xorshift) grain(amp int32) int32 {
-	v := r.next()
-	s := int32(v&0xff) + int32(v>>8&0xff) + int32(v>>16&0xff) + int32(v>>24) - 510
-	return s * amp / 256
-}
-
-// noiseField is smooth value noise: random values on a grid of cell-sized squares,
-// interpolated bilinearly in between.
-type noiseField struct {
-	cell, gw int
-	grid     []float32
-}
-
-func newNoiseField(w, h, cell int, amp float32, r *xorshift) noiseField {
-	gw, gh := w/cell+2, h/cell+2
-	f := noiseField{cell: cell, gw: gw, grid: make([]float32, gw*gh)}
-	for i := range f.grid {
-		f.grid[i] = (float32(r.next()%2001)/1000 - 1) * amp
-	}
-	return f
-}
-
-func (f *noiseField) at(x, y int) float32 {
-	fx := float32(x%f.cell) / float32(f.cell)
-	fy := float32(y%f.cell) / float32(f.cell)
-	i := y/f.cell*f.gw + x/f.cell
-	a, b, c, d := f.grid[i], f.grid[i+1], f.grid[i+f.gw], f.grid[i+f.gw+1]
-	top := a + (b-a)*fx
-	return top + (c+(d-c)*fx-top)*fy
-}
-
-func clampByte(v int32) uint8 { return uint8(max(0, min(255, v))) }
-
-// photo makes a w×h picture that compresses like a photograph: gradients in brightness and
-// colour, smooth noise at three scales (large shapes, texture, fine detail) and per-pixel
-// grain in every channel. Flat or merely smooth pictures decode and compress far faster than
-// photographs, which would flatter every figure measured on them.
-func photo(w, h int, grain int32) *image.YCbCr {
-	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
-	r := xorshift(0x9E3779B97F4A7C15)
-	large := newNoiseField(w, h, 256, 50, &r)
-	texture := newNoiseField(w, h, 40, 22, &r)
-	fine := newNoiseField(w, h, 7, 8, &r)
-	for y := range h {
-		row := img.Y[y*img.YStride:]
-		for x := range w {
-			v := 30 + 170*float32(x+y)/float32(w+h) + large.at(x, y) + texture.at(x, y) + fine.at(x, y)
-			row[x] = clampByte(int32(v) + r.grain(grain))
-		}
-	}
-	cw, ch := (w+1)/2, (h+1)/2
-	cb := newNoiseField(cw, ch, 96, 30, &r)
-	cr := newNoiseField(cw, ch, 96, 30, &r)
-	for y := range ch {
-		for x := range cw {
-			img.Cb[y*img.CStride+x] = clampByte(int32(100+60*float32(x)/float32(cw)+cb.at(x, y)) + r.grain(grain/3))
-			img.Cr[y*img.CStride+x] = clampByte(int32(160-60*float32(y)/float32(ch)+cr.at(x, y)) + r.grain(grain/3))
-		}
-	}
-	return img
-}
-
-// photoRGB is photo with heavier grain as an opaque RGBA picture, which image/png writes as
-// 8-bit RGB.
-func photoRGB(w, h int) *image.RGBA {
-	src := photo(w, h, pngGrain)
-	dst := image.NewRGBA(src.Bounds())
-	for y := range h {
-		for x := range w {
-			dst.Set(x, y, src.At(x, y))
-		}
-	}
-	return dst
-}
+// photoRGB is photo with heavier grain, opaque, for PNG sources.
+func photoRGB(w, h int) *image.RGBA { return testimage.PhotoRGB(w, h, pngGrain) }

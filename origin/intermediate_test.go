@@ -16,82 +16,13 @@ import (
 
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/imaging"
+	"github.com/tierpix/tierpix/imaging/testimage"
 	"github.com/tierpix/tierpix/signing"
 )
 
-// xorshift is a small deterministic generator, so that test photographs are the same bytes
-// on every run.
-type xorshift uint64
-
-func (r *xorshift) next() uint32 {
-	x := uint64(*r)
-	x ^= x << 13
-	x ^= x >> 7
-	x ^= x << 17
-	*r = xorshift(x)
-	return uint32(x >> 32)
-}
-
-// grain is roughly normal noise of about amp/3.5 levels: the sum of four uniform bytes.
-func (r *xorshift) grain(amp int32) int32 {
-	v := r.next()
-	s := int32(v&0xff) + int32(v>>8&0xff) + int32(v>>16&0xff) + int32(v>>24) - 510
-	return s * amp / 256
-}
-
-// noiseField is value noise: random values on a grid of cell pixels, bilinearly interpolated.
-type noiseField struct {
-	cell, gw int
-	grid     []float32
-}
-
-func newNoiseField(w, h, cell int, amp float32, r *xorshift) noiseField {
-	gw, gh := w/cell+2, h/cell+2
-	f := noiseField{cell: cell, gw: gw, grid: make([]float32, gw*gh)}
-	for i := range f.grid {
-		f.grid[i] = (float32(r.next()%2001)/1000 - 1) * amp
-	}
-	return f
-}
-
-func (f *noiseField) at(x, y int) float32 {
-	fx := float32(x%f.cell) / float32(f.cell)
-	fy := float32(y%f.cell) / float32(f.cell)
-	i := y/f.cell*f.gw + x/f.cell
-	a, b, c, d := f.grid[i], f.grid[i+1], f.grid[i+f.gw], f.grid[i+f.gw+1]
-	top := a + (b-a)*fx
-	return top + (c+(d-c)*fx-top)*fy
-}
-
-func clampByte(v int32) uint8 { return uint8(max(0, min(255, v))) }
-
-// photo draws what issue 4's benchmark sources are: a gradient under smooth noise at three
-// scales, with per-pixel grain, in 4:2:0 colour, like a photograph as far as resampling
-// and JPEG coding are concerned (flat test patterns would flatter any resampler).
-func photo(w, h int) *image.YCbCr {
-	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
-	r := xorshift(0x9E3779B97F4A7C15)
-	large := newNoiseField(w, h, 256, 50, &r)
-	texture := newNoiseField(w, h, 40, 22, &r)
-	fine := newNoiseField(w, h, 7, 8, &r)
-	for y := range h {
-		row := img.Y[y*img.YStride:]
-		for x := range w {
-			v := 30 + 170*float32(x+y)/float32(w+h) + large.at(x, y) + texture.at(x, y) + fine.at(x, y)
-			row[x] = clampByte(int32(v) + r.grain(13))
-		}
-	}
-	cw, ch := (w+1)/2, (h+1)/2
-	cb := newNoiseField(cw, ch, 96, 30, &r)
-	cr := newNoiseField(cw, ch, 96, 30, &r)
-	for y := range ch {
-		for x := range cw {
-			img.Cb[y*img.CStride+x] = clampByte(int32(100+60*float32(x)/float32(cw)+cb.at(x, y)) + r.grain(4))
-			img.Cr[y*img.CStride+x] = clampByte(int32(160-60*float32(y)/float32(ch)+cr.at(x, y)) + r.grain(4))
-		}
-	}
-	return img
-}
+// photo draws what issue 4's benchmark sources are (testimage.Photo): like a photograph as
+// far as resampling and JPEG coding are concerned.
+func photo(w, h int) *image.YCbCr { return testimage.Photo(w, h, testimage.JPEGGrain) }
 
 var (
 	photosMu sync.Mutex
