@@ -137,6 +137,8 @@ func start(cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("start libvips: %w", err)
 	}
 	blockUntrusted()
+	// Before any render: liborc's compiler crashes when two renders build resizes at once.
+	disableVectors()
 	return nil
 }
 

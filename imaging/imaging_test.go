@@ -88,6 +88,14 @@ func TestStartAgain(t *testing.T) {
 	}
 }
 
+// TestVectorsDisabled checks that Start turned off libvips' run-time compiled SIMD code:
+// liborc crashes when concurrent renders compile at once (see tp_disable_vectors).
+func TestVectorsDisabled(t *testing.T) {
+	if imaging.VectorsEnabled() {
+		t.Error("libvips would use liborc after Start; want it off")
+	}
+}
+
 // TestLogging checks that libvips' warnings about a damaged file reach the logger given to
 // Start at Warn, and that the detail behind a rejection is logged at Debug.
 func TestLogging(t *testing.T) {

@@ -119,6 +119,12 @@ func thumbnail(path, format string, height int) (Rendered, error) {
 // tuneMalloc sets glibc's allocator for rendering; see tp_tune_malloc in vips.c.
 func tuneMalloc() { C.tp_tune_malloc() }
 
+// disableVectors keeps libvips from compiling SIMD code at run time; see tp_disable_vectors.
+func disableVectors() { C.tp_disable_vectors() }
+
+// vectorsEnabled reports whether libvips would compile SIMD code at run time.
+func vectorsEnabled() bool { return C.tp_vectors_enabled() != 0 }
+
 // blockUntrusted keeps libvips from loading with operations marked untrusted.
 func blockUntrusted() { C.tp_block_untrusted() }
 

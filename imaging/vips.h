@@ -31,6 +31,8 @@ typedef struct {
 
 void tp_tune_malloc(void);
 void tp_block_untrusted(void);
+void tp_disable_vectors(void);
+int tp_vectors_enabled(void);
 VipsSource *tp_source_new(const char *path);
 int tp_load(const char *path, int format, int shrink, VipsImage **out);
 int tp_open(const char *path, int format, VipsImage **out);
