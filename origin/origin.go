@@ -7,11 +7,11 @@
 //     Paths that verified are remembered (a direct-mapped table of 16 384 paths, read without a
 //     lock), so a link seen before costs a hash and a comparison instead of an HMAC; its
 //     expiry is still checked on every request.
-//  2. The image and its owner's current tier are looked up through a short-lived metadata cache
-//     (MetadataTTL, default 2 s), so a tier change applies within seconds while the database is
-//     not hit per request. Not-found answers are cached too, so a deleted image's links cost
-//     nothing. A remembered path keeps the entry it last used, and uses it while it is fresh
-//     and not purged.
+//  2. The image and its owner's current tier are looked up through the metadata cache (see
+//     below), so the database is not asked per request, nor per image every few seconds, while
+//     a tier change or a delete made on any node applies within a second or two. Not-found
+//     answers are cached too, for MetadataTTL, so a deleted image's links cost nothing. A
+//     remembered path keeps the entry it last used, and uses it while it is fresh.
 //  3. The variant is authorized against that tier (403 otherwise). Only now is If-None-Match
 //     honoured, so a revoked link never gets a 304.
 //  4. Originals are streamed from disk. Thumbnails come from a ristretto memory cache, then a
@@ -21,6 +21,33 @@
 //     headers of permanent links are precomputed. A disk hit reads its file with one pread
 //     through a descriptor kept open for up to openFileTTL (as nginx's open_file_cache), and
 //     Front lets image links skip the router.
+//
+// The metadata cache keeps each lookup (the image row and its owner's tier, one query) for as
+// long as the store's change epoch (store.ChangeEpoch) stays where it stood when the lookup
+// began. Every store method that changes what a lookup answers (deleting an image or a user,
+// moving a user to another tier, editing a tier) moves the epoch in its own transaction, and
+// a goroutine reads it every MetadataPoll (default 1 s): one query a second however many
+// images are hot, where a time-to-live would re-read every hot image every few seconds. When
+// the epoch moves, every entry is stale at once, with no work per entry: fresh compares the
+// epoch an entry was looked up under with the one last read (an atomic load on the hit path).
+// Three rules bound an entry's life further:
+//   - Degraded mode: while the last successful read of the epoch began more than MetadataTTL
+//     ago (the database cannot be reached, the read fails), an entry is fresh only for
+//     MetadataTTL after its lookup began, as if there were no epoch. A node that cannot see
+//     changes never serves on older metadata than that, so a tier change applies within
+//     MetadataTTL (2 s) on every node whatever happens, and within MetadataPoll plus a query
+//     while the epoch can be read.
+//   - Not-found entries live MetadataTTL whatever the epoch, which creating an image does not
+//     move.
+//   - No entry outlives maxMetaAge (10 minutes), a safety net for a change that did not move
+//     the epoch (an edit made by hand in SQL, say).
+//
+// Purge still marks this node's entry of an image stale at once, without waiting for a read.
+// A lookup records the epoch it loaded before its query, so a change committed while the query
+// runs leaves it on an epoch that the next read replaces: it is looked up again, never kept.
+// The price of one number for everything: any change anywhere has every node look its hot
+// images up again, so changes more often than MetadataPoll cost one query per hot image per
+// MetadataPoll, at worst twice what a 2-second time-to-live would.
 //
 // Thumbnails are cached by effective height, min(requested, original height), because a
 // smaller original is served at its own size: h400 and h800 of a 300 px image are one render.
@@ -71,6 +98,7 @@ package origin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -97,6 +125,9 @@ import (
 // Store is what the origin needs from persistence.
 type Store interface {
 	FindImageForServing(ctx context.Context, id string) (tierpix.Image, tierpix.Tier, error)
+	// ChangeEpoch returns a number that moves, in the same transaction, with every change to
+	// what FindImageForServing answers for an image that exists.
+	ChangeEpoch(ctx context.Context) (int64, error)
 	OriginalPath(id string) string
 }
 
@@ -104,6 +135,7 @@ type Store interface {
 const (
 	DefaultMemoryCacheBytes = 256 << 20
 	DefaultMetadataTTL      = 2 * time.Second
+	DefaultMetadataPoll     = time.Second
 	DefaultRenderQueue      = 64
 	DefaultMaxAge           = time.Hour
 	DefaultDiskCacheBytes   = 10 << 30
@@ -114,7 +146,8 @@ type Config struct {
 	CacheDir         string        // disk cache of rendered variants; required
 	MemoryCacheBytes int64         // ristretto budget; default 256 MiB
 	DiskCacheBytes   int64         // rendered files under CacheDir, temp files not included; default 10 GiB; negative: unbounded
-	MetadataTTL      time.Duration // how long image and tier lookups are cached; default 2s (tier changes apply within 5s)
+	MetadataTTL      time.Duration // how long metadata may be used when the change epoch cannot be read, and how long a not-found answer is kept; default 2s, at most 5s (tier changes apply within 5s)
+	MetadataPoll     time.Duration // how often the change epoch is read; default 1s (or MetadataTTL/2 if shorter); less than MetadataTTL
 	RenderWorkers    int           // renders at once; default runtime.NumCPU()
 	RenderQueue      int           // renders waiting for a worker before 503; default 64
 	MaxAge           time.Duration // Cache-Control max-age of permanent links; default 1h
@@ -131,6 +164,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MetadataTTL == 0 {
 		cfg.MetadataTTL = DefaultMetadataTTL
+	}
+	if cfg.MetadataPoll == 0 {
+		cfg.MetadataPoll = max(min(DefaultMetadataPoll, cfg.MetadataTTL/2), time.Millisecond)
 	}
 	if cfg.RenderWorkers == 0 {
 		cfg.RenderWorkers = runtime.NumCPU()
@@ -162,6 +198,13 @@ func (cfg Config) Validate() error {
 	} else if cfg.MetadataTTL > 5*time.Second {
 		fields["metadata_ttl"] = "must be at most 5s, so that tier changes apply within 5 seconds"
 	}
+	if cfg.MetadataPoll < 0 {
+		fields["metadata_poll"] = "must not be negative"
+	} else if ttl := cmp.Or(cfg.MetadataTTL, DefaultMetadataTTL); cfg.MetadataPoll >= ttl && ttl > 0 {
+		// Each read vouches for MetadataTTL: read less often, and the cache falls back to the
+		// TTL between reads.
+		fields["metadata_poll"] = "must be shorter than the metadata TTL"
+	}
 	if cfg.RenderWorkers < 0 {
 		fields["render_workers"] = "must not be negative"
 	}
@@ -188,6 +231,9 @@ type Stats struct {
 	DiskBytes        int64  // bytes of rendered files in the disk cache, as counted (exact after a quiet janitor pass)
 	Intermediates    uint64 // intermediates made along with a render from the original
 	FromIntermediate uint64 // renders (counted in Renders too) made from an intermediate instead of the original
+	MetadataLookups  uint64 // image and tier lookups that reached the store: metadata cache misses
+	EpochReads       uint64 // reads of the change epoch that succeeded
+	EpochFailures    uint64 // reads of the change epoch that failed (metadata then lives MetadataTTL)
 }
 
 // Origin is the image-serving half of the server.
@@ -216,6 +262,8 @@ type Origin struct {
 	metaMu sync.RWMutex
 	meta   map[string]*metaEntry
 	metas  flight[*metaEntry]
+	// epoch is the change epoch as last read; every metaEntry points at it. See watchEpoch.
+	epoch atomic.Pointer[epochRead]
 
 	mem     *ristretto.Cache[uint64, *entry]
 	memSeed maphash.Seed // hashes variants into memory cache keys; see memKey
@@ -245,6 +293,7 @@ type Origin struct {
 	memoryMisses, diskMisses                                   atomic.Uint64     // see stats.go
 	renderTimes                                                durationHistogram // see stats.go
 	intermediates, fromIntermediate                            atomic.Uint64
+	lookups, epochReads, epochFailures                         atomic.Uint64
 
 	// beforeRender, when set (by tests only), runs in a worker slot just before a render, so
 	// tests can hold renders to fill the queue or gather waiters deterministically.
@@ -266,7 +315,14 @@ type metaEntry struct {
 	img      tierpix.Image
 	tier     tierpix.Tier
 	notFound bool
-	expires  time.Time // on the monotonic clock, not Config.Now: it is not about link expiry
+	// epoch is the change epoch loaded before the lookup's query, and epochs the origin's
+	// current one: the entry is fresh while they agree (see fresh).
+	epoch  int64
+	epochs *atomic.Pointer[epochRead]
+	// Times on the monotonic clock, not Config.Now (they are not about link expiry), counted
+	// from the start of the lookup: expires after MetadataTTL, retires after maxMetaAge.
+	expires time.Time
+	retires time.Time
 	// stale is set by Purge (and by tests): whoever holds the entry must look the image up
 	// again. Remembered links hold entries outside the map, so deleting it is not enough.
 	stale atomic.Bool
@@ -276,9 +332,86 @@ type metaEntry struct {
 	originalETag []byte
 }
 
-// fresh reports whether m may answer at now (time.Now, for its monotonic reading).
+// fresh reports whether m may answer at now (time.Now, for its monotonic reading): it is not
+// stale, the change epoch has not moved since its lookup, and either it is younger than
+// MetadataTTL or it found the image, is younger than maxMetaAge and the epoch was read
+// successfully less than MetadataTTL ago (see the package doc). It is on the path of every
+// request: two atomic loads and a few comparisons, no allocation.
 func (m *metaEntry) fresh(now time.Time) bool {
-	return !m.stale.Load() && now.Before(m.expires)
+	if m.stale.Load() {
+		return false
+	}
+	cur := m.epochs.Load()
+	if cur.epoch != m.epoch {
+		return false
+	}
+	if now.Before(m.expires) {
+		return true
+	}
+	return !m.notFound && now.Before(m.retires) && now.Before(cur.trustedUntil)
+}
+
+// epochRead is a read of the change epoch. Each successful read replaces the origin's.
+type epochRead struct {
+	epoch int64
+	// trustedUntil is the start of the read plus MetadataTTL, on the monotonic clock: until
+	// then, an entry on this epoch may be older than MetadataTTL. The read saw every change
+	// committed before it started, so a change is seen, or entries fall back to MetadataTTL,
+	// at most MetadataTTL after it was made.
+	trustedUntil time.Time
+}
+
+// maxMetaAge bounds the life of a metadata entry whatever the change epoch says: a safety net
+// for changes that do not move it (made by hand in SQL, or by code that forgot to).
+const maxMetaAge = 10 * time.Minute
+
+// epochReadTimeout bounds one read of the change epoch. A read still waiting after
+// MetadataTTL has already put the cache in degraded mode; this only keeps the next from
+// waiting forever behind it.
+const epochReadTimeout = 5 * time.Second
+
+// epochWarnEvery is the least time between two warnings that the change epoch cannot be read.
+const epochWarnEvery = time.Minute
+
+// watchEpoch reads the change epoch now and then every MetadataPoll until Close, publishing
+// each successful read for fresh. It is the origin's only periodic query.
+func (o *Origin) watchEpoch(ctx context.Context) {
+	defer o.bg.Done()
+	t := time.NewTicker(o.cfg.MetadataPoll)
+	defer t.Stop()
+	var failing int        // reads failed since the last success
+	var warned time.Time   // when the last warning was logged
+	var warnedSinceOK bool // a warning was logged since the last success
+	for {
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, epochReadTimeout)
+		epoch, err := o.store.ChangeEpoch(rctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return // Close
+		case err != nil:
+			o.epochFailures.Add(1)
+			failing++
+			if warned.IsZero() || time.Since(warned) >= epochWarnEvery {
+				o.logger.Warn("read change epoch: metadata is kept for the metadata TTL only until it can be read",
+					"err", err, "failures", failing, "metadata_ttl", o.cfg.MetadataTTL)
+				warned, warnedSinceOK = time.Now(), true
+			}
+		default:
+			o.epochReads.Add(1)
+			o.epoch.Store(&epochRead{epoch: epoch, trustedUntil: start.Add(o.cfg.MetadataTTL)})
+			if warnedSinceOK {
+				o.logger.Info("change epoch read again", "failures", failing)
+			}
+			failing, warnedSinceOK = 0, false
+		}
+		select {
+		case <-o.done:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // entry is a rendered thumbnail as cached in memory, with what its answers need.
@@ -295,8 +428,10 @@ func newEntry(id string, eff int, format string, body []byte) *entry {
 	return &entry{id: id, height: eff, body: body, etag: variantETag(id, eff), contentType: contentTypeOf(format)}
 }
 
-// maxMetaEntries bounds the metadata cache; entries live for seconds, so reaching it means a
-// scan of many distinct ids, and the cache is swept (then dropped) rather than grown.
+// maxMetaEntries bounds the metadata cache (some 500 bytes an entry). Entries live up to
+// maxMetaAge, so more distinct ids than this in that time fill it; it is then swept of entries
+// that are no longer fresh, and if that is not enough, half of it is dropped at random rather
+// than grown (see putMeta).
 const maxMetaEntries = 100_000
 
 // New returns an Origin. It creates CacheDir and starts libvips (idempotently).
@@ -330,6 +465,8 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 		workers:      make(chan struct{}, cfg.RenderWorkers),
 		done:         make(chan struct{}),
 	}
+	// No read yet: trusted until the zero time, so entries live MetadataTTL until the first.
+	o.epoch.Store(&epochRead{})
 	o.links.init()
 	o.files.init()
 	if err := os.MkdirAll(o.tmpDir, 0o755); err != nil {
@@ -363,6 +500,16 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 	o.janitorBusy.Store(true)
 	o.bg.Add(1)
 	go o.janitor(false)
+
+	// The epoch's reads stop when Close closes done: the one in flight at once, by its context.
+	ctx, cancel := context.WithCancel(context.Background())
+	o.bg.Add(2)
+	go func() {
+		defer o.bg.Done()
+		<-o.done
+		cancel()
+	}()
+	go o.watchEpoch(ctx)
 	return o, nil
 }
 
@@ -480,6 +627,9 @@ func (o *Origin) Stats() Stats {
 		DiskBytes:        o.diskBytes.Load(),
 		Intermediates:    o.intermediates.Load(),
 		FromIntermediate: o.fromIntermediate.Load(),
+		MetadataLookups:  o.lookups.Load(),
+		EpochReads:       o.epochReads.Load(),
+		EpochFailures:    o.epochFailures.Load(),
 	}
 }
 
@@ -506,7 +656,9 @@ func (o *Origin) unpin(id string, p *pin) {
 }
 
 // lookup returns the image and its owner's current tier, from the metadata cache when fresh.
-// Concurrent misses for one id share one query.
+// Concurrent misses for one id share one query. The entry records the change epoch loaded
+// before the query: had a change been committed after that read, the next read replaces the
+// epoch and the entry is looked up again.
 func (o *Origin) lookup(id string) (*metaEntry, error) {
 	o.metaMu.RLock()
 	m, ok := o.meta[id]
@@ -520,11 +672,21 @@ func (o *Origin) lookup(id string) (*metaEntry, error) {
 		// The query is shared by every waiter, so no single request's context governs it.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		epoch, start := o.epoch.Load().epoch, time.Now()
+		o.lookups.Add(1)
 		img, tier, err := o.store.FindImageForServing(ctx, id)
 		if err != nil && tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
 			return nil, fmt.Errorf("find image %s: %w", id, err) // not cached: may be transient
 		}
-		m := &metaEntry{img: img, tier: tier, notFound: err != nil, expires: time.Now().Add(o.cfg.MetadataTTL)}
+		m := &metaEntry{
+			img:      img,
+			tier:     tier,
+			notFound: err != nil,
+			epoch:    epoch,
+			epochs:   &o.epoch,
+			expires:  start.Add(o.cfg.MetadataTTL),
+			retires:  start.Add(maxMetaAge),
+		}
 		if !img.CreatedAt.IsZero() {
 			m.lastModified = img.CreatedAt.UTC().AppendFormat(nil, http.TimeFormat)
 		}
@@ -546,6 +708,11 @@ func (o *Origin) lookup(id string) (*metaEntry, error) {
 }
 
 // putMeta caches m; the caller holds o.mu.
+//
+// Every entry that leaves the map is marked stale, the one m replaces included: remembered
+// links may hold it, and a Purge of its id, which marks only the entry in the map, must not
+// miss it. (An entry that is not fresh may be fresh again: one past MetadataTTL while the
+// epoch could not be read, once it can.)
 func (o *Origin) putMeta(id string, m *metaEntry) {
 	o.metaMu.Lock()
 	defer o.metaMu.Unlock()
@@ -553,18 +720,22 @@ func (o *Origin) putMeta(id string, m *metaEntry) {
 		now := time.Now()
 		for k, v := range o.meta {
 			if !v.fresh(now) {
+				v.stale.Store(true)
 				delete(o.meta, k)
 			}
 		}
-		if len(o.meta) >= maxMetaEntries {
-			// Remembered links may hold these entries; stale, they look up again, and a
-			// Purge of one of these ids, which finds nothing in the map to mark, is not
-			// missed.
-			for _, v := range o.meta {
-				v.stale.Store(true)
+		// Still full: drop half, in the map's random order, so that more hot ids than fit
+		// still mostly hit rather than being dropped all at once, time after time.
+		for k, v := range o.meta {
+			if len(o.meta) < maxMetaEntries/2 {
+				break
 			}
-			clear(o.meta)
+			v.stale.Store(true)
+			delete(o.meta, k)
 		}
+	}
+	if old, ok := o.meta[id]; ok {
+		old.stale.Store(true)
 	}
 	o.meta[id] = m
 }

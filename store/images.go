@@ -337,21 +337,28 @@ func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, 
 // DeleteImage deletes the owner's image row, then its original file (ENOTFOUND if the image
 // does not exist or is not the owner's). A file already gone is not an error; a file that
 // cannot be removed is reported with ErrOriginalKept, though the row is gone, and Sweep removes
-// it later.
+// it later. The change epoch moves in the delete's transaction (see ChangeEpoch), so other
+// nodes stop serving the image.
 func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error {
 	if !ValidImageID(id) {
 		return imageNotFound()
 	}
-	res, err := s.exec(ctx, s.db, `DELETE FROM images WHERE id = ? AND owner_id = ?`, id, ownerID)
+	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM images WHERE id = ? AND owner_id = ?`, id, ownerID)
+		if err != nil {
+			return dbError(err, "delete image", "The image")
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("delete image: %w", err)
+		}
+		if n == 0 {
+			return imageNotFound()
+		}
+		return s.bumpEpoch(ctx, tx)
+	})
 	if err != nil {
-		return dbError(err, "delete image", "The image")
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("delete image: %w", err)
-	}
-	if n == 0 {
-		return imageNotFound()
+		return err
 	}
 	if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err)
@@ -452,7 +459,8 @@ func olderThanCutoff(e fs.DirEntry, cutoff time.Time) bool {
 	return err == nil && info.ModTime().Before(cutoff)
 }
 
-// removeOrphans removes the originals among ids that have no row, with one query.
+// removeOrphans removes the originals among ids that have no row, with one query. It leaves
+// the change epoch alone: an image without a row was never served.
 func (s *Store) removeOrphans(ctx context.Context, ids []string) (int, error) {
 	query, args, err := sqlx.In(`SELECT id FROM images WHERE id IN (?)`, ids)
 	if err != nil {

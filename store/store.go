@@ -2,7 +2,8 @@
 // embedded default) or PostgreSQL through sqlx, and keeps the uploaded originals on disk.
 //
 // There is one concrete type, *Store, with one file per table (tiers.go, users.go, tokens.go,
-// images.go; sessions.go holds the web UI's sessions and its sign-in failure counts). SQL is
+// images.go, changes.go; sessions.go holds the web UI's sessions and its sign-in failure
+// counts). SQL is
 // written out in full with '?' placeholders and rebound for PostgreSQL, so both dialects run
 // the same statements wherever they can. Every statement goes through the helpers in this
 // file, which count statements (Queries) and translate driver errors into *tierpix.Error once:
@@ -12,6 +13,12 @@
 // ordered the same way everywhere. Schema changes are embedded, numbered migrations per
 // dialect, recorded in schema_migrations and applied in a transaction each; on PostgreSQL an
 // advisory lock keeps several nodes starting at once from racing.
+//
+// The change epoch (ChangeEpoch) lets caches of FindImageForServing's answers, on any node,
+// keep them until something changes: every method that can change such an answer moves it
+// in the transaction that makes the change, as its last statement (DeleteImage, DeleteUser,
+// UpdateUser, ModifyUser when the tier changes, UpdateTier, ModifyTier). A method that adds
+// one must do the same.
 //
 // Originals live at DataDir/originals/{id[0:2]}/{id}; uploads are spooled in DataDir/tmp on
 // the same filesystem so that a rename moves them into place atomically.
@@ -128,7 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.PingContext(ctx); err != nil {
+	if err := s.connect(ctx); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("connect to %s: %w", s.dialect, err)
 	}
@@ -138,6 +145,29 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return s, nil
 }
+
+// connect opens the first connection. A new SQLite file is switched to WAL by the first
+// connection, which needs the file to itself: processes (or stores) opening the same new file
+// at once see SQLITE_BUSY there, which the busy timeout does not cover, about once in thirty
+// concurrent first opens. They try again for up to connectRetry; WAL, once set, stays.
+func (s *Store) connect(ctx context.Context) error {
+	deadline := time.Now().Add(connectRetry)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := s.db.PingContext(ctx)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// connectRetry bounds how long connect retries a busy SQLite file.
+const connectRetry = 10 * time.Second
 
 // openSQLite opens the database file with WAL (readers never wait for the writer), a busy
 // timeout (writers queue instead of failing), foreign keys enforced, synchronous=NORMAL (safe
@@ -195,8 +225,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Queries returns how many statements the store has run since Open, migrations included.
-// Tests use it to prove that a request costs a constant number of queries; metrics export it.
+// Queries returns how many statements the store has run since Open, migrations included, but
+// not the reads of ChangeEpoch, which origins run in the background whatever the traffic.
+// Tests use it to prove that a request costs a constant number of queries.
 func (s *Store) Queries() uint64 { return s.queries.Load() }
 
 // migration is one numbered file of a dialect's migrations.
@@ -320,8 +351,8 @@ type queryer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// get runs a query for one row into dest. Every statement of the store goes through get,
-// sel or exec, which count it and rebind '?' placeholders for the dialect.
+// get runs a query for one row into dest. Every statement of the store but ChangeEpoch's
+// goes through get, sel or exec, which count it and rebind '?' placeholders for the dialect.
 func (s *Store) get(ctx context.Context, q queryer, dest any, query string, args ...any) error {
 	s.queries.Add(1)
 	return q.GetContext(ctx, dest, s.db.Rebind(query), args...)

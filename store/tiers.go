@@ -106,15 +106,16 @@ func (s *Store) CreateTier(ctx context.Context, t *tierpix.Tier) error {
 // UpdateTier replaces the heights and flags of the tier named t.Name (ENOTFOUND). t is updated
 // with the stored name's spelling, Builtin and timestamps. It writes what t holds, so a caller
 // that read t earlier overwrites changes made since; ModifyTier reads and writes in one
-// transaction.
+// transaction. The change epoch moves with it (see ChangeEpoch), even when nothing differs.
 func (s *Store) UpdateTier(ctx context.Context, t *tierpix.Tier) error {
-	return s.updateTier(ctx, s.db, t)
+	return s.tx(ctx, func(tx *sqlx.Tx) error { return s.updateTier(ctx, tx, t) })
 }
 
 // ModifyTier changes the tier named name (case-insensitively) with fn and saves the result
 // (ENOTFOUND; EINVALID if the result is not a valid tier; any error of fn). fn gets the tier as
 // stored and may change its heights and flags. The read, fn and the write are one transaction
-// with the tier's row locked, so two changes to one tier at once cannot undo each other.
+// with the tier's row locked, so two changes to one tier at once cannot undo each other. The
+// change epoch moves with the write (see ChangeEpoch).
 func (s *Store) ModifyTier(ctx context.Context, name string, fn func(t *tierpix.Tier) error) (tierpix.Tier, error) {
 	query := `SELECT ` + tierColumns + ` FROM tiers t WHERE lower(t.name) = lower(?)`
 	if s.dialect == DialectPostgres {
@@ -145,14 +146,16 @@ func (s *Store) ModifyTier(ctx context.Context, name string, fn func(t *tierpix.
 	return t, nil
 }
 
-func (s *Store) updateTier(ctx context.Context, q queryer, t *tierpix.Tier) error {
+// updateTier writes t in tx and moves the change epoch: every image of every user on the tier
+// is served by the new definition.
+func (s *Store) updateTier(ctx context.Context, tx *sqlx.Tx, t *tierpix.Tier) error {
 	t.Normalize()
 	if err := t.Validate(); err != nil {
 		return err
 	}
 	_, us := s.nowMicros()
 	var r tierRow
-	err := s.get(ctx, q, &r, `UPDATE tiers
+	err := s.get(ctx, tx, &r, `UPDATE tiers
 		SET thumbnail_heights = ?, original_link = ?, expiring_links = ?, updated_at = ?
 		WHERE lower(name) = lower(?)
 		RETURNING name AS tier_name, thumbnail_heights AS tier_thumbnail_heights,
@@ -166,6 +169,9 @@ func (s *Store) updateTier(ctx context.Context, q queryer, t *tierpix.Tier) erro
 	if err != nil {
 		return err
 	}
+	if err := s.bumpEpoch(ctx, tx); err != nil {
+		return err
+	}
 	*t = stored
 	return nil
 }
@@ -173,6 +179,9 @@ func (s *Store) updateTier(ctx context.Context, q queryer, t *tierpix.Tier) erro
 // DeleteTier deletes a tier (ENOTFOUND; ECONFLICT while any user is on it). The foreign key
 // from users refuses the delete; only then are the users counted for the message, so the
 // common case is one statement and a user added concurrently cannot slip past the check.
+//
+// It leaves the change epoch alone (see ChangeEpoch): the foreign key lets only a tier that
+// no user is on go, so no image was served by it.
 func (s *Store) DeleteTier(ctx context.Context, name string) error {
 	res, err := s.exec(ctx, s.db, `DELETE FROM tiers WHERE lower(name) = lower(?)`, name)
 	if err == nil {

@@ -171,18 +171,28 @@ func (s *Store) CreateUser(ctx context.Context, u *tierpix.User) error {
 // password changed because it leaked also signs out whoever used it; a caller that changes
 // the password of the browser it serves starts a new session afterwards.
 //
-// The tier is resolved by UPDATE ... FROM tiers, so the common case is one statement: an update
-// that keeps the password hash and cannot take an admin away (u stays an admin, or the row is
-// not an admin now) needs no guard. Only when that statement updates nothing does a transaction
-// follow, which demotes an admin only if another remains (see keepAnAdmin), ends the sessions
-// if the hash changed, and tells a missing tier from a missing user.
+// The tier is resolved by UPDATE ... FROM tiers, so the common case is one statement (and the
+// change epoch's, see below): an update that keeps the password hash and cannot take an admin
+// away (u stays an admin, or the row is not an admin now) needs no guard. Only when that
+// statement updates nothing does a second transaction follow, which demotes an admin only if
+// another remains (see keepAnAdmin), ends the sessions if the hash changed, and tells a
+// missing tier from a missing user.
+//
+// Either transaction moves the change epoch (see ChangeEpoch) as it commits, whether or not
+// the tier changed: UpdateUser has not read what it overwrites, and it serves the command
+// line and the start-up's admin, not the API, so needless moves are rare (each costs every
+// node one lookup per hot image). ModifyUser moves it only when the tier changes.
 func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 	now, us := s.nowMicros()
 	var r updatedUserRow
-	err := s.get(ctx, s.db, &r, updateUserQuery, u.PasswordHash, u.IsAdmin, us,
-		u.ID, u.TierName, u.IsAdmin, false, u.PasswordHash)
+	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		if err := s.get(ctx, tx, &r, updateUserQuery, u.PasswordHash, u.IsAdmin, us,
+			u.ID, u.TierName, u.IsAdmin, false, u.PasswordHash); err != nil {
+			return dbError(err, "update user", "The user")
+		}
+		return s.bumpEpoch(ctx, tx)
+	})
 	if err != nil {
-		err = dbError(err, "update user", "The user")
 		if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
 			return err
 		}
@@ -201,7 +211,10 @@ func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 				u.ID, u.ID, u.PasswordHash); err != nil {
 				return dbError(err, "update user: end sessions", "The session")
 			}
-			return s.saveUser(ctx, tx, u, us, &r)
+			if err := s.saveUser(ctx, tx, u, us, &r); err != nil {
+				return err
+			}
+			return s.bumpEpoch(ctx, tx)
 		})
 		if err != nil {
 			return err
@@ -218,16 +231,26 @@ func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
 // tier and the admin flag. The read, fn and the write are one transaction that holds the users
 // lock (see lockUsers), so two changes to one user at once, say a new password and a new
 // tier, cannot undo each other. fn should be quick: hash passwords before. A new password hash
-// ends all the user's web sessions in the same transaction, as with UpdateUser.
+// ends all the user's web sessions in the same transaction, as with UpdateUser. A new tier
+// moves the change epoch (see ChangeEpoch) in it too.
+//
+// On PostgreSQL the read also locks the user's row (NO KEY: sessions, tokens and images may
+// go on referencing it), because UpdateUser's one-statement path does not take the users
+// lock: without it, a tier UpdateUser set between the read and the write would be undone
+// with no move of the epoch, the tier read being the one written back.
 func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tierpix.User) error) (tierpix.User, error) {
 	now, us := s.nowMicros()
+	query := `SELECT ` + userColumns + ` FROM users u WHERE u.username = ?`
+	if s.dialect == DialectPostgres {
+		query += ` FOR NO KEY UPDATE`
+	}
 	var u tierpix.User
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
 		if err := s.lockUsers(ctx, tx); err != nil {
 			return err
 		}
 		var cur userRow
-		if err := s.get(ctx, tx, &cur, `SELECT `+userColumns+` FROM users u WHERE u.username = ?`, username); err != nil {
+		if err := s.get(ctx, tx, &cur, query, username); err != nil {
 			return dbError(err, "modify user", userSubject(username))
 		}
 		u = cur.user()
@@ -247,6 +270,11 @@ func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tier
 		if u.PasswordHash != cur.PasswordHash {
 			if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ?`, u.ID); err != nil {
 				return dbError(err, "modify user: end sessions", "The session")
+			}
+		}
+		if r.Tier != cur.Tier {
+			if err := s.bumpEpoch(ctx, tx); err != nil {
+				return err
 			}
 		}
 		u.TierName, u.Username = r.Tier, r.Username
@@ -344,7 +372,8 @@ func (s *Store) keepAnAdmin(ctx context.Context, tx *sqlx.Tx, isTarget func(admi
 // the ids returned are exactly the rows removed. Files are removed after the commit; a file
 // that cannot be removed is reported in the error (wrapping ErrOriginalKept) alongside the ids
 // (the rows are gone either way) and is left for Sweep, which removes originals that have no
-// row.
+// row. The change epoch moves in the transaction (see ChangeEpoch), images or none: an image
+// uploaded while the user is deleted may go by the foreign key's cascade, unlisted.
 func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, error) {
 	var ids []string
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
@@ -371,7 +400,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, erro
 		if n == 0 {
 			return tierpix.Errorf(tierpix.ENOTFOUND, "%s was not found.", userSubject(username))
 		}
-		return nil
+		return s.bumpEpoch(ctx, tx)
 	})
 	if err != nil {
 		return nil, err

@@ -192,3 +192,18 @@ func EachClock(t *testing.T, fn func(t *testing.T, s *store.Store, c *Clock)) {
 		fn(t, Postgres(t, WithNow(c.Now)), c)
 	})
 }
+
+// EachPair runs fn as the subtests "sqlite" and "postgres", each with two stores open on one
+// fresh database and one data directory, as two nodes sharing them would have: what one
+// changes, the other reads.
+func EachPair(t *testing.T, fn func(t *testing.T, a, b *store.Store), opts ...Option) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		cfg := store.Config{DataDir: t.TempDir()}
+		fn(t, open(t, cfg, opts), open(t, cfg, opts))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		cfg := store.Config{DatabaseURL: NewSchema(t, PostgresURL(t)), DataDir: t.TempDir()}
+		fn(t, open(t, cfg, opts), open(t, cfg, opts))
+	})
+}
