@@ -73,20 +73,28 @@ func appendVariantETag(dst []byte, id string, eff int) []byte {
 // any moment (a miss costs one HMAC, about a microsecond), at some 200 bytes a slot in use.
 const linkSlots = 1 << 14
 
+// linkWays is how many slots a path may take: the table is set-associative, so that a few
+// thousand hot links do not keep evicting each other (direct-mapped, 2 000 links in 16 384
+// slots left one in nine of them sharing a slot with another, and each such request paid an
+// HMAC and an allocation).
+const linkWays = 4
+
 // linkCache remembers link paths that verified, so that a request for a link seen before
-// skips the HMAC and the parse. It is direct-mapped: a path has one slot, chosen by its hash,
-// and a later path with the same slot replaces it. Only paths that verified (and had not
+// skips the HMAC and the parse. A path's hash picks a set of linkWays slots; a new path takes
+// a free slot of its set, or replaces one in turn. Only paths that verified (and had not
 // expired) are put in, the Signer's keys never change, and a hit compares the whole path, so
 // a slot answers exactly what Verify would, expiry aside, which is checked on every hit.
-// Slots are read with one atomic load and written only on a miss, so hits on different cores
+// Slots are read with atomic loads and written only on a miss, so hits on different cores
 // share no written memory.
 type linkCache struct {
 	seed  maphash.Seed
 	slots []atomic.Pointer[linkSlot]
+	turn  atomic.Uint32 // picks the slot a put replaces when its set is full
 }
 
 // linkSlot is a verified path, its link, and the metadata entry its last request used.
 type linkSlot struct {
+	hash uint64
 	path string
 	link signing.Link
 	meta atomic.Pointer[metaEntry]
@@ -97,19 +105,35 @@ func (c *linkCache) init() {
 	c.slots = make([]atomic.Pointer[linkSlot], linkSlots)
 }
 
+// set returns the slots that path, of hash h, may take.
+func (c *linkCache) set(h uint64) []atomic.Pointer[linkSlot] {
+	i := int(h&(linkSlots/linkWays-1)) * linkWays
+	return c.slots[i : i+linkWays : i+linkWays]
+}
+
 // get returns the slot of path, or nil.
 func (c *linkCache) get(path []byte) *linkSlot {
-	s := c.slots[maphash.Bytes(c.seed, path)&(linkSlots-1)].Load()
-	if s == nil || s.path != string(path) {
-		return nil
+	h := maphash.Bytes(c.seed, path)
+	set := c.set(h)
+	for i := range set {
+		if s := set[i].Load(); s != nil && s.hash == h && s.path == string(path) {
+			return s
+		}
 	}
-	return s
+	return nil
 }
 
 // put remembers that path verified as link.
 func (c *linkCache) put(path []byte, link signing.Link) *linkSlot {
-	s := &linkSlot{path: string(path), link: link}
-	c.slots[maphash.Bytes(c.seed, path)&(linkSlots-1)].Store(s)
+	h := maphash.Bytes(c.seed, path)
+	s := &linkSlot{hash: h, path: string(path), link: link}
+	set := c.set(h)
+	for i := range set {
+		if set[i].CompareAndSwap(nil, s) {
+			return s
+		}
+	}
+	set[c.turn.Add(1)%linkWays].Store(s)
 	return s
 }
 
