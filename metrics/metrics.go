@@ -18,8 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -65,9 +67,12 @@ type Metrics struct {
 	durations *prometheus.HistogramVec
 
 	// series caches the children of requests and durations by label values, so that a request
-	// costs one read-locked map lookup rather than hashing its labels into the vectors.
-	mu     sync.RWMutex
-	series map[seriesKey]requestSeries
+	// costs one map lookup rather than hashing its labels into the vectors. The map is never
+	// changed once published: a new series copies it (under mu) and publishes the copy, so a
+	// request reads it without a lock. A read lock's shared counter was written by every
+	// request, bouncing its cache line between the cores.
+	mu     sync.Mutex
+	series atomic.Pointer[map[seriesKey]requestSeries]
 }
 
 type seriesKey struct {
@@ -101,8 +106,8 @@ func New(org OriginStats, uploads APIStats, logger *slog.Logger) (*Metrics, erro
 			Help:    "Time in the handler per request, by route template; a streamed body (an original) is sent after it.",
 			Buckets: requestDurationBuckets,
 		}, []string{"route"}),
-		series: make(map[seriesKey]requestSeries),
 	}
+	m.series.Store(&map[seriesKey]requestSeries{})
 	for _, c := range []prometheus.Collector{
 		m.requests,
 		m.durations,
@@ -171,9 +176,7 @@ func (m *Metrics) ObserveRequest(route, method string, status int, d time.Durati
 		status = 0
 	}
 	k := seriesKey{route: route, method: methodLabel(method), status: status}
-	m.mu.RLock()
-	s, ok := m.series[k]
-	m.mu.RUnlock()
+	s, ok := (*m.series.Load())[k]
 	if !ok {
 		s = m.newSeries(k)
 	}
@@ -189,8 +192,15 @@ func (m *Metrics) newSeries(k seriesKey) requestSeries {
 		duration: m.durations.WithLabelValues(k.route),
 	}
 	m.mu.Lock()
-	m.series[k] = s
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	old := *m.series.Load()
+	if got, ok := old[k]; ok {
+		return got
+	}
+	next := make(map[seriesKey]requestSeries, len(old)+1)
+	maps.Copy(next, old)
+	next[k] = s
+	m.series.Store(&next)
 	return s
 }
 
