@@ -4,7 +4,7 @@
 // A request goes through these steps, in this order:
 //
 //  1. The path is verified by the signing.Signer (malformed 404, bad signature 403, expired 410).
-//     Paths that verified are remembered (a direct-mapped table of 16 384 paths, read without a
+//     Paths that verified are remembered (a 4-way set-associative table of 16 384 paths, read without a
 //     lock), so a link seen before costs a hash and a comparison instead of an HMAC; its
 //     expiry is still checked on every request.
 //  2. The image and its owner's current tier are looked up through the metadata cache (see
