@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/imaging"
 )
 
@@ -339,4 +341,99 @@ func BenchmarkValidate12MP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchInterHeight is the intermediate of the benchmark tier (heights 200 and 400): the
+// first render of an image makes it along with the 200 px thumbnail, further sizes come from it.
+const benchInterHeight = 400
+
+// BenchmarkIntermediate measures, per source, the renders of an image whose tier has larger
+// heights than the one asked first, side by side in one loop so that the ratios are measured
+// under the same load: plain (Thumbnail at 200, the render without an intermediate), first
+// (ThumbnailWithIntermediate at 200 with the intermediate at 400), h400 (the further size
+// make bench asks, ThumbnailFromIntermediate at the intermediate's own height) and h300 (a
+// further size between the two). Each op runs the four once, in turn, one at a time; the
+// figures are medians of the CPU each call took (the whole process, libvips' threads
+// included): plain-ms, first-ms, h400-ms, h300-ms; with first-x-floor (first over the decode
+// floor of BenchmarkThumbnail), first-x-plain, h400-x-first and h300-x-first (issue 4's
+// further-size target: at most 0.3). Run with
+//
+//	go test -run '^$' -bench Intermediate -benchtime 30x ./imaging/
+func BenchmarkIntermediate(b *testing.B) {
+	for _, src := range benchSources {
+		b.Run(src.name, func(b *testing.B) {
+			path := sourcePath(b, src)
+			floor := decodeFloor(b, src)
+			format := tierpix.FormatJPEG
+			if src.png {
+				format = tierpix.FormatPNG
+			}
+			_, inter, err := imaging.ThumbnailWithIntermediate(path, benchHeight, benchInterHeight)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if inter.Height != benchInterHeight {
+				b.Fatalf("got an intermediate %d high, want %d", inter.Height, benchInterHeight)
+			}
+			interPath := filepath.Join(b.TempDir(), "inter")
+			if err := os.WriteFile(interPath, inter.Body, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			renders := []struct {
+				name   string
+				height int
+				render func() (imaging.Rendered, error)
+			}{
+				{"plain", benchHeight, func() (imaging.Rendered, error) { return imaging.Thumbnail(path, benchHeight) }},
+				{"first", benchHeight, func() (imaging.Rendered, error) {
+					r, _, err := imaging.ThumbnailWithIntermediate(path, benchHeight, benchInterHeight)
+					return r, err
+				}},
+				{"h400", 400, func() (imaging.Rendered, error) {
+					return imaging.ThumbnailFromIntermediate(interPath, format, src.w, src.h, benchInterHeight, 400)
+				}},
+				{"h300", 300, func() (imaging.Rendered, error) {
+					return imaging.ThumbnailFromIntermediate(interPath, format, src.w, src.h, benchInterHeight, 300)
+				}},
+			}
+			cpu := make([][]float64, len(renders))
+			for b.Loop() {
+				for i, r := range renders {
+					start := usage(b)
+					got, err := r.render()
+					end := usage(b)
+					if err == nil && got.Height != r.height {
+						err = fmt.Errorf("got height %d, want %d", got.Height, r.height)
+					}
+					if err != nil {
+						b.Fatalf("%s: %v", r.name, err)
+					}
+					cpu[i] = append(cpu[i], float64(end.cpu-start.cpu)/1e6)
+				}
+			}
+			med := make([]float64, len(renders))
+			for i, r := range renders {
+				med[i] = median(cpu[i])
+				b.ReportMetric(med[i], r.name+"-ms")
+			}
+			b.ReportMetric(med[1]/(float64(floor)/1e6), "first-x-floor")
+			b.ReportMetric(med[1]/med[0], "first-x-plain")
+			b.ReportMetric(med[2]/med[1], "h400-x-first")
+			b.ReportMetric(med[3]/med[1], "h300-x-first")
+		})
+	}
+}
+
+// median returns the middle of xs (the mean of the two middle ones for an even count); xs is
+// sorted in place.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }

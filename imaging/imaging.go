@@ -27,9 +27,11 @@
 //     an ICC profile is then transformed from it to sRGB, so that stripping the profile keeps
 //     its colours; untagged images are taken to be sRGB and left alone. The result is
 //     encoded in the original's format with every metadata block stripped (libvips still
-//     writes the JFIF or pHYs pixel density): JPEG at quality 80 with 4:2:0 chroma
-//     subsampling and optimised Huffman tables; PNG at compression 6 with the alpha channel
-//     kept, as 8-bit truecolour or grey. Palette PNGs come back as truecolour (re-quantising
+//     writes the JFIF pixel density): JPEG at quality 80 with 4:2:0 chroma subsampling and
+//     optimised Huffman tables; PNG with the alpha channel kept, as 8-bit truecolour or grey,
+//     written with libpng: photographs with Huffman coding alone after the "sub" filter,
+//     synthetic pictures at zlib level 6 unfiltered (tp_png_encode in vips.c tells them apart
+//     and has the figures). Palette PNGs come back as truecolour (re-quantising
 //     would cost more than it saves at thumbnail sizes) and 16-bit PNGs come back with 8
 //     bits per sample, which browsers show the same and which is half the size.
 //

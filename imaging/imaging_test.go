@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -824,9 +825,11 @@ func TestNoLeaks(t *testing.T) {
 	s, e := idatRange(t, full)
 	cut := writeFile(t, "cut.png", full[:s+(e-s)/2])
 
+	interDir := t.TempDir()
 	run := func() {
-		for _, p := range []string{jpg, pngPath} {
-			if _, err := imaging.Validate(p, 0); err != nil {
+		for i, p := range []string{jpg, pngPath} {
+			info, err := imaging.Validate(p, 0)
+			if err != nil {
 				t.Fatalf("validate %s: %v", p, err)
 			}
 			if _, err := imaging.Validate(p, 100); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
@@ -835,12 +838,31 @@ func TestNoLeaks(t *testing.T) {
 			if _, err := imaging.Thumbnail(p, 50); err != nil {
 				t.Fatalf("thumbnail %s: %v", p, err)
 			}
+			_, inter, err := imaging.ThumbnailWithIntermediate(p, 50, 100)
+			if err != nil {
+				t.Fatalf("thumbnail %s with an intermediate: %v", p, err)
+			}
+			ip := filepath.Join(interDir, strconv.Itoa(i))
+			if err := os.WriteFile(ip, inter.Body, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range []int{60, 100} { // resampled; as it is for the PNG
+				if _, err := imaging.ThumbnailFromIntermediate(ip, info.Format, info.Width, info.Height, 100, h); err != nil {
+					t.Fatalf("thumbnail %s at %d from its intermediate: %v", p, h, err)
+				}
+			}
 		}
 		if _, err := imaging.Validate(cut, 0); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 			t.Fatalf("validate cut: got %v, want %s", err, tierpix.EUNPROCESSABLE)
 		}
 		if _, err := imaging.Thumbnail(cut, 50); err == nil {
 			t.Fatalf("thumbnail cut: got nil, want an error")
+		}
+		if _, _, err := imaging.ThumbnailWithIntermediate(cut, 50, 100); err == nil {
+			t.Fatalf("thumbnail cut with an intermediate: got nil, want an error")
+		}
+		if _, err := imaging.ThumbnailFromIntermediate(cut, tierpix.FormatPNG, 300, 300, 200, 100); err == nil {
+			t.Fatalf("thumbnail from a cut intermediate: got nil, want an error")
 		}
 	}
 	openFDs := func() int {

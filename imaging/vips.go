@@ -1,7 +1,8 @@
 package imaging
 
 /*
-#cgo pkg-config: vips
+#cgo pkg-config: vips libpng
+#cgo LDFLAGS: -lm
 #include "vips.h"
 */
 import "C"

@@ -39,7 +39,12 @@ int tp_open(const char *path, int format, VipsImage **out);
 void tp_read_header(VipsImage *im, tp_header *h);
 int tp_decode(VipsImage *im);
 void tp_unref(VipsImage *im);
+int tp_jpeg_shrink(int w, int h, int tw, int th);
 int tp_thumbnail(const char *path, int format, int height, tp_rendered *r);
+int tp_thumbnail_with_intermediate(const char *path, int format, int shrink,
+	int tw, int th, int iw, int ih, tp_rendered *thumb, tp_rendered *inter);
+int tp_thumbnail_from_intermediate(const char *path, int format, int shrink, int tw, int th,
+	tp_rendered *r);
 char *tp_error(void);
 void tp_thread_done(void);
 int tp_live_objects(void);

@@ -213,7 +213,9 @@ func TestMetadataDegraded(t *testing.T) {
 		flaky.failing.Store(true)
 		failures := e.origin.Stats().EpochFailures
 		waitFor(t, "the last good read of the epoch to be older than the TTL", func() bool {
-			return e.origin.Stats().EpochFailures > failures && !time.Now().Before(e.origin.epoch.Load().trustedUntil)
+			now := time.Now()
+			return e.origin.Stats().EpochFailures > failures && !now.Before(e.origin.epoch.Load().trustedUntil) &&
+				!now.Before(m.expires) // a lookup after the last good read has its own TTL
 		})
 		if m.fresh(time.Now()) {
 			t.Fatal("entry older than the TTL, epoch unreadable for longer: got fresh, want not")

@@ -868,24 +868,23 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 // minIntermediateShrink is how many times as high as its intermediate an original must be
 // for the intermediate to be made; see intermediateHeight. 1 would make one whenever it is
 // smaller than the original at all.
-const minIntermediateShrink = 2
+const minIntermediateShrink = 1.5
 
 // intermediateHeight is the height of the intermediate to make along with a render of img at
 // eff from the original, or 0 for none: the tier's largest height, if the tier has another
 // height than eff (one that differs once capped at the original's height), and only if the
-// original is at least minIntermediateShrink times as high. Below that an intermediate does
-// not pay: a further
-// size of a small original costs a few milliseconds more from the original than from an
-// intermediate, while making one costs the first render about as much (libvips' fixed cost
-// of the extra passes); measured on a 1000x750 JPEG, 10 ms for h200 alone against 22-27 ms
-// with an intermediate, and 17 ms against 6-9 ms for h400 after it.
+// original is at least minIntermediateShrink times as high. Closer to the original's height,
+// an intermediate is about as costly to decode as the original. Above it, it pays even for
+// small originals since imaging resamples intermediates with its own reducer: on a 1000x750
+// JPEG (Enterprise: 200 and 400), h200 alone took 10-14 ms and 11.7 ms with the intermediate,
+// and h400 after it some 4 ms against 22-27 ms from the original.
 func intermediateHeight(img tierpix.Image, tier tierpix.Tier, eff int) int {
 	hs := tier.ThumbnailHeights
 	if len(hs) == 0 {
 		return 0
 	}
 	top := min(hs[len(hs)-1], img.Height)
-	if top < eff || top >= img.Height || minIntermediateShrink*top > img.Height {
+	if top < eff || top >= img.Height || minIntermediateShrink*float64(top) > float64(img.Height) {
 		return 0
 	}
 	for _, h := range hs {

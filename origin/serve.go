@@ -27,7 +27,10 @@ import (
 // moves some widths by a pixel or more.
 // Version 3: thumbnails of images whose tier has several heights are rendered from an
 // intermediate (see the package doc), which changes their pixels slightly.
-const renderVersion = "3"
+// Version 4: intermediates are resampled by imaging's own reducer, PNG intermediates are
+// encoded as served PNGs are (and served as they are at their own height), and PNG
+// thumbnails of photographs are encoded anew (a third smaller).
+const renderVersion = "4"
 
 // errNoImage is the answer for links to images that do not exist (any more) and for paths that
 // are not links at all: the two are deliberately indistinguishable.
