@@ -8,7 +8,6 @@ import (
 	"hash/maphash"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -233,16 +232,6 @@ func (o *Origin) fromDisk(img tierpix.Image, eff int, ctx *fasthttp.RequestCtx) 
 		}
 	}
 	defer f.release()
-	if ctx != nil && f.size > o.cfg.MemoryCacheBytes {
-		// The memory cache could not keep it: served straight from the file's mapping, which
-		// ctx keeps (with a reference of its own) until fasthttp has written the response.
-		if body := f.mapping(img.Format); body != nil {
-			f.acquire() // cannot fail: this call holds a reference
-			ctx.SetUserValue(mappedFileKey, f)
-			o.diskHit(img.ID, eff, f)
-			return body
-		}
-	}
 	body, pooled, err := o.readCacheFile(f, ctx)
 	if err != nil {
 		o.files.drop(f)
@@ -253,36 +242,18 @@ func (o *Origin) fromDisk(img tierpix.Image, eff int, ctx *fasthttp.RequestCtx) 
 		o.files.drop(f)
 		return nil // rendered anew, and replaced
 	}
-	o.diskHit(img.ID, eff, f)
+	o.diskHits.Add(1)
+	if now := o.cfg.Now(); now.UnixNano()-f.mtime.Load() > int64(touchAfter) {
+		f.mtime.Store(now.UnixNano())
+		if path, ok := o.diskPath(img.ID, eff); ok {
+			o.touch(path)
+		}
+	}
 	if !pooled && int64(len(body)) <= o.cfg.MemoryCacheBytes {
 		o.promote(newEntry(img.ID, eff, img.Format, body), gen)
 	}
 	return body
 }
-
-// diskHit counts a disk hit on f, the file of variant (id, eff), and touches the file if its
-// time is more than touchAfter old.
-func (o *Origin) diskHit(id string, eff int, f *openFile) {
-	o.diskHits.Add(1)
-	if now := o.cfg.Now(); now.UnixNano()-f.mtime.Load() > int64(touchAfter) {
-		f.mtime.Store(now.UnixNano())
-		if path, ok := o.diskPath(id, eff); ok {
-			o.touch(path)
-		}
-	}
-}
-
-// mappedFileKey is the user value key under which a request holds the open file its body is
-// mapped from.
-var mappedFileKey any = "origin.mappedFile"
-
-// mapMin is the size above which a disk cache file is served from a mapping. fasthttp sends a
-// body together with its header in one writev when the two exceed its write buffer (4 KiB,
-// the default, which cmd/tierpix keeps): the kernel then copies the mapped bytes, and were
-// the file cut short under us it would fail the write, not fault. A smaller body is copied
-// into that buffer in user space, where the same would be a SIGBUS; such bodies are read.
-// (tierpix never truncates a cache file: it replaces them by rename and removes them.)
-const mapMin = 4 << 10
 
 // promote sets an entry read from disk in the memory cache, unless a Purge ran since gen.
 func (o *Origin) promote(e *entry, gen uint64) {
@@ -386,43 +357,6 @@ type openFile struct {
 	mtime   atomic.Int64 // Unix nanoseconds, as last read or set by a touch
 	expires time.Time    // monotonic: opened anew after
 	refs    atomic.Int32
-	mapOnce sync.Once
-	data    []byte // the file mapped, once mapping made it; unmapped when refs drops to 0
-}
-
-// mapping returns the whole file mapped read-only, made on first use and checked to be a
-// whole file of format as validBody checks bodies (its ends read with pread, never through
-// the mapping), or nil when the file is not above mapMin, is not whole, or cannot be mapped.
-// The caller holds a reference, and the mapping lives until the last one is released.
-func (f *openFile) mapping(format string) []byte {
-	f.mapOnce.Do(func() {
-		if f.size <= mapMin || f.size > math.MaxInt32 {
-			return
-		}
-		var head, tail [8]byte
-		if n, err := unix.Pread(f.fd, head[:], 0); err != nil || n != len(head) {
-			return
-		}
-		if n, err := unix.Pread(f.fd, tail[:], f.size-int64(len(tail))); err != nil || n != len(tail) {
-			return
-		}
-		if !validEnds(format, int(f.size), head[:], tail[:]) {
-			return
-		}
-		data, err := unix.Mmap(f.fd, 0, int(f.size), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return
-		}
-		f.data = data
-	})
-	return f.data
-}
-
-// Close releases a request's reference to the file its response was served from; fasthttp
-// calls it once the response is written.
-func (f *openFile) Close() error {
-	f.release()
-	return nil
 }
 
 func (f *openFile) acquire() bool {
@@ -439,9 +373,6 @@ func (f *openFile) acquire() bool {
 
 func (f *openFile) release() {
 	if f.refs.Add(-1) == 0 {
-		if f.data != nil {
-			unix.Munmap(f.data)
-		}
 		unix.Close(f.fd)
 	}
 }
@@ -565,19 +496,13 @@ var (
 // so a crash can leave one empty, cut short or zero-filled (its data never written), and
 // such a file must be rendered again rather than served.
 func validBody(format string, body []byte) bool {
-	return validEnds(format, len(body), body[:min(len(body), 8)], body[max(len(body)-8, 0):])
-}
-
-// validEnds is validBody for a file of size bytes that starts with head and ends with tail
-// (each at least 8 bytes, or the whole file when it is shorter).
-func validEnds(format string, size int, head, tail []byte) bool {
 	switch format {
 	case tierpix.FormatJPEG:
-		return size > len(jpegSOI)+len(jpegEOI) && bytes.HasPrefix(head, jpegSOI) && bytes.HasSuffix(tail, jpegEOI)
+		return len(body) > len(jpegSOI)+len(jpegEOI) && bytes.HasPrefix(body, jpegSOI) && bytes.HasSuffix(body, jpegEOI)
 	case tierpix.FormatPNG:
-		return size >= len(pngMagic)+len(pngTrailer) && bytes.HasPrefix(head, pngMagic) && bytes.HasSuffix(tail, pngTrailer)
+		return bytes.HasPrefix(body, pngMagic) && bytes.HasSuffix(body, pngTrailer)
 	}
-	return size > 0
+	return len(body) > 0
 }
 
 // dirSize returns the total size of the regular files directly in dir (an image dir holds

@@ -868,23 +868,24 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 // minIntermediateShrink is how many times as high as its intermediate an original must be
 // for the intermediate to be made; see intermediateHeight. 1 would make one whenever it is
 // smaller than the original at all.
-const minIntermediateShrink = 1.5
+const minIntermediateShrink = 2
 
 // intermediateHeight is the height of the intermediate to make along with a render of img at
 // eff from the original, or 0 for none: the tier's largest height, if the tier has another
 // height than eff (one that differs once capped at the original's height), and only if the
-// original is at least minIntermediateShrink times as high. Closer to the original's height,
-// an intermediate is about as costly to decode as the original. Above it, it pays even for
-// small originals since imaging resamples intermediates with its own reducer: on a 1000x750
-// JPEG (Enterprise: 200 and 400), h200 alone took 10-14 ms and 11.7 ms with the intermediate,
-// and h400 after it some 4 ms against 22-27 ms from the original.
+// original is at least minIntermediateShrink times as high. Below that, the first render
+// pays more for the intermediate than the cold-render target allows: in make bench, a
+// 1000x750 JPEG (Enterprise: 200 and 400) took 12.4 ms of server CPU for h200 alone and
+// 17.7 ms with an intermediate at 1.5x, while h400 after it took 27 ms from the original
+// against 7 ms from the intermediate. Both sizes together cost less with the intermediate;
+// the first one costs less without, and that is what a cold request waits for.
 func intermediateHeight(img tierpix.Image, tier tierpix.Tier, eff int) int {
 	hs := tier.ThumbnailHeights
 	if len(hs) == 0 {
 		return 0
 	}
 	top := min(hs[len(hs)-1], img.Height)
-	if top < eff || top >= img.Height || minIntermediateShrink*float64(top) > float64(img.Height) {
+	if top < eff || top >= img.Height || minIntermediateShrink*top > img.Height {
 		return 0
 	}
 	for _, h := range hs {
