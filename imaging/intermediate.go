@@ -155,16 +155,6 @@ func ThumbnailFromIntermediate(path, format string, origWidth, origHeight, inter
 	return fromC(r, format), nil
 }
 
-// fromC copies a result out of libvips' buffer, which the caller frees.
-func fromC(r C.tp_rendered, format string) Rendered {
-	return Rendered{
-		Body:   bytes.Clone(unsafe.Slice((*byte)(r.buf), int(r.len))),
-		Format: format,
-		Width:  int(r.width),
-		Height: int(r.height),
-	}
-}
-
 // pngAsServed returns the PNG intermediate at path, w x h, as the thumbnail of its own size,
 // after checking that it is whole: an 8-bit PNG of that size, not interlaced, every chunk's
 // CRC right, IDAT data, and IEND last.

@@ -109,12 +109,17 @@ func thumbnail(path, format string, height int) (Rendered, error) {
 		return Rendered{}, vipsError()
 	}
 	defer C.g_free(C.gpointer(r.buf))
+	return fromC(r, format), nil
+}
+
+// fromC copies a result out of libvips' buffer, which the caller frees.
+func fromC(r C.tp_rendered, format string) Rendered {
 	return Rendered{
 		Body:   bytes.Clone(unsafe.Slice((*byte)(r.buf), int(r.len))),
 		Format: format,
 		Width:  int(r.width),
 		Height: int(r.height),
-	}, nil
+	}
 }
 
 // tuneMalloc sets glibc's allocator for rendering; see tp_tune_malloc in vips.c.
