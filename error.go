@@ -3,6 +3,7 @@ package tierpix
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. Each maps to one HTTP status in package problem.
@@ -16,7 +17,10 @@ const (
 	ETOOLARGE      = "too_large"     // 413: the body is over the size cap
 	EUNSUPPORTED   = "unsupported"   // 415: not a PNG or JPEG
 	EUNPROCESSABLE = "unprocessable" // 422: a PNG or JPEG that cannot be accepted (corrupt, too many pixels)
-	EUNAVAILABLE   = "unavailable"   // 503: overloaded; retry later
+	ETIMEOUT       = "timeout"       // 408: the client stopped sending its request
+	ETOOMANY       = "too_many"      // 429: throttled (too many failed sign-ins); retry later
+	EUNAVAILABLE   = "unavailable"   // 503: overloaded, or a dependency is down; retry later
+	ESTORAGE       = "storage"       // 507: the data dir is (nearly) full
 	EINTERNAL      = "internal"      // 500: a bug or an infrastructure failure; details are logged, not shown
 )
 
@@ -27,6 +31,9 @@ type Error struct {
 	Code    string
 	Message string
 	Fields  map[string]string
+	// RetryAfter, when positive, is sent as Retry-After (whole seconds, rounded up) with a
+	// 429, 503 or 507; those statuses get a default when it is zero.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -75,4 +82,19 @@ func ErrorFields(err error) map[string]string {
 		return e.Fields
 	}
 	return nil
+}
+
+// Unavailable returns an EUNAVAILABLE error: a dependency (the database, the disk) is in
+// trouble or the server is at a limit, and the client should retry after retryAfter.
+func Unavailable(retryAfter time.Duration, format string, args ...any) *Error {
+	return &Error{Code: EUNAVAILABLE, Message: fmt.Sprintf(format, args...), RetryAfter: retryAfter}
+}
+
+// ErrorRetryAfter returns the Retry-After of err, 0 when it names none.
+func ErrorRetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/tierpix/tierpix"
 	"github.com/valyala/fasthttp"
@@ -26,7 +28,10 @@ var statuses = map[string]int{
 	tierpix.ETOOLARGE:      http.StatusRequestEntityTooLarge,
 	tierpix.EUNSUPPORTED:   http.StatusUnsupportedMediaType,
 	tierpix.EUNPROCESSABLE: http.StatusUnprocessableEntity,
+	tierpix.ETIMEOUT:       http.StatusRequestTimeout,
+	tierpix.ETOOMANY:       http.StatusTooManyRequests,
 	tierpix.EUNAVAILABLE:   http.StatusServiceUnavailable,
+	tierpix.ESTORAGE:       http.StatusInsufficientStorage,
 	tierpix.EINTERNAL:      http.StatusInternalServerError,
 }
 
@@ -79,8 +84,22 @@ func Error(ctx *fasthttp.RequestCtx, logger *slog.Logger, err error) {
 		fields = e.Fields
 	}
 	status := Status(code)
-	if status == http.StatusServiceUnavailable {
-		ctx.Response.Header.Set("Retry-After", "1")
+	switch status {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInsufficientStorage:
+		SetRetryAfter(ctx, tierpix.ErrorRetryAfter(err))
 	}
 	Write(ctx, status, tierpix.ErrorMessage(err), fields)
+}
+
+// DefaultRetryAfter is the Retry-After of a 429, 503 or 507 whose error names none.
+const DefaultRetryAfter = time.Second
+
+// SetRetryAfter sets Retry-After to d in whole seconds, rounded up (DefaultRetryAfter when d
+// is not positive).
+func SetRetryAfter(ctx *fasthttp.RequestCtx, d time.Duration) {
+	if d <= 0 {
+		d = DefaultRetryAfter
+	}
+	secs := int64((d + time.Second - 1) / time.Second)
+	ctx.Response.Header.Set("Retry-After", strconv.FormatInt(secs, 10))
 }

@@ -149,7 +149,7 @@ func TestOperations(t *testing.T) {
 		for _, r := range op.Responses {
 			statuses = append(statuses, r.Status)
 		}
-		if want := []string{"200", "401", "404", "500"}; !slices.Equal(statuses, want) {
+		if want := []string{"200", "401", "404", "429", "500", "503"}; !slices.Equal(statuses, want) {
 			t.Errorf("statuses: got %v, want %v", statuses, want)
 		}
 		ok, unauthorized := op.Responses[0], op.Responses[1]
