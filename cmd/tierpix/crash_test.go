@@ -25,21 +25,39 @@ type process struct {
 	logs *syncBuffer
 }
 
-// buildBinary builds cmd/tierpix once per test into a temp dir.
+// builtBinary is cmd/tierpix built once for every test of the package that runs it as a
+// process of its own.
+var builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+	out  []byte
+}
+
+// buildBinary returns the path of cmd/tierpix built (once per test binary) into a temp dir.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tierpix")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	b := &builtBinary
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "tierpix-bin-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "tierpix")
+		b.out, b.err = exec.Command("go", "build", "-o", b.path, ".").CombinedOutput()
+	})
+	if b.err != nil {
+		t.Fatalf("go build: %v\n%s", b.err, b.out)
 	}
-	return bin
+	return b.path
 }
 
 var listenRE = regexp.MustCompile(`tierpix listening" addr=(\S+)`)
 
 // startProcess runs `tierpix serve` on 127.0.0.1:0 over dataDir and waits until it listens.
-func startProcess(t *testing.T, bin, dataDir string) *process {
+// env (NAME=value) is added last, so it overrides the defaults here.
+func startProcess(t *testing.T, bin, dataDir string, env ...string) *process {
 	t.Helper()
 	p := &process{logs: &syncBuffer{}}
 	p.cmd = exec.Command(bin, "serve")
@@ -52,6 +70,7 @@ func startProcess(t *testing.T, bin, dataDir string) *process {
 		"TIERPIX_LOG_LEVEL=info",
 		"DATABASE_URL=",
 	)
+	p.cmd.Env = append(p.cmd.Env, env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
