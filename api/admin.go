@@ -337,7 +337,7 @@ func (a *API) handleUpdateUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 	} else if err != nil {
 		return fmt.Errorf("update user %q: %w", username, err)
 	}
-	a.creds.forget(u.Username)
+	a.signin.Forget(u.Username)
 	a.writeJSON(ctx, http.StatusOK, newUserJSON(&u))
 	return nil
 }
@@ -360,7 +360,7 @@ func (a *API) handleDeleteUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 	} else if err != nil {
 		return fmt.Errorf("delete user %q: %w", target.User.Username, err)
 	}
-	a.creds.forget(target.User.Username)
+	a.signin.Forget(target.User.Username)
 	for _, id := range ids {
 		a.purger.Purge(id)
 	}

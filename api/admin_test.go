@@ -419,17 +419,23 @@ func TestCredentialCache(t *testing.T) {
 		t.Helper()
 		return ts.do(t, http.MethodGet, "/api/me", as, "", nil)
 	}
-	cached := func(username, password string) bool {
-		return ts.api.creds.verified(ts.api.creds.key(username, password), ts.user(t, username).User.PasswordHash)
+	// checks returns how many bcrypt comparisons fn's requests cost.
+	checks := func(fn func()) uint64 {
+		before := ts.signin.Stats().PasswordChecks
+		fn()
+		return ts.signin.Stats().PasswordChecks - before
 	}
 
-	me(t, asAlice).wantStatus(t, http.StatusOK)
-	if !cached("alice", userPassword) {
-		t.Fatalf("cache after a good password: got no entry, want one")
+	if n := checks(func() { me(t, asAlice).wantStatus(t, http.StatusOK) }); n != 1 {
+		t.Fatalf("first request: got %d password checks, want 1", n)
 	}
-	me(t, basic("alice", "wrong-password")).wantStatus(t, http.StatusUnauthorized)
-	if cached("alice", "wrong-password") {
-		t.Errorf("cache after a wrong password: got an entry, want none")
+	if n := checks(func() { me(t, asAlice).wantStatus(t, http.StatusOK) }); n != 0 {
+		t.Fatalf("second request: got %d password checks, want 0 (remembered)", n)
+	}
+	for range 2 {
+		if n := checks(func() { me(t, basic("alice", "wrong-password")).wantStatus(t, http.StatusUnauthorized) }); n != 1 {
+			t.Errorf("a wrong password: got %d password checks, want 1 each time", n)
+		}
 	}
 
 	t.Run("password changed through the API", func(t *testing.T) {
@@ -440,8 +446,8 @@ func TestCredentialCache(t *testing.T) {
 
 	t.Run("password changed by another node", func(t *testing.T) {
 		me(t, basic("alice", "second-password")).wantStatus(t, http.StatusOK)
-		if !cached("alice", "second-password") {
-			t.Fatalf("cache: got no entry for the current password, want one")
+		if n := checks(func() { me(t, basic("alice", "second-password")).wantStatus(t, http.StatusOK) }); n != 0 {
+			t.Fatalf("the current password: got %d password checks, want 0 (remembered)", n)
 		}
 		u := ts.user(t, "alice").User
 		hash, err := store.HashPassword("third-password", testBcryptCost)
@@ -471,61 +477,3 @@ func TestCredentialCache(t *testing.T) {
 	})
 }
 
-func TestCredCacheBounds(t *testing.T) {
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	c, err := newCredCache(time.Minute, 10, func() time.Time { return now })
-	if err != nil {
-		t.Fatalf("newCredCache: %v", err)
-	}
-	tests := []struct {
-		name    string
-		advance time.Duration
-		want    bool
-	}{
-		{name: "fresh", advance: 0, want: true},
-		{name: "before expiry", advance: 59 * time.Second, want: true},
-		{name: "at expiry", advance: time.Minute, want: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			now = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-			k := c.key("alice", "pw-"+tt.name)
-			c.remember(k, "alice", "hash")
-			now = now.Add(tt.advance)
-			if got := c.verified(k, "hash"); got != tt.want {
-				t.Errorf("verified: got %t, want %t", got, tt.want)
-			}
-			if c.verified(k, "other-hash") {
-				t.Errorf("verified against another hash: got true, want false")
-			}
-		})
-	}
-
-	t.Run("bounded", func(t *testing.T) {
-		for i := range 100 {
-			c.remember(c.key(fmt.Sprintf("user%d", i), "pw"), fmt.Sprintf("user%d", i), "hash")
-			if n := c.len(); n > 10 {
-				t.Fatalf("after %d inserts: got %d entries, want at most 10", i+1, n)
-			}
-		}
-	})
-
-	t.Run("forget", func(t *testing.T) {
-		k := c.key("Bob", "pw")
-		c.remember(k, "Bob", "hash")
-		c.forget("bob")
-		if c.verified(k, "hash") {
-			t.Errorf("verified after forget: got true, want false")
-		}
-	})
-
-	t.Run("salted per process", func(t *testing.T) {
-		other, err := newCredCache(time.Minute, 10, time.Now)
-		if err != nil {
-			t.Fatalf("newCredCache: %v", err)
-		}
-		if c.key("alice", "pw") == other.key("alice", "pw") {
-			t.Errorf("keys of two caches: got equal, want different salts")
-		}
-	})
-}

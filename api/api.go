@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +31,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/problem"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/web"
@@ -46,9 +46,8 @@ type Purger interface {
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMaxUploadBytes     = 50 << 20
-	DefaultMaxPixels          = 50_000_000
-	DefaultCredentialCacheTTL = 5 * time.Minute
+	DefaultMaxUploadBytes = 50 << 20
+	DefaultMaxPixels      = 50_000_000
 )
 
 // multipartSlack is what a multipart body may carry on top of the image itself: boundaries,
@@ -65,12 +64,11 @@ const healthTimeout = 2 * time.Second
 
 // Config holds the API's settings. Zero values take the defaults.
 type Config struct {
-	PublicURL          string        // base of the links handed out, e.g. http://127.0.0.1:8080; required
-	MaxUploadBytes     int64         // default 50 MiB
-	MaxPixels          int64         // default 50 000 000
-	CredentialCacheTTL time.Duration // how long a verified Basic password is remembered; default 5m
-	BcryptCost         int           // default bcrypt.DefaultCost
-	Now                func() time.Time
+	PublicURL      string // base of the links handed out, e.g. http://127.0.0.1:8080; required
+	MaxUploadBytes int64  // default 50 MiB
+	MaxPixels      int64  // default 50 000 000
+	BcryptCost     int    // of the passwords the admin API sets; default bcrypt.DefaultCost
+	Now            func() time.Time
 }
 
 // withDefaults returns cfg with its zero values replaced by the defaults and the public URL
@@ -81,9 +79,6 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxPixels == 0 {
 		cfg.MaxPixels = DefaultMaxPixels
-	}
-	if cfg.CredentialCacheTTL == 0 {
-		cfg.CredentialCacheTTL = DefaultCredentialCacheTTL
 	}
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
@@ -122,9 +117,6 @@ func (cfg Config) Validate() error {
 	if cfg.MaxPixels < 0 {
 		return fmt.Errorf("api: max pixels %d must be positive", cfg.MaxPixels)
 	}
-	if cfg.CredentialCacheTTL < 0 {
-		return fmt.Errorf("api: credential cache TTL %s must be positive", cfg.CredentialCacheTTL)
-	}
 	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
 		return fmt.Errorf("api: bcrypt cost %d must be between %d and %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
@@ -137,6 +129,7 @@ const maxInt = int(^uint(0) >> 1)
 type API struct {
 	cfg    Config
 	st     *store.Store
+	signin *signin.Service
 	signer *signing.Signer
 	purger Purger
 	// web, when set, authenticates browsers by their session and renders answers to them as
@@ -144,25 +137,21 @@ type API struct {
 	web    *web.Web
 	logger *slog.Logger
 
-	creds *credCache
 	// cursors seals image-list cursors (see encodeSeqCursor).
 	cursors cipher.Block
-	// dummyHash is compared against when a Basic username does not exist, so that an unknown
-	// username costs the same bcrypt work as a wrong password and usernames cannot be probed
-	// by timing.
-	dummyHash []byte
 
 	uploads uploadStats // see stats.go
 }
 
-// New returns an API. browser may be nil: then there are no sessions and no HTML pages.
-func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, browser *web.Web, logger *slog.Logger) (*API, error) {
+// New returns an API. Basic authentication checks passwords with si, which the web UI's
+// sign-in shares. browser may be nil: then there are no sessions and no HTML pages.
+func New(cfg Config, st *store.Store, si *signin.Service, signer *signing.Signer, purger Purger, browser *web.Web, logger *slog.Logger) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if st == nil {
-		return nil, errors.New("api: store is required")
+	if st == nil || si == nil {
+		return nil, errors.New("api: store and sign-in are required")
 	}
 	if signer == nil {
 		return nil, errors.New("api: signer is required")
@@ -173,28 +162,19 @@ func New(cfg Config, st *store.Store, signer *signing.Signer, purger Purger, bro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	creds, err := newCredCache(cfg.CredentialCacheTTL, credCacheSize, cfg.Now)
-	if err != nil {
-		return nil, err
-	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), cfg.BcryptCost)
-	if err != nil {
-		return nil, fmt.Errorf("api: make dummy password hash: %w", err)
-	}
 	cursors, err := aes.NewCipher(signer.DeriveKey("api image list cursor")[:16])
 	if err != nil {
 		return nil, fmt.Errorf("api: make cursor cipher: %w", err)
 	}
 	return &API{
-		cursors:   cursors,
-		cfg:       cfg,
-		st:        st,
-		signer:    signer,
-		purger:    purger,
-		web:       browser,
-		logger:    logger,
-		creds:     creds,
-		dummyHash: dummy,
+		cursors: cursors,
+		cfg:     cfg,
+		st:      st,
+		signin:  si,
+		signer:  signer,
+		purger:  purger,
+		web:     browser,
+		logger:  logger,
 	}, nil
 }
 
@@ -327,14 +307,19 @@ func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHa
 		var err error
 		if who != public {
 			var ident tierpix.Identity
-			var bySession bool
-			ident, bySession, err = a.authenticate(ctx)
+			var by credential
+			ident, by, err = a.authenticate(ctx)
 			if err == nil {
 				id = &ident
-				if who == adminOnly && !ident.User.IsAdmin {
+				switch {
+				case who == adminOnly && !ident.User.IsAdmin:
 					err = tierpix.Errorf(tierpix.EFORBIDDEN, "The admin API is for admins only.")
-				} else if bySession && isUnsafe(ctx) {
+				case by == bySession && isUnsafe(ctx):
 					err = a.checkCSRF(ctx, deferMultipart)
+				case by == byBasic && isUnsafe(ctx) && web.FromOtherSite(ctx):
+					// Browsers send remembered Basic credentials with any site's form post, as
+					// they send cookies; a token is never sent unasked.
+					err = tierpix.Errorf(tierpix.EFORBIDDEN, "A request from another site cannot change anything with Basic credentials.")
 				}
 			}
 		} else if a.wantsHTML(ctx) {

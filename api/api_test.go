@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -191,7 +190,6 @@ func TestConfigValidate(t *testing.T) {
 		{name: "query in public URL", cfg: Config{PublicURL: "http://example.com/?a=b"}, wantErr: true},
 		{name: "negative upload cap", cfg: Config{PublicURL: "http://x", MaxUploadBytes: -1}, wantErr: true},
 		{name: "negative pixel cap", cfg: Config{PublicURL: "http://x", MaxPixels: -1}, wantErr: true},
-		{name: "negative TTL", cfg: Config{PublicURL: "http://x", CredentialCacheTTL: -time.Second}, wantErr: true},
 		{name: "bcrypt cost too low", cfg: Config{PublicURL: "http://x", BcryptCost: 2}, wantErr: true},
 		{name: "bcrypt cost too high", cfg: Config{PublicURL: "http://x", BcryptCost: 32}, wantErr: true},
 	}

@@ -17,8 +17,10 @@ import (
 //   - A request authenticated by the session that changes state (POST, PATCH, PUT, DELETE) must
 //     carry the session's CSRF token, in the X-CSRF-Token header or the csrf_token form field,
 //     and must not come from another origin (web.Web.CheckOrigin). Cookies travel with
-//     requests other sites make, so without this any page could act for a signed-in user. A
-//     request with an Authorization header needs neither: a browser never adds one on its own.
+//     requests other sites make, so without this any page could act for a signed-in user.
+//   - So do Basic credentials a browser remembers: a state-changing request authenticated by
+//     Basic that the browser says another site made (web.FromOtherSite) is refused. A Bearer
+//     token needs no check: a browser never adds one on its own.
 //   - An upload's CSRF token is a multipart field sent before the image part (an HTML form sends
 //     its fields in document order); the image is refused unread if it comes first.
 //   - Every JSON body is also taken as an HTML form (application/x-www-form-urlencoded or

@@ -34,6 +34,7 @@ import (
 	"github.com/tierpix/tierpix/api/openapi/openapitest"
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
@@ -88,6 +89,7 @@ type testServer struct {
 	url    string
 	st     *store.Store
 	api    *API
+	signin *signin.Service
 	signer *signing.Signer
 	purger *recordingPurger
 	client *http.Client
@@ -100,6 +102,12 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 
 // newTestServerWith serves on st; tune, if set, changes the fasthttp.Server before it starts.
 func newTestServerWith(t *testing.T, st *store.Store, cfg Config, tune func(*fasthttp.Server)) *testServer {
+	t.Helper()
+	return newTestServerSignIn(t, st, cfg, signin.Config{}, tune)
+}
+
+// newTestServerSignIn is newTestServerWith with the sign-in service's settings.
+func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin.Config, tune func(*fasthttp.Server)) *testServer {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	signer, err := signing.New([][]byte{bytes.Repeat([]byte("k"), signing.MinKeyLength)})
@@ -128,11 +136,18 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config, tune func(*fas
 	if err != nil {
 		t.Fatalf("openapi.Load: %v", err)
 	}
-	w, err := web.New(web.Config{PublicURL: cfg.PublicURL, BcryptCost: cfg.BcryptCost}, st, purger, o, spec, logger)
+	if sicfg.BcryptCost == 0 {
+		sicfg.BcryptCost = cfg.BcryptCost
+	}
+	si, err := signin.New(sicfg, st, logger)
+	if err != nil {
+		t.Fatalf("signin.New: %v", err)
+	}
+	w, err := web.New(web.Config{PublicURL: cfg.PublicURL, BcryptCost: cfg.BcryptCost}, st, si, purger, o, spec, logger)
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
 	}
-	a, err := New(cfg, st, signer, purger, w, logger)
+	a, err := New(cfg, st, si, signer, purger, w, logger)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
@@ -165,6 +180,7 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config, tune func(*fas
 		url:    "http://" + ln.Addr().String(),
 		st:     st,
 		api:    a,
+		signin: si,
 		signer: signer,
 		purger: purger,
 		client: &http.Client{Transport: openapitest.Transport(t, &http.Transport{})},

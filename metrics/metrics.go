@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
@@ -321,6 +322,42 @@ func (c *apiCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.uploads, prometheus.CounterValue, float64(s.UploadsAccepted), "accepted")
 	ch <- prometheus.MustNewConstMetric(c.uploads, prometheus.CounterValue, float64(s.UploadsRejected), "rejected")
 	ch <- prometheus.MustNewConstMetric(c.upBytes, prometheus.CounterValue, float64(s.UploadBytes))
+}
+
+// SignInStats is what the metrics read from the sign-in service (signin.Service) at scrape
+// time.
+type SignInStats interface {
+	Stats() signin.Stats
+}
+
+// AddSignIn adds the sign-in service's counters: password checks (bcrypt runs) and attempts
+// refused by the throttle or for want of a bcrypt slot.
+func (m *Metrics) AddSignIn(s SignInStats) error {
+	if err := m.reg.Register(&signInCollector{
+		s:       s,
+		checks:  prometheus.NewDesc("tierpix_signin_password_checks_total", "bcrypt comparisons run by sign-in and Basic authentication.", nil, nil),
+		refused: prometheus.NewDesc("tierpix_signin_refused_total", "Sign-in and Basic attempts refused before bcrypt, by reason: throttled (429) or busy (503, no bcrypt slot).", []string{"reason"}, nil),
+	}); err != nil {
+		return fmt.Errorf("metrics: register sign-in collector: %w", err)
+	}
+	return nil
+}
+
+type signInCollector struct {
+	s               SignInStats
+	checks, refused *prometheus.Desc
+}
+
+func (c *signInCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.checks
+	ch <- c.refused
+}
+
+func (c *signInCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s.Stats()
+	ch <- prometheus.MustNewConstMetric(c.checks, prometheus.CounterValue, float64(s.PasswordChecks))
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(s.Throttled), "throttled")
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(s.Busy), "busy")
 }
 
 // slogPrinter routes promhttp's error log to slog.

@@ -320,3 +320,43 @@ func (s *Store) DeleteStaleLoginFailures(ctx context.Context, window time.Durati
 	}
 	return rowsAffected(res, "delete stale login failures")
 }
+
+// RecordSignInAddress notes that a user signed in from address now. Recording it again moves
+// its time. The address is cut like a session's.
+func (s *Store) RecordSignInAddress(ctx context.Context, userID int64, address string) error {
+	_, us := s.nowMicros()
+	_, err := s.exec(ctx, s.db, `INSERT INTO signin_addresses (user_id, address, last_seen_at) VALUES (?, ?, ?)
+		ON CONFLICT (user_id, address) DO UPDATE SET last_seen_at = excluded.last_seen_at`,
+		userID, clip(address, maxSessionText), us)
+	if err != nil {
+		err = dbError(err, "record sign-in address", "The sign-in address")
+		if tierpix.ErrorCode(err) == tierpix.EINVALID {
+			// The only reference is the user.
+			return tierpix.Errorf(tierpix.ENOTFOUND, "The user was not found.")
+		}
+		return err
+	}
+	return nil
+}
+
+// SignedInFrom reports whether a user signed in from address at or after since.
+func (s *Store) SignedInFrom(ctx context.Context, userID int64, address string, since time.Time) (bool, error) {
+	var n int
+	err := s.get(ctx, s.db, &n, `SELECT COUNT(*) FROM signin_addresses
+		WHERE user_id = ? AND address = ? AND last_seen_at >= ?`,
+		userID, clip(address, maxSessionText), since.UnixMicro())
+	if err != nil {
+		return false, dbError(err, "find sign-in address", "The sign-in address")
+	}
+	return n > 0, nil
+}
+
+// DeleteStaleSignInAddresses forgets the sign-in addresses last used before before, and
+// returns how many went: housekeeping, run now and then, with the age the throttle trusts.
+func (s *Store) DeleteStaleSignInAddresses(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.exec(ctx, s.db, `DELETE FROM signin_addresses WHERE last_seen_at < ?`, before.UnixMicro())
+	if err != nil {
+		return 0, dbError(err, "delete stale sign-in addresses", "The sign-in address")
+	}
+	return rowsAffected(res, "delete stale sign-in addresses")
+}

@@ -469,3 +469,51 @@ func TestLoginFailuresConcurrent(t *testing.T) {
 		}
 	})
 }
+
+func TestSignInAddresses(t *testing.T) {
+	storetest.EachClock(t, func(t *testing.T, s *store.Store, clock *storetest.Clock) {
+		ctx := t.Context()
+		alice := createUser(t, s, "alice", "Basic")
+		bob := createUser(t, s, "bob", "Basic")
+		start := clock.Now()
+		mustOK(t, s.RecordSignInAddress(ctx, alice.ID, "192.0.2.1"))
+		clock.Advance(time.Hour)
+		mustOK(t, s.RecordSignInAddress(ctx, alice.ID, "192.0.2.2"))
+		tests := []struct {
+			name  string
+			user  int64
+			addr  string
+			since time.Time
+			want  bool
+		}{
+			{name: "recorded", user: alice.ID, addr: "192.0.2.1", since: start, want: true},
+			{name: "too old", user: alice.ID, addr: "192.0.2.1", since: start.Add(time.Microsecond), want: false},
+			{name: "other address", user: alice.ID, addr: "192.0.2.3", since: start, want: false},
+			{name: "other user", user: bob.ID, addr: "192.0.2.1", since: start, want: false},
+		}
+		for _, tt := range tests {
+			got, err := s.SignedInFrom(ctx, tt.user, tt.addr, tt.since)
+			mustOK(t, err)
+			if got != tt.want {
+				t.Errorf("%s: got %t, want %t", tt.name, got, tt.want)
+			}
+		}
+		// Recording again moves the time.
+		mustOK(t, s.RecordSignInAddress(ctx, alice.ID, "192.0.2.1"))
+		if got, err := s.SignedInFrom(ctx, alice.ID, "192.0.2.1", clock.Now()); err != nil || !got {
+			t.Errorf("after a second sign-in: got %t, %v, want true", got, err)
+		}
+		wantCode(t, s.RecordSignInAddress(ctx, 1<<40, "192.0.2.1"), tierpix.ENOTFOUND)
+
+		clock.Advance(time.Minute)
+		mustOK(t, s.RecordSignInAddress(ctx, bob.ID, "192.0.2.9"))
+		n, err := s.DeleteStaleSignInAddresses(ctx, clock.Now())
+		mustOK(t, err)
+		if n != 2 {
+			t.Errorf("got %d stale addresses deleted, want 2", n)
+		}
+		if got, _ := s.SignedInFrom(ctx, bob.ID, "192.0.2.9", start); !got {
+			t.Errorf("the fresh address: got gone, want kept")
+		}
+	})
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
@@ -67,6 +68,12 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config) *testServer {
 // after the web UI's and the origin's: tests stand in for the api package's handlers with it.
 func newTestServerRoutes(t *testing.T, st *store.Store, cfg Config, extra func(r *router.Router, w *Web)) *testServer {
 	t.Helper()
+	return newTestServerSignIn(t, st, cfg, signin.Config{}, extra)
+}
+
+// newTestServerSignIn is newTestServerRoutes with the sign-in service's settings.
+func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin.Config, extra func(r *router.Router, w *Web)) *testServer {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	signer, err := signing.New([][]byte{bytes.Repeat([]byte("k"), signing.MinKeyLength)})
 	if err != nil {
@@ -89,7 +96,14 @@ func newTestServerRoutes(t *testing.T, st *store.Store, cfg Config, extra func(r
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = testBcryptCost
 	}
-	w, err := New(cfg, st, o, o, spec, logger)
+	if sicfg.BcryptCost == 0 {
+		sicfg.BcryptCost = testBcryptCost
+	}
+	si, err := signin.New(sicfg, st, logger)
+	if err != nil {
+		t.Fatalf("signin.New: %v", err)
+	}
+	w, err := New(cfg, st, si, o, o, spec, logger)
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
 	}

@@ -9,29 +9,20 @@ package web
 // constant time. A cross-site page can neither read the cookie nor, thanks to SameSite=Strict
 // and the prefix, make the browser send one it chose.
 //
-// Guessing passwords is throttled per account and per client address, counted in the store so
-// every node sees the same counts: at AccountFailureLimit failures of one account, or
-// AddressFailureLimit failures from one address, within FailureWindow, sign-in answers 429
-// with Retry-After before any password is checked, so even the right password is refused and
-// the throttle leaks nothing. A successful sign-in clears the account's count, not the
-// address's: one good password must not buy an attacker fifty more guesses at others.
-//
-// An unknown username costs the same bcrypt comparison as a wrong password (against
-// w.dummyHash), and both answer alike, so neither the answer nor its timing tells whether a
-// username exists.
+// Checking the password, and throttling guesses, is package signin's, shared with the API's
+// Basic authentication: a lockout applies to both.
 
 import (
 	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/problem"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // loginTokenMaxAge is how long a sign-in form stays valid; after it the POST is refused and the
@@ -146,56 +137,26 @@ func (w *Web) handleLogin(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	// A username that cannot exist is not counted against an account, so junk cannot fill the
-	// failure table with keys; it is still counted against the address and costs a bcrypt.
-	keys := []string{"addr:" + w.clientAddr(ctx)}
-	validName := tierpix.ValidateUsername(username) == nil
-	if validName {
-		keys = append([]string{"user:" + strings.ToLower(username)}, keys...)
-	}
-	counts, err := w.st.LoginFailures(dbContext(), keys, w.cfg.FailureWindow)
-	if err != nil {
-		w.loginFailed(ctx, fmt.Errorf("count login failures: %w", err))
-		return
-	}
-	limits := []int{w.cfg.AddressFailureLimit}
-	if validName {
-		limits = []int{w.cfg.AccountFailureLimit, w.cfg.AddressFailureLimit}
-	}
-	for i, n := range counts {
-		if i < len(limits) && n >= limits[i] {
-			w.throttled(ctx, d)
-			return
-		}
-	}
-
-	hash := w.dummyHash
-	var id tierpix.Identity
-	found := false
-	if validName {
-		id, err = w.st.FindUser(dbContext(), username)
-		switch {
-		case err == nil:
-			hash, found = []byte(id.User.PasswordHash), true
-		case tierpix.ErrorCode(err) != tierpix.ENOTFOUND:
-			w.loginFailed(ctx, fmt.Errorf("find user: %w", err))
-			return
-		}
-	}
-	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
-	if !found || !match {
-		if _, err := w.st.RecordLoginFailure(dbContext(), keys, w.cfg.FailureWindow); err != nil {
-			w.loginFailed(ctx, fmt.Errorf("record login failure: %w", err))
-			return
-		}
+	id, err := w.signin.SignIn(dbContext(), username, password, w.clientAddr(ctx))
+	switch tierpix.ErrorCode(err) {
+	case "":
+	case tierpix.EUNAUTHORIZED:
 		d.Error = msgBadCredentials
 		w.loginPage(ctx, fasthttp.StatusBadRequest, d)
 		return
+	case tierpix.ETOOMANY:
+		w.throttled(ctx, d, tierpix.ErrorRetryAfter(err))
+		return
+	case tierpix.EUNAVAILABLE:
+		w.logger.Warn("sign in", "err", err)
+		problem.SetRetryAfter(ctx, tierpix.ErrorRetryAfter(err))
+		w.errorPage(ctx, fasthttp.StatusServiceUnavailable, "Busy", "Signing in is busy. Try again in a moment.")
+		return
+	default:
+		w.loginFailed(ctx, err)
+		return
 	}
 
-	if err := w.st.ClearLoginFailures(dbContext(), keys[0]); err != nil {
-		w.logger.Warn("clear login failures", "err", err)
-	}
 	ua := string(ctx.UserAgent())
 	if len(ua) > maxUserAgent {
 		ua = ua[:maxUserAgent]
@@ -218,10 +179,9 @@ func (w *Web) handleLogin(ctx *fasthttp.RequestCtx) {
 }
 
 // throttled answers 429 with the sign-in form, saying how long to wait.
-func (w *Web) throttled(ctx *fasthttp.RequestCtx, d loginData) {
-	secs := int(w.cfg.FailureWindow / time.Second)
-	ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
-	mins := (secs + 59) / 60
+func (w *Web) throttled(ctx *fasthttp.RequestCtx, d loginData, retryAfter time.Duration) {
+	problem.SetRetryAfter(ctx, retryAfter)
+	mins := int((retryAfter + time.Minute - 1) / time.Minute)
 	unit := "minutes"
 	if mins == 1 {
 		unit = "minute"

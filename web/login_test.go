@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tierpix/tierpix/signin"
+	"github.com/tierpix/tierpix/store/storetest"
 )
 
 // loginToken fetches the sign-in form with c (which keeps the login cookie) and returns its
@@ -227,7 +230,7 @@ func TestLoginCSRF(t *testing.T) {
 func TestLoginThrottlesAccount(t *testing.T) {
 	ts := newTestServer(t, Config{})
 	c := ts.client(t)
-	for i := range DefaultAccountFailureLimit {
+	for i := range signin.DefaultPairLimit {
 		r := ts.login(t, c, "admin", "wrong-"+strconv.Itoa(i), "", nil)
 		r.wantStatus(t, http.StatusBadRequest)
 	}
@@ -235,7 +238,7 @@ func TestLoginThrottlesAccount(t *testing.T) {
 	r := ts.login(t, c, "admin", testPassword, "", nil)
 	r.wantStatus(t, http.StatusTooManyRequests)
 	wantPageHeaders(t, r.header)
-	if got, want := r.header.Get("Retry-After"), strconv.Itoa(int(DefaultFailureWindow/time.Second)); got != want {
+	if got, want := r.header.Get("Retry-After"), strconv.Itoa(int(signin.DefaultWindow/time.Second)); got != want {
 		t.Errorf("Retry-After: got %q, want %q", got, want)
 	}
 	if !strings.Contains(r.body, "Too many failed sign-ins") {
@@ -250,7 +253,7 @@ func TestLoginThrottlesAccount(t *testing.T) {
 }
 
 func TestLoginSuccessClearsAccountFailures(t *testing.T) {
-	ts := newTestServer(t, Config{AccountFailureLimit: 3})
+	ts := newTestServerSignIn(t, storetest.SQLite(t), Config{}, signin.Config{PairLimit: 3}, nil)
 	for round := range 3 {
 		c := ts.client(t)
 		for range 2 {
@@ -263,10 +266,10 @@ func TestLoginSuccessClearsAccountFailures(t *testing.T) {
 }
 
 func TestLoginThrottlesAddress(t *testing.T) {
-	ts := newTestServer(t, Config{
-		AddressFailureLimit: 3,
-		TrustedProxies:      []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-	})
+	ts := newTestServerSignIn(t, storetest.SQLite(t), Config{}, signin.Config{
+		AddressLimit:   3,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}, nil)
 	from := func(addr string) http.Header {
 		// The client's own claim on the left is ignored: the proxy's entry on the right counts.
 		return http.Header{"X-Forwarded-For": {"203.0.113.99, " + addr}}

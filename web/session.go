@@ -34,8 +34,6 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -148,17 +146,29 @@ func (w *Web) CheckCSRF(ctx *fasthttp.RequestCtx, token string) bool {
 // not from a current browser, and the CSRF token still has to match. The api package calls it
 // for every browser form it accepts.
 func (w *Web) CheckOrigin(ctx *fasthttp.RequestCtx) bool {
-	if site := ctx.Request.Header.Peek("Sec-Fetch-Site"); len(site) > 0 {
-		switch strings.ToLower(string(site)) {
-		case "same-origin", "none":
-		default:
-			return false
-		}
+	if FromOtherSite(ctx) {
+		return false
 	}
 	if origin := ctx.Request.Header.Peek("Origin"); len(origin) > 0 {
 		if !strings.EqualFold(string(origin), w.publicOrigin()) {
 			return false
 		}
+	}
+	return true
+}
+
+// FromOtherSite reports whether the browser says, by Sec-Fetch-Site, that another site (or a
+// sibling subdomain) made the request: anything but same-origin or none (typed in, or a
+// bookmark). Without the header (old browsers, curl, API clients) it is false. The api package
+// refuses state changes such requests make with remembered Basic credentials.
+func FromOtherSite(ctx *fasthttp.RequestCtx) bool {
+	site := ctx.Request.Header.Peek("Sec-Fetch-Site")
+	if len(site) == 0 {
+		return false
+	}
+	switch strings.ToLower(string(site)) {
+	case "same-origin", "none":
+		return false
 	}
 	return true
 }
@@ -274,51 +284,8 @@ func (w *Web) setCookie(ctx *fasthttp.RequestCtx, name, value string, maxAge int
 // secure reports whether the site is served over https, so cookies must be Secure.
 func (w *Web) secure() bool { return strings.HasPrefix(w.cfg.PublicURL, "https://") }
 
-// clientAddr is the address sign-in failures are counted against and sessions record: the TCP
-// peer, or, when the peer is a trusted proxy, the rightmost X-Forwarded-For hop that is not
-// one. Hops to the left of that one were written by the client and prove nothing.
+// clientAddr is the client's address, as sign-in counts failures against it (see
+// signin.Service.ClientAddr); sessions record it.
 func (w *Web) clientAddr(ctx *fasthttp.RequestCtx) string {
-	peer, ok := netip.AddrFromSlice(ctx.RemoteIP())
-	if !ok {
-		return ctx.RemoteIP().String()
-	}
-	addr := peer.Unmap()
-	if !w.trusted(addr) {
-		return addr.String()
-	}
-	var hops []string
-	for _, h := range ctx.Request.Header.PeekAll("X-Forwarded-For") {
-		hops = append(hops, strings.Split(string(h), ",")...)
-	}
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(stripPort(strings.TrimSpace(hops[i])))
-		if err != nil {
-			// Trusted proxies append valid addresses only; junk here means the chain of trust
-			// ends, and the last trusted hop is the best-known client.
-			break
-		}
-		addr = hop.Unmap()
-		if !w.trusted(addr) {
-			break
-		}
-	}
-	return addr.String()
-}
-
-// stripPort removes a port from "192.0.2.1:1234" or "[2001:db8::1]:1234", which some proxies
-// write into X-Forwarded-For.
-func stripPort(s string) string {
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		return host
-	}
-	return s
-}
-
-func (w *Web) trusted(a netip.Addr) bool {
-	for _, p := range w.cfg.TrustedProxies {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return w.signin.ClientAddr(ctx.RemoteIP(), ctx.Request.Header.PeekAll("X-Forwarded-For"))
 }

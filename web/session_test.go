@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -62,7 +61,7 @@ func TestSessionCookieOverHTTP(t *testing.T) {
 // directly: the test server itself speaks plain HTTP.
 func TestSessionCookieOverHTTPS(t *testing.T) {
 	ts := newTestServer(t, Config{})
-	w, err := New(Config{PublicURL: "https://tierpix.example", BcryptCost: testBcryptCost}, ts.st, ts.origin, ts.origin, ts.web.spec, nil)
+	w, err := New(Config{PublicURL: "https://tierpix.example", BcryptCost: testBcryptCost}, ts.st, ts.web.signin, ts.origin, ts.origin, ts.web.spec, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -269,43 +268,6 @@ func TestCheckCSRF(t *testing.T) {
 		if got := w.CheckCSRF(&ctx, tt.token); got != tt.want {
 			t.Errorf("CheckCSRF(%q): got %v, want %v", tt.token, got, tt.want)
 		}
-	}
-}
-
-func TestClientAddr(t *testing.T) {
-	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	tests := []struct {
-		name    string
-		trusted []netip.Prefix
-		peer    net.IP
-		xff     []string
-		want    string
-	}{
-		{name: "no proxies: the peer", peer: net.ParseIP("192.0.2.1"), xff: []string{"198.51.100.1"}, want: "192.0.2.1"},
-		{name: "untrusted peer's header ignored", trusted: trusted, peer: net.ParseIP("192.0.2.1"), xff: []string{"198.51.100.1"}, want: "192.0.2.1"},
-		{name: "trusted peer", trusted: trusted, peer: net.ParseIP("10.0.0.1"), xff: []string{"198.51.100.1"}, want: "198.51.100.1"},
-		{name: "client's own entries ignored", trusted: trusted, peer: net.ParseIP("10.0.0.1"), xff: []string{"6.6.6.6, 198.51.100.1"}, want: "198.51.100.1"},
-		{name: "chain of proxies", trusted: trusted, peer: net.ParseIP("10.0.0.1"), xff: []string{"6.6.6.6, 198.51.100.1, 10.0.0.9"}, want: "198.51.100.1"},
-		{name: "several headers", trusted: trusted, peer: net.ParseIP("10.0.0.1"), xff: []string{"6.6.6.6", "198.51.100.1"}, want: "198.51.100.1"},
-		{name: "no header: the proxy", trusted: trusted, peer: net.ParseIP("10.0.0.1"), want: "10.0.0.1"},
-		{name: "all trusted: the leftmost", trusted: trusted, peer: net.ParseIP("10.0.0.1"), xff: []string{"10.0.0.3, 10.0.0.2"}, want: "10.0.0.3"},
-		{name: "junk ends the chain", trusted: trusted, peer: net.ParseIP("10.0.0.1"), xff: []string{"junk, 10.0.0.2"}, want: "10.0.0.2"},
-		{name: "with ports", trusted: trusted, peer: net.ParseIP("10.0.0.1"), xff: []string{"[2001:db8::1]:443, 198.51.100.1:1234"}, want: "198.51.100.1"},
-		{name: "IPv6", trusted: trusted, peer: net.ParseIP("::1"), xff: []string{"2001:db8::1"}, want: "2001:db8::1"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := &Web{cfg: Config{TrustedProxies: tt.trusted}}
-			var req fasthttp.Request
-			for _, h := range tt.xff {
-				req.Header.Add("X-Forwarded-For", h)
-			}
-			var ctx fasthttp.RequestCtx
-			ctx.Init(&req, &net.TCPAddr{IP: tt.peer, Port: 1234}, nil)
-			if got := w.clientAddr(&ctx); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
 	}
 }
 

@@ -14,13 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix/api/openapi"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/crypto/bcrypt"
@@ -28,26 +28,17 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultSessionIdleTimeout  = 2 * time.Hour
-	DefaultSessionMaxAge       = 12 * time.Hour
-	DefaultAccountFailureLimit = 5
-	DefaultAddressFailureLimit = 50
-	DefaultFailureWindow       = 15 * time.Minute
+	DefaultSessionIdleTimeout = 2 * time.Hour
+	DefaultSessionMaxAge      = 12 * time.Hour
 )
 
 // Config holds the web UI's settings. Zero values take the defaults.
 type Config struct {
-	PublicURL           string        // required; https makes the cookie Secure and __Host- prefixed
-	SessionIdleTimeout  time.Duration // a session unused this long ends; default 2h
-	SessionMaxAge       time.Duration // a session ends this long after sign-in whatever its use; default 12h
-	AccountFailureLimit int           // failed sign-ins per account per window before refusing; default 5
-	AddressFailureLimit int           // failed sign-ins per client address per window; default 50
-	FailureWindow       time.Duration // default 15m
-	// TrustedProxies are the addresses whose X-Forwarded-For is believed (nginx in front);
-	// the client address is the rightmost untrusted hop. Empty: the TCP peer is the client.
-	TrustedProxies []netip.Prefix
-	BcryptCost     int // default bcrypt.DefaultCost
-	Now            func() time.Time
+	PublicURL          string        // required; https makes the cookie Secure and __Host- prefixed
+	SessionIdleTimeout time.Duration // a session unused this long ends; default 2h
+	SessionMaxAge      time.Duration // a session ends this long after sign-in whatever its use; default 12h
+	BcryptCost         int           // of the passwords the admin UI sets; default bcrypt.DefaultCost
+	Now                func() time.Time
 }
 
 func (cfg Config) withDefaults() Config {
@@ -56,15 +47,6 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.SessionMaxAge == 0 {
 		cfg.SessionMaxAge = DefaultSessionMaxAge
-	}
-	if cfg.AccountFailureLimit == 0 {
-		cfg.AccountFailureLimit = DefaultAccountFailureLimit
-	}
-	if cfg.AddressFailureLimit == 0 {
-		cfg.AddressFailureLimit = DefaultAddressFailureLimit
-	}
-	if cfg.FailureWindow == 0 {
-		cfg.FailureWindow = DefaultFailureWindow
 	}
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
@@ -89,9 +71,6 @@ func (cfg Config) Validate() error {
 	if cfg.SessionIdleTimeout > cfg.SessionMaxAge {
 		return fmt.Errorf("web: session idle timeout %s is longer than the session max age %s", cfg.SessionIdleTimeout, cfg.SessionMaxAge)
 	}
-	if cfg.AccountFailureLimit < 1 || cfg.AddressFailureLimit < 1 || cfg.FailureWindow < time.Second {
-		return errors.New("web: sign-in failure limits must be positive")
-	}
 	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
 		return fmt.Errorf("web: bcrypt cost %d must be between %d and %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
@@ -113,25 +92,22 @@ type Previewer interface {
 type Web struct {
 	cfg      Config
 	st       *store.Store
+	signin   *signin.Service
 	purger   Purger
 	previews Previewer
 	spec     *openapi.Spec
 	logger   *slog.Logger
 	pages    *pages // parsed templates
-
-	// dummyHash is compared against when a username does not exist, so that sign-in answers as
-	// slowly for an unknown user as for a wrong password.
-	dummyHash []byte
 }
 
-// New returns the web UI.
-func New(cfg Config, st *store.Store, purger Purger, previews Previewer, spec *openapi.Spec, logger *slog.Logger) (*Web, error) {
+// New returns the web UI. Sign-in checks passwords with si, which the API shares.
+func New(cfg Config, st *store.Store, si *signin.Service, purger Purger, previews Previewer, spec *openapi.Spec, logger *slog.Logger) (*Web, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if st == nil || purger == nil || previews == nil || spec == nil {
-		return nil, errors.New("web: store, purger, previewer and spec are required")
+	if st == nil || si == nil || purger == nil || previews == nil || spec == nil {
+		return nil, errors.New("web: store, sign-in, purger, previewer and spec are required")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -140,11 +116,7 @@ func New(cfg Config, st *store.Store, purger Purger, previews Previewer, spec *o
 	if err != nil {
 		return nil, err
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cfg.BcryptCost)
-	if err != nil {
-		return nil, fmt.Errorf("web: make dummy hash: %w", err)
-	}
-	return &Web{cfg: cfg, st: st, purger: purger, previews: previews, spec: spec, logger: logger, pages: p, dummyHash: dummy}, nil
+	return &Web{cfg: cfg, st: st, signin: si, purger: purger, previews: previews, spec: spec, logger: logger, pages: p}, nil
 }
 
 // Register adds every browser route to r. The API's routes stay the api package's: it calls

@@ -19,6 +19,7 @@ import (
 	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/metrics"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/web"
@@ -109,12 +110,15 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	if err != nil {
 		return fmt.Errorf("load the OpenAPI document: %w", err)
 	}
+	si, err := signin.New(signin.Config{TrustedProxies: cfg.TrustedProxies}, st, logger)
+	if err != nil {
+		return fmt.Errorf("start sign-in: %w", err)
+	}
 	w, err := web.New(web.Config{
 		PublicURL:          cfg.PublicURL,
 		SessionIdleTimeout: cfg.SessionIdle,
 		SessionMaxAge:      cfg.SessionMaxAge,
-		TrustedProxies:     cfg.TrustedProxies,
-	}, st, org, org, spec, logger)
+	}, st, si, org, org, spec, logger)
 	if err != nil {
 		return fmt.Errorf("start web UI: %w", err)
 	}
@@ -122,13 +126,16 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		PublicURL:      cfg.PublicURL,
 		MaxUploadBytes: cfg.MaxUploadBytes,
 		MaxPixels:      cfg.MaxPixels,
-	}, st, signer, org, w, logger)
+	}, st, si, signer, org, w, logger)
 	if err != nil {
 		return fmt.Errorf("start api: %w", err)
 	}
 
 	mx, err := metrics.New(org, a, logger)
 	if err != nil {
+		return fmt.Errorf("start metrics: %w", err)
+	}
+	if err := mx.AddSignIn(si); err != nil {
 		return fmt.Errorf("start metrics: %w", err)
 	}
 
@@ -208,9 +215,13 @@ func sweep(ctx context.Context, st *store.Store, sessionIdle time.Duration, logg
 	if n > 0 {
 		logger.Info("swept ended sessions", "sessions", n)
 	}
-	// Failed sign-ins older than the throttle's window count for nothing any more.
-	if _, err := st.DeleteStaleLoginFailures(ctx, web.DefaultFailureWindow); err != nil {
+	// Failed sign-ins older than the throttle's window count for nothing any more, nor do
+	// sign-in addresses older than the throttle trusts.
+	if _, err := st.DeleteStaleLoginFailures(ctx, signin.DefaultWindow); err != nil {
 		return fmt.Errorf("sweep sign-in failures: %w", err)
+	}
+	if _, err := st.DeleteStaleSignInAddresses(ctx, time.Now().Add(-signin.DefaultKnownAddressAge)); err != nil {
+		return fmt.Errorf("sweep sign-in addresses: %w", err)
 	}
 	return nil
 }
