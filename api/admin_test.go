@@ -476,4 +476,3 @@ func TestCredentialCache(t *testing.T) {
 		}
 	})
 }
-
