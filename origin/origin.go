@@ -537,10 +537,14 @@ var (
 // 405 and OPTIONS answers) and serves them where Front is not used.
 func (o *Origin) Front(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		if bytes.HasPrefix(ctx.Request.URI().PathOriginal(), imagePrefix) && (ctx.IsGet() || ctx.IsHead()) {
-			ctx.SetUserValue(matchedRouteKey, matchedRouteValue)
-			o.handleImage(ctx)
-			return
+		if bytes.HasPrefix(ctx.Request.URI().PathOriginal(), imagePrefix) {
+			if ctx.IsGet() || ctx.IsHead() {
+				ctx.SetUserValue(matchedRouteKey, matchedRouteValue)
+				o.handleImage(ctx)
+				return
+			}
+			// Other methods get the router's 405, sandboxed like every answer under /i/.
+			ctx.Response.Header.SetCanonical(headerCSP, valueCSP)
 		}
 		next(ctx)
 	}

@@ -45,6 +45,11 @@ var (
 	headerLastModified = []byte(fasthttp.HeaderLastModified)
 	headerNoSniff      = []byte(fasthttp.HeaderXContentTypeOptions)
 	valueNoSniff       = []byte("nosniff")
+	headerCSP          = []byte(fasthttp.HeaderContentSecurityPolicy)
+	// valueCSP sandboxes every answer under /i/: images share their origin with the admin UI,
+	// and a file a browser is talked into rendering as a document (an original served to a
+	// tab, an error page) must run nothing and load nothing there.
+	valueCSP = []byte("sandbox; default-src 'none'")
 )
 
 // contentTypes are the media types of the formats, made once.
@@ -179,6 +184,7 @@ func (o *Origin) clock(ctx *fasthttp.RequestCtx) (now, mono time.Time) {
 
 // handleImage serves GET and HEAD /i/{signed path}.
 func (o *Origin) handleImage(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.SetCanonical(headerCSP, valueCSP)
 	now, mono := o.clock(ctx)
 	s := o.verify(ctx, now)
 	if s == nil {
@@ -361,6 +367,7 @@ func etagMatches(header, etag []byte) bool {
 // admin UI serves it behind an admin session; no link reaches it. Its caching headers are
 // private: the answer depends on who asks, so no shared cache may keep it.
 func (o *Origin) ServePreview(ctx *fasthttp.RequestCtx, id string, h int) {
+	ctx.Response.Header.SetCanonical(headerCSP, valueCSP)
 	if !validID(id) || h < 1 || h > tierpix.MaxThumbnailHeight {
 		problem.Error(ctx, o.logger, errNoImage)
 		return
