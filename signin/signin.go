@@ -20,9 +20,9 @@
 // A success clears the account-and-address count only: one good password must not buy more
 // guesses at other accounts from that address, nor reset what other addresses spent.
 //
-// bcrypt runs against a budget of BcryptSlots comparisons at once; an attempt that finds no
-// slot within BcryptWait answers EUNAVAILABLE with Retry-After, so no flood of password checks
-// can take every core.
+// bcrypt runs against a budget of BcryptSlots comparisons at once (half the cores by default);
+// an attempt that finds no slot within BcryptWait, or finds BcryptQueue others waiting already,
+// answers EUNAVAILABLE with Retry-After, so no flood of password checks can take every core.
 //
 // Authenticate, for credentials sent with every request, remembers a password verified from an
 // address for MemoTTL (see memo), so a client sending Basic credentials with every request
@@ -56,6 +56,7 @@ const (
 	DefaultKnownAddressAge = 30 * 24 * time.Hour
 	DefaultMemoTTL         = 5 * time.Minute
 	DefaultBcryptWait      = 2 * time.Second
+	DefaultBcryptQueue     = 32
 )
 
 // memoSize bounds the memo. Each entry is about 150 bytes, so it stays under a few MiB however
@@ -74,7 +75,8 @@ type Config struct {
 	Window          time.Duration // default 15m
 	KnownAddressAge time.Duration // a sign-in this recent exempts its address from AccountLimit; default 30 days
 	MemoTTL         time.Duration // how long a verified password is remembered; default 5m
-	BcryptSlots     int           // bcrypt comparisons at once; default the number of CPUs
+	BcryptSlots     int           // bcrypt comparisons at once; default half the CPUs, at least 1
+	BcryptQueue     int           // attempts waiting for a slot, beyond which they are refused at once; default 32
 	BcryptWait      time.Duration // how long an attempt waits for a slot; default 2s
 	BcryptCost      int           // cost of the dummy hash, as of real ones; default bcrypt.DefaultCost
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed (nginx in front);
@@ -103,7 +105,11 @@ func (cfg Config) withDefaults() Config {
 		cfg.MemoTTL = DefaultMemoTTL
 	}
 	if cfg.BcryptSlots == 0 {
-		cfg.BcryptSlots = runtime.NumCPU()
+		// Half the cores: a flood of password checks leaves the rest to serving images.
+		cfg.BcryptSlots = max(1, runtime.NumCPU()/2)
+	}
+	if cfg.BcryptQueue == 0 {
+		cfg.BcryptQueue = DefaultBcryptQueue
 	}
 	if cfg.BcryptWait == 0 {
 		cfg.BcryptWait = DefaultBcryptWait
@@ -123,7 +129,7 @@ func (cfg Config) Validate() error {
 	if cfg.PairLimit < 1 || cfg.AddressLimit < 1 || cfg.AccountLimit < 1 || cfg.Window < time.Second {
 		return errors.New("signin: failure limits and window must be positive")
 	}
-	if cfg.KnownAddressAge < 0 || cfg.MemoTTL < 0 || cfg.BcryptWait < 0 || cfg.BcryptSlots < 1 {
+	if cfg.KnownAddressAge < 0 || cfg.MemoTTL < 0 || cfg.BcryptWait < 0 || cfg.BcryptSlots < 1 || cfg.BcryptQueue < 1 {
 		return errors.New("signin: ages, waits and slots must be positive")
 	}
 	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
@@ -149,6 +155,7 @@ type Service struct {
 	// costs the same bcrypt work, and answers alike, as a wrong password.
 	dummyHash []byte
 	slots     chan struct{}
+	waiting   atomic.Int64 // attempts waiting for a slot
 
 	checks, throttled, busy atomic.Uint64
 }
@@ -307,21 +314,11 @@ func (s *Service) throttle() error {
 	}
 }
 
-// compare runs bcrypt within the budget of slots: it waits at most BcryptWait for one.
+// compare runs bcrypt within the budget of slots: it waits at most BcryptWait for one, behind
+// at most BcryptQueue others.
 func (s *Service) compare(ctx context.Context, hash []byte, password string) (bool, error) {
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		t := time.NewTimer(s.cfg.BcryptWait)
-		defer t.Stop()
-		select {
-		case s.slots <- struct{}{}:
-		case <-t.C:
-			s.busy.Add(1)
-			return false, tierpix.Unavailable(busyRetryAfter, "Too many sign-ins are being checked at once. Try again in a moment.")
-		case <-ctx.Done():
-			return false, ctx.Err()
-		}
+	if err := s.acquire(ctx); err != nil {
+		return false, err
 	}
 	defer func() { <-s.slots }()
 	s.checks.Add(1)
@@ -330,6 +327,36 @@ func (s *Service) compare(ctx context.Context, hash []byte, password string) (bo
 		s.logger.Warn("compare password hash", "err", err)
 	}
 	return err == nil, nil
+}
+
+// acquire takes a bcrypt slot, or answers why not.
+func (s *Service) acquire(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if s.waiting.Add(1) > int64(s.cfg.BcryptQueue) {
+		s.waiting.Add(-1)
+		return s.tooBusy()
+	}
+	defer s.waiting.Add(-1)
+	t := time.NewTimer(s.cfg.BcryptWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return s.tooBusy()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tooBusy counts an attempt refused for want of a bcrypt slot and returns its error.
+func (s *Service) tooBusy() error {
+	s.busy.Add(1)
+	return tierpix.Unavailable(busyRetryAfter, "Too many sign-ins are being checked at once. Try again in a moment.")
 }
 
 // Forget drops what the memo holds for a user, after their password changed or they were

@@ -1,6 +1,7 @@
 package signin
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -219,6 +220,42 @@ func TestBcryptBudget(t *testing.T) {
 		f.want(t, "alice", password, "203.0.113.7", "", 1)
 		if n := len(f.s.slots); n != 0 {
 			t.Errorf("slots taken after the check: got %d, want 0", n)
+		}
+	})
+}
+
+// TestBcryptQueue: behind BcryptQueue waiting attempts, the next is refused at once.
+func TestBcryptQueue(t *testing.T) {
+	each(t, Config{BcryptSlots: 1, BcryptQueue: 1, BcryptWait: time.Minute}, func(t *testing.T, f *fixture) {
+		f.s.slots <- struct{}{}
+		first := make(chan error, 1)
+		go func() {
+			_, err := f.s.SignIn(context.Background(), "alice", password, "203.0.113.7")
+			first <- err
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for f.s.waiting.Load() != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the first attempt did not start waiting within 10s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		second := make(chan error, 1)
+		go func() {
+			_, err := f.s.SignIn(context.Background(), "alice", password, "203.0.113.8")
+			second <- err
+		}()
+		select {
+		case err := <-second:
+			if code := tierpix.ErrorCode(err); code != tierpix.EUNAVAILABLE {
+				t.Errorf("past the queue: got %q (%v), want %q", code, err, tierpix.EUNAVAILABLE)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("past the queue: still waiting after 10s, want refused at once")
+		}
+		<-f.s.slots
+		if err := <-first; err != nil {
+			t.Errorf("the waiting attempt once the slot is free: got %v, want success", err)
 		}
 	})
 }
