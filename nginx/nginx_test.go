@@ -47,6 +47,10 @@ func TestFront(t *testing.T) {
 		if !bytes.Equal(first, second) {
 			t.Fatalf("the hit's body differs from the miss's: got %d bytes, want %d", len(second), len(first))
 		}
+		// The origin's sandboxing policy is passed on, and kept with the cached answer.
+		if got, want := resp.Header.Get("Content-Security-Policy"), "sandbox; default-src 'none'"; got != want {
+			t.Errorf("hit: Content-Security-Policy: got %q, want %q", got, want)
+		}
 		n.sync(t)
 		if got := n.requests("GET", path); got != 1 {
 			t.Fatalf("got %d requests for %s at the origin, want 1 (the miss)", got, path)
