@@ -15,6 +15,7 @@ import (
 	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/metrics/metricstest"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/valyala/fasthttp"
 )
 
@@ -403,5 +404,32 @@ func BenchmarkWrap(b *testing.B) {
 				bb.h(&ctx)
 			}
 		})
+	}
+}
+
+type fakeSignIn struct{ stats signin.Stats }
+
+func (f *fakeSignIn) Stats() signin.Stats { return f.stats }
+
+// TestSignInSeries checks the sign-in service's series against the values it reports.
+func TestSignInSeries(t *testing.T) {
+	m := newMetrics(t, &fakeOrigin{}, &fakeAPI{})
+	if err := m.AddSignIn(&fakeSignIn{stats: signin.Stats{PasswordChecks: 5, Throttled: 7, Busy: 2}}); err != nil {
+		t.Fatalf("AddSignIn: %v", err)
+	}
+	s := metricstest.Get(t, httpClient(t), testServer(t, m)+"/metrics")
+	tests := []struct {
+		name   string
+		labels metricstest.Labels
+		want   float64
+	}{
+		{name: "tierpix_signin_password_checks_total", want: 5},
+		{name: "tierpix_signin_refused_total", labels: metricstest.Labels{"reason": "throttled"}, want: 7},
+		{name: "tierpix_signin_refused_total", labels: metricstest.Labels{"reason": "busy"}, want: 2},
+	}
+	for _, tt := range tests {
+		if got := s.Value(t, tt.name, tt.labels); got != tt.want {
+			t.Errorf("%s%v: got %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
 	}
 }

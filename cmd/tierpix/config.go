@@ -60,7 +60,7 @@ var envVars = []envVar{
 	{"TIERPIX_SHUTDOWN_TIMEOUT", "30", "seconds to drain requests on SIGTERM"},
 	{"TIERPIX_SESSION_IDLE_TIMEOUT", "7200", "a browser session unused this many seconds ends"},
 	{"TIERPIX_SESSION_MAX_AGE", "43200", "a browser session ends this many seconds after sign-in"},
-	{"TIERPIX_TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs (nginx) whose X-Forwarded-For names the client, for sign-in rate limits"},
+	{"TIERPIX_TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs (nginx) whose X-Forwarded-For names the client, for sign-in and Basic throttling"},
 	{"TIERPIX_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"TIERPIX_LOG_FORMAT", "text", "text or json"},
 }
