@@ -190,12 +190,6 @@ func New(cfg Config, st *store.Store, logger *slog.Logger) (*Service, error) {
 	}, nil
 }
 
-// Window is the throttle's window: failures older than it count for nothing.
-func (s *Service) Window() time.Duration { return s.cfg.Window }
-
-// KnownAddressAge is how long a sign-in exempts its address from the account-wide limit.
-func (s *Service) KnownAddressAge() time.Duration { return s.cfg.KnownAddressAge }
-
 // Stats returns the counters so far.
 func (s *Service) Stats() Stats {
 	return Stats{PasswordChecks: s.checks.Load(), Throttled: s.throttled.Load(), Busy: s.busy.Load()}
