@@ -17,8 +17,11 @@
 //     within KnownAddressAge are exempt from it, so a distributed guess cannot lock out an
 //     owner who signs in from where they did before.
 //
-// A success clears the account-and-address count only: one good password must not buy more
-// guesses at other accounts from that address, nor reset what other addresses spent.
+// The limits bound the guesses answered, however many run at once: an attempt's answer waits
+// for the counts as they stand after it, so a failure past a limit, or a success once one is
+// reached, answers 429 too. A success clears the account-and-address count only: one good
+// password must not buy more guesses at other accounts from that address, nor reset what
+// other addresses spent.
 //
 // bcrypt runs against a budget of BcryptSlots comparisons at once (half the cores by default);
 // an attempt that finds no slot within BcryptWait, or finds BcryptQueue others waiting already,
@@ -231,49 +234,32 @@ func (s *Service) Authenticate(ctx context.Context, username, password, addr str
 // ETOOMANY (with RetryAfter) when the throttle refuses the attempt, EUNAVAILABLE (with
 // RetryAfter) when no bcrypt slot came free in time, and store errors as they are.
 func (s *Service) SignIn(ctx context.Context, username, password, addr string) (tierpix.Identity, error) {
-	validName := tierpix.ValidateUsername(username) == nil
-	// A username that cannot exist is not counted against an account, so junk cannot fill the
-	// failure table with keys; it is still counted against the address and costs a bcrypt.
-	account := "user:" + strings.ToLower(username)
-	keys := []string{"addr:" + addr}
-	limits := []int{s.cfg.AddressLimit}
-	if validName {
-		keys = append(keys, account+" addr:"+addr, account)
-		limits = append(limits, s.cfg.PairLimit, s.cfg.AccountLimit)
-	}
-	counts, err := s.st.LoginFailures(ctx, keys, s.cfg.Window)
+	a := s.newAttempt(username, addr)
+	counts, err := s.st.LoginFailures(ctx, a.keys, s.cfg.Window)
 	if err != nil {
 		return tierpix.Identity{}, fmt.Errorf("count sign-in failures: %w", err)
 	}
 	// The account-wide count is looked at once the user is known: it spares known addresses.
-	for i := range min(len(counts), 2) {
-		if counts[i] >= limits[i] {
-			return tierpix.Identity{}, s.throttle()
-		}
+	if over, err := s.over(ctx, a, counts[:min(len(counts), accountKey)], 0); err != nil {
+		return tierpix.Identity{}, err
+	} else if over {
+		return tierpix.Identity{}, s.throttle()
 	}
 
 	hash := s.dummyHash
 	var id tierpix.Identity
-	found := false
-	if validName {
+	if a.validName {
 		id, err = s.st.FindUser(ctx, username)
 		switch {
 		case err == nil:
-			hash, found = []byte(id.User.PasswordHash), true
+			hash, a.user = []byte(id.User.PasswordHash), &id
 		case tierpix.ErrorCode(err) != tierpix.ENOTFOUND:
 			return tierpix.Identity{}, fmt.Errorf("find user: %w", err)
 		}
-		if counts[2] >= s.cfg.AccountLimit {
-			known := false
-			if found {
-				known, err = s.st.SignedInFrom(ctx, id.User.ID, addr, s.cfg.Now().Add(-s.cfg.KnownAddressAge))
-				if err != nil {
-					return tierpix.Identity{}, fmt.Errorf("find sign-in address: %w", err)
-				}
-			}
-			if !known {
-				return tierpix.Identity{}, s.throttle()
-			}
+		if over, err := s.over(ctx, a, counts, 0); err != nil {
+			return tierpix.Identity{}, err
+		} else if over {
+			return tierpix.Identity{}, s.throttle()
 		}
 	}
 
@@ -281,20 +267,102 @@ func (s *Service) SignIn(ctx context.Context, username, password, addr string) (
 	if err != nil {
 		return tierpix.Identity{}, err
 	}
-	if !found || !match {
-		if _, err := s.st.RecordLoginFailure(ctx, keys, s.cfg.Window); err != nil {
+	// Attempts checked at once all pass the counts as they were, so the answer waits for the
+	// counts as they are now: a failure past a limit, or a success once a limit is reached,
+	// answers 429 as any further attempt would. So however many attempts run at once, no more
+	// guesses per window than the limits allow are answered.
+	if a.user == nil || !match {
+		counts, err := s.st.RecordLoginFailure(ctx, a.keys, s.cfg.Window)
+		if err != nil {
 			return tierpix.Identity{}, fmt.Errorf("record sign-in failure: %w", err)
+		}
+		if over, err := s.over(ctx, a, counts, 1); err != nil {
+			return tierpix.Identity{}, err
+		} else if over {
+			return tierpix.Identity{}, s.throttle()
 		}
 		return tierpix.Identity{}, errBadCredentials()
 	}
+	if counts, err = s.st.LoginFailures(ctx, a.keys, s.cfg.Window); err != nil {
+		return tierpix.Identity{}, fmt.Errorf("count sign-in failures: %w", err)
+	}
+	if over, err := s.over(ctx, a, counts, 0); err != nil {
+		return tierpix.Identity{}, err
+	} else if over {
+		return tierpix.Identity{}, s.throttle()
+	}
 
-	if err := s.st.ClearLoginFailures(ctx, keys[1]); err != nil {
+	if err := s.st.ClearLoginFailures(ctx, a.keys[pairKey]); err != nil {
 		s.logger.Warn("clear sign-in failures", "err", err)
 	}
 	if err := s.st.RecordSignInAddress(ctx, id.User.ID, addr); err != nil {
 		s.logger.Warn("record sign-in address", "err", err)
 	}
 	return id, nil
+}
+
+// Indexes of an attempt's keys and limits.
+const (
+	addressKey = iota // "addr:<address>"
+	pairKey           // "user:<lower name> addr:<address>"
+	accountKey        // "user:<lower name>"
+)
+
+// attempt is one sign-in's keys and limits, and what is learnt about it on the way.
+type attempt struct {
+	addr      string
+	validName bool
+	keys      []string
+	limits    []int
+	user      *tierpix.Identity // once found
+	known     *bool             // whether addr signed in to user recently, once asked
+}
+
+// newAttempt returns the counters of a sign-in. A username that cannot exist is not counted
+// against an account, so junk cannot fill the failure table with keys; it is still counted
+// against the address.
+func (s *Service) newAttempt(username, addr string) *attempt {
+	a := &attempt{
+		addr:      addr,
+		validName: tierpix.ValidateUsername(username) == nil,
+		keys:      []string{"addr:" + addr},
+		limits:    []int{s.cfg.AddressLimit},
+	}
+	if a.validName {
+		account := "user:" + strings.ToLower(username)
+		a.keys = append(a.keys, account+" addr:"+addr, account)
+		a.limits = append(a.limits, s.cfg.PairLimit, s.cfg.AccountLimit)
+	}
+	return a
+}
+
+// over reports whether counts (of a.keys, in order) reach their limits: own is 1 when the
+// counts include this attempt's own failure, 0 before any. The account-wide limit spares an
+// address that signed in to the account within KnownAddressAge.
+func (s *Service) over(ctx context.Context, a *attempt, counts []int, own int) (bool, error) {
+	for i, n := range counts {
+		if n-own < a.limits[i] {
+			continue
+		}
+		if i != accountKey {
+			return true, nil
+		}
+		if a.known == nil {
+			known := false
+			if a.user != nil {
+				var err error
+				known, err = s.st.SignedInFrom(ctx, a.user.User.ID, a.addr, s.cfg.Now().Add(-s.cfg.KnownAddressAge))
+				if err != nil {
+					return false, fmt.Errorf("find sign-in address: %w", err)
+				}
+			}
+			a.known = &known
+		}
+		if !*a.known {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // throttle counts a refused attempt and returns its error: retry once the window is over,

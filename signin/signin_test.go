@@ -170,6 +170,39 @@ func TestThrottleAccountTotal(t *testing.T) {
 	})
 }
 
+// TestConcurrentGuesses: guesses that all pass the counts at once (here: queued behind a held
+// bcrypt slot) are answered only as far as the limit; the rest answer 429.
+func TestConcurrentGuesses(t *testing.T) {
+	const guesses, limit = 10, 4
+	cfg := Config{AccountLimit: limit, BcryptSlots: 1, BcryptQueue: guesses, BcryptWait: time.Minute}
+	each(t, cfg, func(t *testing.T, f *fixture) {
+		f.s.slots <- struct{}{}
+		codes := make(chan string, guesses)
+		for i := range guesses {
+			go func() {
+				_, err := f.s.SignIn(context.Background(), "alice", "guess", fmt.Sprintf("198.51.100.%d", i))
+				codes <- tierpix.ErrorCode(err)
+			}()
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for f.s.waiting.Load() != guesses {
+			if time.Now().After(deadline) {
+				t.Fatalf("the guesses did not all queue within 10s: %d waiting", f.s.waiting.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		<-f.s.slots
+		got := map[string]int{}
+		for range guesses {
+			got[<-codes]++
+		}
+		if got[tierpix.EUNAUTHORIZED] != limit || got[tierpix.ETOOMANY] != guesses-limit {
+			t.Errorf("%d guesses at once: got %v, want %d answered %q and the rest %q",
+				guesses, got, limit, tierpix.EUNAUTHORIZED, tierpix.ETOOMANY)
+		}
+	})
+}
+
 // TestMemo: a password verified by Authenticate from an address is accepted again from that
 // address without bcrypt and without counters; from any other address it is checked, and throttled, as ever.
 func TestMemo(t *testing.T) {
