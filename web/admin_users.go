@@ -343,6 +343,9 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 			return nil
 		})
 		if err == nil {
+			if hash != "" {
+				w.signin.Forget(u.Username)
+			}
 			w.adminRedirect(ctx, "/admin/users", url.Values{"updated": {u.Username}})
 			return
 		}
@@ -421,6 +424,7 @@ func (w *Web) handleUserDelete(ctx *fasthttp.RequestCtx) {
 	err = w.adminLogKept("delete user "+target.User.Username, err)
 	switch tierpix.ErrorCode(err) {
 	case "":
+		w.signin.Forget(target.User.Username)
 		w.adminRedirect(ctx, "/admin/users", url.Values{"deleted": {target.User.Username}})
 	case tierpix.ECONFLICT:
 		d.Refusal = tierpix.ErrorMessage(err)
