@@ -100,3 +100,20 @@ func (ts *testServer) mintToken(t *testing.T, username string) string {
 	}
 	return token
 }
+
+// TestBasicRememberedCostsNoMore: once verified, Basic credentials cost a request no more
+// queries than a token does: the throttle's counters are not read on a remembered password.
+func TestBasicRememberedCostsNoMore(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	token := ts.mintToken(t, "alice")
+	queries := func(as auth) uint64 {
+		before := ts.st.Queries()
+		ts.do(t, http.MethodGet, "/api/me", as, "", nil).wantStatus(t, http.StatusOK)
+		return ts.st.Queries() - before
+	}
+	queries(asAlice) // verified once, by bcrypt
+	byToken, byBasic := queries(bearer(token)), queries(asAlice)
+	if byBasic != byToken {
+		t.Errorf("GET /api/me: got %d queries with remembered Basic credentials, want %d as with a token", byBasic, byToken)
+	}
+}
