@@ -48,6 +48,7 @@ type Purger interface {
 const (
 	DefaultMaxUploadBytes = 50 << 20
 	DefaultMaxPixels      = 50_000_000
+	DefaultBodyIdle       = 60 * time.Second
 )
 
 // multipartSlack is what a multipart body may carry on top of the image itself: boundaries,
@@ -68,7 +69,10 @@ type Config struct {
 	MaxUploadBytes int64  // default 50 MiB
 	MaxPixels      int64  // default 50 000 000
 	BcryptCost     int    // of the passwords the admin API sets; default bcrypt.DefaultCost
-	Now            func() time.Time
+	// BodyIdleTimeout is how long an upload's body may send nothing before it is answered
+	// 408 and dropped; default 60s.
+	BodyIdleTimeout time.Duration
+	Now             func() time.Time
 }
 
 // withDefaults returns cfg with its zero values replaced by the defaults and the public URL
@@ -79,6 +83,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxPixels == 0 {
 		cfg.MaxPixels = DefaultMaxPixels
+	}
+	if cfg.BodyIdleTimeout == 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdle
 	}
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
@@ -342,8 +349,12 @@ func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHa
 }
 
 // drainIdle is how long drainRefused waits for more of a refused body before it gives up on
-// the client and closes the connection after the answer.
-const drainIdle = 2 * time.Second
+// the client and closes the connection after the answer; drainMax bounds the whole drain, so
+// a client that dribbles its body cannot hold the connection for long.
+const (
+	drainIdle = 2 * time.Second
+	drainMax  = 5 * time.Second
+)
 
 // drainRefused reads and drops what is left of a refused request's body, when the request
 // declared a body within the limit (or sent it chunked), before the answer goes out. Left
@@ -362,11 +373,21 @@ func (a *API) drainRefused(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 		return
 	}
+	if ctx.Response.StatusCode() == http.StatusRequestTimeout {
+		// The body stopped coming; there is nothing to wait for.
+		ctx.SetConnectionClose()
+		return
+	}
 	conn := ctx.Conn()
 	buf := make([]byte, 32<<10)
 	var read int64
+	end := time.Now().Add(drainMax)
 	for read <= limit {
-		conn.SetReadDeadline(time.Now().Add(drainIdle)) //nolint:errcheck // a failed deadline only makes the read below fail sooner
+		deadline := time.Now().Add(drainIdle)
+		if deadline.After(end) {
+			deadline = end
+		}
+		conn.SetReadDeadline(deadline) //nolint:errcheck // a failed deadline only makes the read below fail sooner
 		n, err := stream.Read(buf)
 		read += int64(n)
 		if errors.Is(err, io.EOF) {

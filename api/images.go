@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -285,8 +286,13 @@ func (a *API) handleUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity) (err 
 
 	// The limit bounds the whole body, small fields included; a part that runs into it is
 	// too large, not malformed.
-	body := &io.LimitedReader{R: stream, N: int64(a.MaxRequestBodySize()) + 1}
+	idle := &idleReader{r: stream, conn: ctx.Conn(), idle: a.cfg.BodyIdleTimeout, end: time.Now().Add(maxUploadTime)}
+	body := &io.LimitedReader{R: idle, N: int64(a.MaxRequestBodySize()) + 1}
 	malformed := func(err error) error {
+		if idle.timedOut {
+			ctx.SetConnectionClose()
+			return tierpix.Errorf(tierpix.ETIMEOUT, "The body sent nothing for %d seconds; the upload was dropped.", int(a.cfg.BodyIdleTimeout/time.Second))
+		}
 		if body.N <= 0 {
 			return a.errUploadTooLarge()
 		}
@@ -421,6 +427,34 @@ func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io
 	ctx.Response.Header.Set("Location", a.cfg.PublicURL+"/api/images/"+img.ID)
 	a.writeJSON(ctx, http.StatusCreated, a.links().image(&img, &id.Tier))
 	return nil
+}
+
+// maxUploadTime bounds an upload's body as a whole, however steadily it trickles in: at
+// this pace a 50 MiB image needs 15 KB/s.
+const maxUploadTime = time.Hour
+
+// idleReader reads an upload's body from the client's connection with a read deadline renewed
+// on every read: a body that keeps moving is never cut (the server's own deadline covers the
+// headers only), one that sends nothing for idle fails with timedOut set. end bounds the whole.
+type idleReader struct {
+	r        io.Reader
+	conn     net.Conn
+	idle     time.Duration
+	end      time.Time
+	timedOut bool
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	deadline := time.Now().Add(r.idle)
+	if deadline.After(r.end) {
+		deadline = r.end
+	}
+	r.conn.SetReadDeadline(deadline) //nolint:errcheck // a failed deadline only makes the read fail sooner
+	n, err := r.r.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		r.timedOut = true
+	}
+	return n, err
 }
 
 // readTracker remembers the error of the reader it wraps, so that a failed copy can be told

@@ -33,6 +33,10 @@ type config struct {
 	SessionIdle      time.Duration
 	SessionMaxAge    time.Duration
 	TrustedProxies   []netip.Prefix
+	MaxConns         int // 0: derived from the file limit
+	MaxConnsPerIP    int // 0: a quarter of MaxConns
+	HeaderTimeout    time.Duration
+	BodyIdleTimeout  time.Duration
 	LogLevel         slog.Level
 	LogFormat        string
 }
@@ -61,6 +65,10 @@ var envVars = []envVar{
 	{"TIERPIX_SESSION_IDLE_TIMEOUT", "7200", "a browser session unused this many seconds ends"},
 	{"TIERPIX_SESSION_MAX_AGE", "43200", "a browser session ends this many seconds after sign-in"},
 	{"TIERPIX_TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs (nginx) whose X-Forwarded-For names the client, for sign-in and Basic throttling"},
+	{"TIERPIX_MAX_CONNS", "from the file limit", "open client connections at most; beyond, 503 and close. Default: (file limit - a quarter for the open-file cache - 64) / 2"},
+	{"TIERPIX_MAX_CONNS_PER_IP", "TIERPIX_MAX_CONNS / 4", "open connections from one client address at most (TIERPIX_TRUSTED_PROXIES are exempt)"},
+	{"TIERPIX_HEADER_TIMEOUT", "10", "seconds a client has to send a request's headers"},
+	{"TIERPIX_BODY_IDLE_TIMEOUT", "60", "seconds an upload body may send nothing before it gets 408"},
 	{"TIERPIX_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"TIERPIX_LOG_FORMAT", "text", "text or json"},
 }
@@ -98,6 +106,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.SessionIdle > c.SessionMaxAge {
 		bad("TIERPIX_SESSION_IDLE_TIMEOUT", "must not be longer than TIERPIX_SESSION_MAX_AGE")
 	}
+	c.MaxConns = int(intVar(getenv, "TIERPIX_MAX_CONNS", 0, 0, 1<<20, bad))
+	c.MaxConnsPerIP = int(intVar(getenv, "TIERPIX_MAX_CONNS_PER_IP", 0, 0, 1<<20, bad))
+	c.HeaderTimeout = time.Duration(intVar(getenv, "TIERPIX_HEADER_TIMEOUT", 10, 1, 3600, bad)) * time.Second
+	c.BodyIdleTimeout = time.Duration(intVar(getenv, "TIERPIX_BODY_IDLE_TIMEOUT", 60, 1, 3600, bad)) * time.Second
 	for _, p := range strings.Split(getenv("TIERPIX_TRUSTED_PROXIES"), ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue

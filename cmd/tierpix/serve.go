@@ -123,9 +123,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		return fmt.Errorf("start web UI: %w", err)
 	}
 	a, err := api.New(api.Config{
-		PublicURL:      cfg.PublicURL,
-		MaxUploadBytes: cfg.MaxUploadBytes,
-		MaxPixels:      cfg.MaxPixels,
+		PublicURL:       cfg.PublicURL,
+		MaxUploadBytes:  cfg.MaxUploadBytes,
+		MaxPixels:       cfg.MaxPixels,
+		BodyIdleTimeout: cfg.BodyIdleTimeout,
 	}, st, si, signer, org, w, logger)
 	if err != nil {
 		return fmt.Errorf("start api: %w", err)
@@ -160,8 +161,17 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		ContinueHandler: func(h *fasthttp.RequestHeader) bool {
 			return h.ContentLength() <= a.MaxRequestBodySize()
 		},
-		ReadBufferSize:        16 << 10,
-		ReadTimeout:           5 * time.Minute, // a 50 MiB upload on a slow link
+		ReadBufferSize: 16 << 10,
+		// ReadTimeout bounds the wait for a request's headers (nginx's client_header_timeout);
+		// once they are in, HeaderReceived gives the body its own bound, which the upload
+		// handler renews on every read (a slow upload that keeps moving is never cut).
+		ReadTimeout: cfg.HeaderTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: cfg.BodyIdleTimeout}
+		},
+		// fasthttp's own error messages (a malformed request, say) leave out the request's
+		// bytes: they may hold an Authorization header or a session cookie.
+		SecureErrorLogMessage: true,
 		WriteTimeout:          5 * time.Minute,
 		IdleTimeout:           2 * time.Minute,
 		NoDefaultServerHeader: false,
@@ -172,8 +182,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	logger.Info("tierpix listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
 		"database", st.Dialect(), "data_dir", cfg.DataDir)
 
+	limits := resolveConnLimits(cfg, fileLimit(), logger)
+	logger.Info("connection limits", "max_conns", limits.Total, "max_conns_per_ip", limits.PerIP)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(newLimitListener(ln, limits, logger)) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
