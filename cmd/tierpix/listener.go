@@ -20,8 +20,8 @@ const descriptorReserve = 64
 
 // connLimits are the connection caps of the listener.
 type connLimits struct {
-	Total int            // open client connections at most
-	PerIP int            // open connections from one client address at most
+	Total  int            // open client connections at most
+	PerIP  int            // open connections from one client address at most
 	Exempt []netip.Prefix // addresses not held to PerIP (the nginx front)
 }
 
