@@ -80,8 +80,8 @@ func TestTransport(t *testing.T) {
 		{name: "trailing slash redirected", method: "GET", target: "/api/me/", answer: answer{status: 301, header: map[string]string{"Location": "/api/me"}, noCType: true}},
 		{name: "trailing slash redirected with 308", method: "DELETE", target: "/api/images/abc/", answer: answer{status: 308, header: map[string]string{"Location": "http://127.0.0.1:1/api/images/abc"}, noCType: true}},
 		{name: "not the API", method: "GET", target: "/login", answer: answer{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: "<p>sign in"}},
-		{name: "image", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 200, header: map[string]string{"Content-Type": "image/png", "ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60"}, body: "\x89PNG..."}},
-		{name: "not modified", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 304, header: map[string]string{"ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60"}}},
+		{name: "image", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 200, header: map[string]string{"Content-Type": "image/png", "ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60", "Content-Security-Policy": "sandbox; default-src 'none'"}, body: "\x89PNG..."}},
+		{name: "not modified", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 304, header: map[string]string{"ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60", "Content-Security-Policy": "sandbox; default-src 'none'"}}},
 		{name: "malformed link", method: "GET", target: "/i/nonsense", answer: answer{status: 404, header: map[string]string{"Content-Type": problem}, body: `{"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such image."}`}},
 		{name: "health", method: "GET", target: "/healthz", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"status":"ok"}`}},
 
