@@ -271,7 +271,7 @@ func (a *API) handleCreateUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 	if req.IsAdmin != nil {
 		u.IsAdmin = *req.IsAdmin
 	}
-	hash, err := store.HashPassword(*req.Password, a.cfg.BcryptCost)
+	hash, err := a.signin.HashPassword(dbContext(ctx), *req.Password, a.cfg.BcryptCost)
 	if err != nil {
 		return err
 	}
@@ -309,7 +309,7 @@ func (a *API) handleUpdateUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 	var hash string
 	if req.Password != nil {
 		var err error
-		if hash, err = store.HashPassword(*req.Password, a.cfg.BcryptCost); err != nil {
+		if hash, err = a.signin.HashPassword(dbContext(ctx), *req.Password, a.cfg.BcryptCost); err != nil {
 			return err
 		}
 	}

@@ -391,6 +391,20 @@ func (s *Service) compare(ctx context.Context, hash []byte, password string) (bo
 	return err == nil, nil
 }
 
+// HashPassword checks a new password against the length rules and hashes it at cost, within
+// the same bcrypt slots as the checks, so that setting passwords (the admin API's and UI's)
+// cannot take every core either.
+func (s *Service) HashPassword(ctx context.Context, password string, cost int) (string, error) {
+	if err := tierpix.ValidatePassword(password); err != nil {
+		return "", err
+	}
+	if err := s.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer func() { <-s.slots }()
+	return store.HashPassword(password, cost)
+}
+
 // acquire takes a bcrypt slot, or answers why not.
 func (s *Service) acquire(ctx context.Context) error {
 	select {

@@ -9,6 +9,7 @@ import (
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // testCost keeps bcrypt cheap in tests.
@@ -313,4 +314,25 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHashPasswordBudget: setting a password takes a bcrypt slot like a check does.
+func TestHashPasswordBudget(t *testing.T) {
+	each(t, Config{BcryptSlots: 1, BcryptWait: 10 * time.Millisecond}, func(t *testing.T, f *fixture) {
+		if _, err := f.s.HashPassword(t.Context(), "short", bcrypt.MinCost); tierpix.ErrorCode(err) != tierpix.EINVALID {
+			t.Fatalf("a short password: got %v, want %q", err, tierpix.EINVALID)
+		}
+		f.s.slots <- struct{}{}
+		if _, err := f.s.HashPassword(t.Context(), "a-long-password", bcrypt.MinCost); tierpix.ErrorCode(err) != tierpix.EUNAVAILABLE {
+			t.Fatalf("with no slot: got %v, want %q", err, tierpix.EUNAVAILABLE)
+		}
+		<-f.s.slots
+		h, err := f.s.HashPassword(t.Context(), "a-long-password", bcrypt.MinCost)
+		if err != nil || bcrypt.CompareHashAndPassword([]byte(h), []byte("a-long-password")) != nil {
+			t.Fatalf("with a slot: got %q, %v; want a hash of the password", h, err)
+		}
+		if n := len(f.s.slots); n != 0 {
+			t.Errorf("slots taken after hashing: got %d, want 0", n)
+		}
+	})
 }

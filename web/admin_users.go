@@ -206,7 +206,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 		w.render(ctx, http.StatusBadRequest, "admin_user_new.html", d)
 		return
 	}
-	hash, err := store.HashPassword(password, w.cfg.BcryptCost)
+	hash, err := w.signin.HashPassword(dbContext(), password, w.cfg.BcryptCost)
 	if err == nil {
 		u := tierpix.User{Username: d.Username, PasswordHash: hash, TierName: tier, IsAdmin: d.IsAdmin}
 		if err = w.st.CreateUser(dbContext(), &u); err == nil {
@@ -327,7 +327,7 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 	var hash string
 	var err error
 	if password != "" {
-		hash, err = store.HashPassword(password, w.cfg.BcryptCost)
+		hash, err = w.signin.HashPassword(dbContext(), password, w.cfg.BcryptCost)
 	}
 	if err == nil {
 		var u tierpix.User
