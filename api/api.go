@@ -272,11 +272,19 @@ func (a *API) handleHealth(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error 
 	pingCtx, cancel := context.WithTimeout(dbContext(ctx), healthTimeout)
 	defer cancel()
 	if err := a.st.Ping(pingCtx); err != nil {
-		a.logger.Error("health check: database ping failed", "err", err)
-		problem.Write(ctx, http.StatusServiceUnavailable, "The database is unavailable.", nil)
+		a.logger.Warn("health check: database ping failed", "err", err)
+		problem.SetRetryAfter(ctx, tierpix.ErrorRetryAfter(err))
+		problem.Write(ctx, http.StatusServiceUnavailable, "The database is unavailable.",
+			map[string]string{"database": fmt.Sprintf("did not answer a ping within %s", healthTimeout)})
 		return nil
 	}
-	a.writeJSON(ctx, http.StatusOK, map[string]string{"status": "ok"})
+	// A data dir below its reserve refuses uploads (507) but serves everything else: said,
+	// not failed.
+	disk := "ok"
+	if a.st.LowOnSpace() {
+		disk = "low on space: uploads are refused"
+	}
+	a.writeJSON(ctx, http.StatusOK, map[string]any{"status": "ok", "checks": map[string]string{"database": "ok", "disk": disk}})
 	return nil
 }
 

@@ -89,8 +89,8 @@ func TestRouting(t *testing.T) {
 		r := ts.do(t, http.MethodGet, "/healthz", noAuth, "", nil)
 		r.wantStatus(t, http.StatusOK)
 		r.wantHeaders(t, jsonHeaders)
-		if strings.TrimSuffix(string(r.body), "\n") != `{"status":"ok"}` {
-			t.Errorf("body: got %s, want {\"status\":\"ok\"}", r.body)
+		if want := `{"checks":{"database":"ok","disk":"ok"},"status":"ok"}`; strings.TrimSuffix(string(r.body), "\n") != want {
+			t.Errorf("body: got %s, want %s", r.body, want)
 		}
 	})
 	t.Run("HEAD of a GET route", func(t *testing.T) {

@@ -273,8 +273,12 @@ func (a *API) handleUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity) (err 
 	if boundary == "" {
 		return tierpix.Errorf(tierpix.EINVALID, "The multipart/form-data Content-Type has no boundary.")
 	}
-	if cl := ctx.Request.Header.ContentLength(); cl > a.MaxRequestBodySize() {
+	cl := ctx.Request.Header.ContentLength()
+	if cl > a.MaxRequestBodySize() {
 		return a.errUploadTooLarge()
+	}
+	if err := a.st.CheckSpace(int64(max(cl, 0))); err != nil {
+		return err
 	}
 
 	stream := ctx.RequestBodyStream()
@@ -396,10 +400,14 @@ func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io
 		if r.err != nil {
 			return readFailed(r.err)
 		}
-		return fmt.Errorf("write upload temp file: %w", err)
+		return store.FileError(err, "write upload temp file")
 	}
 	if n > a.cfg.MaxUploadBytes {
 		return a.errUploadTooLarge()
+	}
+	// The upload is on disk now: refuse it if it took the data dir below the reserve.
+	if err := a.st.CheckSpace(0); err != nil {
+		return err
 	}
 
 	info, err := imaging.Validate(tmpPath, a.cfg.MaxPixels)

@@ -35,9 +35,10 @@ type diskFile struct {
 	mtime int64 // Unix nanoseconds
 }
 
-// overBudget reports whether the disk cache holds more than its budget, by the counter.
+// overBudget reports whether the disk cache holds more than its budget, by the counter, or
+// the data dir is short of space.
 func (o *Origin) overBudget() bool {
-	return o.cfg.DiskCacheBytes >= 0 && o.diskBytes.Load() > o.cfg.DiskCacheBytes
+	return o.spaceShort.Load() || (o.cfg.DiskCacheBytes >= 0 && o.diskBytes.Load() > o.cfg.DiskCacheBytes)
 }
 
 // maybeEvict starts a janitor when the disk cache is over budget and none runs. Writers call it
@@ -97,6 +98,13 @@ func (o *Origin) diskPass(evict bool) (grew bool) {
 
 	var freed int64
 	budget := o.cfg.DiskCacheBytes
+	if evict && o.spaceShort.Swap(false) {
+		// Short of space: the cache gives back its older half, whatever its budget.
+		budget = min(budget, total/2)
+		if budget < 0 {
+			budget = total / 2
+		}
+	}
 	if evict && budget >= 0 && total > budget {
 		if hook := o.beforeEvict.Load(); hook != nil {
 			(*hook)()

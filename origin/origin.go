@@ -111,6 +111,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -129,6 +130,10 @@ type Store interface {
 	// what FindImageForServing answers for an image that exists.
 	ChangeEpoch(ctx context.Context) (int64, error)
 	OriginalPath(id string) string
+	// LowOnSpace reports whether the data dir is below its free-space reserve: the disk
+	// cache writes nothing then, so that it cannot take the room uploads and the database
+	// need.
+	LowOnSpace() bool
 }
 
 // Defaults for the zero values of Config.
@@ -280,6 +285,15 @@ type Origin struct {
 	// kept near the truth without a lock.
 	diskBytes   atomic.Int64
 	janitorBusy atomic.Bool // a janitor goroutine runs; at most one does
+	// storeDownUntil (UnixNano) is set when a lookup finds the store unreachable; until then
+	// lookups answer from entries usable during an outage without a query (see lookup).
+	storeDownUntil atomic.Int64
+	staleServed    atomic.Uint64 // lookups answered from an old entry for want of the store
+	// spaceShort asks the next janitor pass to evict the older half of the cache: a write
+	// failed for space, or the data dir is below its reserve (see shortOfSpace).
+	spaceShort    atomic.Bool
+	spaceWarned   atomic.Int64 // UnixNano of the last warning about space
+	skippedWrites atomic.Uint64
 
 	// bgMu orders starting background work against Close, so that bg is never added to once
 	// Close waits on it.
@@ -323,6 +337,9 @@ type metaEntry struct {
 	// from the start of the lookup: expires after MetadataTTL, retires after maxMetaAge.
 	expires time.Time
 	retires time.Time
+	// looked is when the lookup began: while the store is unreachable, the entry may still
+	// answer until looked + Config.MaxAge (see usableDuringOutage).
+	looked time.Time
 	// stale is set by Purge (and by tests): whoever holds the entry must look the image up
 	// again. Remembered links hold entries outside the map, so deleting it is not enough.
 	stale atomic.Bool
@@ -351,6 +368,13 @@ func (m *metaEntry) fresh(now time.Time) bool {
 	return !m.notFound && now.Before(m.retires) && now.Before(cur.trustedUntil)
 }
 
+// usableDuringOutage reports whether m may answer at now although it is not fresh, because
+// the store cannot be reached to look it up again: it was not purged or replaced, and its
+// lookup is less than maxAge old, the staleness downstream caches are allowed anyway.
+func (m *metaEntry) usableDuringOutage(now time.Time, maxAge time.Duration) bool {
+	return !m.stale.Load() && now.Sub(m.looked) < maxAge
+}
+
 // epochRead is a read of the change epoch. Each successful read replaces the origin's.
 type epochRead struct {
 	epoch int64
@@ -360,6 +384,15 @@ type epochRead struct {
 	// at most MetadataTTL after it was made.
 	trustedUntil time.Time
 }
+
+// metaLookupTimeout bounds one metadata lookup. A point query on the primary key answers in
+// milliseconds; one that takes a second means the database is in trouble, and a request
+// with a cached variant should not wait longer than that to be served on its old metadata.
+const metaLookupTimeout = time.Second
+
+// storeDownFor is how long after a lookup failed for the store's unavailability entries that
+// are no longer fresh answer without trying the store again.
+const storeDownFor = 2 * time.Second
 
 // maxMetaAge bounds the life of a metadata entry whatever the change epoch says: a safety net
 // for changes that do not move it (made by hand in SQL, or by code that forgot to).
@@ -663,23 +696,39 @@ func (o *Origin) unpin(id string, p *pin) {
 // Concurrent misses for one id share one query. The entry records the change epoch loaded
 // before the query: had a change been committed after that read, the next read replaces the
 // epoch and the entry is looked up again.
+//
+// While the store is unreachable (a lookup failed with EUNAVAILABLE less than storeDownFor
+// ago), an entry that is no longer fresh still answers for up to Config.MaxAge after its
+// lookup, without a query: a variant already in memory or on disk keeps being served
+// through a database outage, as nginx would serve it from its cache anyway.
 func (o *Origin) lookup(id string) (*metaEntry, error) {
 	o.metaMu.RLock()
-	m, ok := o.meta[id]
+	old, ok := o.meta[id]
 	o.metaMu.RUnlock()
-	if ok && m.fresh(time.Now()) {
-		return m, nil
+	now := time.Now()
+	if ok && old.fresh(now) {
+		return old, nil
+	}
+	if ok && now.UnixNano() < o.storeDownUntil.Load() && old.usableDuringOutage(now, o.cfg.MaxAge) {
+		return old, nil
 	}
 	m, err, shared := o.metas.do(id, func() (*metaEntry, error) {
 		p := o.pin(id)
 		defer o.unpin(id, p)
 		// The query is shared by every waiter, so no single request's context governs it.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), metaLookupTimeout)
 		defer cancel()
 		epoch, start := o.epoch.Load().epoch, time.Now()
 		o.lookups.Add(1)
 		img, tier, err := o.store.FindImageForServing(ctx, id)
 		if err != nil && tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
+			if tierpix.ErrorCode(err) == tierpix.EUNAVAILABLE {
+				o.storeDownUntil.Store(time.Now().Add(storeDownFor).UnixNano())
+				if ok && old.usableDuringOutage(time.Now(), o.cfg.MaxAge) {
+					o.staleServed.Add(1)
+					return old, nil
+				}
+			}
 			return nil, fmt.Errorf("find image %s: %w", id, err) // not cached: may be transient
 		}
 		m := &metaEntry{
@@ -690,6 +739,7 @@ func (o *Origin) lookup(id string) (*metaEntry, error) {
 			epochs:   &o.epoch,
 			expires:  start.Add(o.cfg.MetadataTTL),
 			retires:  start.Add(maxMetaAge),
+			looked:   start,
 		}
 		if !img.CreatedAt.IsZero() {
 			m.lastModified = img.CreatedAt.UTC().AppendFormat(nil, http.TimeFormat)
@@ -796,16 +846,11 @@ func (o *Origin) rendered(img tierpix.Image, tier tierpix.Tier, eff int) (*entry
 		if err != nil {
 			return nil, err
 		}
-		tmp, err := o.writeTemp(e.body)
-		if err != nil {
-			// The thumbnail is good; only the disk copy is lost, so serve it anyway.
-			o.logger.Warn("write disk cache", "image", img.ID, "height", eff, "err", err)
-		}
+		// The thumbnail is good whatever becomes of its disk copy, so it is served anyway.
+		tmp := o.writeCache(e.body)
 		var interTmp string
 		if inter.Height > 0 {
-			if interTmp, err = o.writeTemp(inter.Body); err != nil {
-				o.logger.Warn("write intermediate", "image", img.ID, "height", inter.Height, "err", err)
-			}
+			interTmp = o.writeCache(inter.Body)
 		}
 		o.keep(p, e, tmp)
 		if interTmp != "" {
@@ -1014,6 +1059,44 @@ func (o *Origin) unindex(e *entry) {
 // The file is not synced: everything in the cache can be rendered again, and a file whose
 // data a crash lost reads as empty, short or zeros, which disk hits check for (validBody) and
 // intermediates fail to decode on. An fsync would make every render wait for the disk.
+// writeCache writes body to a temp file of the disk cache and returns its path, or "" when
+// it is not written: the data dir is below its reserve, or the write failed. A write that
+// failed for space, or a reserve reached, makes the janitor evict (see spaceShort). Failures
+// are logged once per spaceLogEvery.
+func (o *Origin) writeCache(body []byte) string {
+	if o.store.LowOnSpace() {
+		o.shortOfSpace(nil)
+		return ""
+	}
+	tmp, err := o.writeTemp(body)
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			o.shortOfSpace(err)
+		} else {
+			o.logger.Warn("write disk cache", "err", err)
+		}
+		return ""
+	}
+	return tmp
+}
+
+// spaceLogEvery is the least time between two warnings that the disk cache skipped a write.
+const spaceLogEvery = time.Minute
+
+// shortOfSpace notes that the data dir is short of space: the write is skipped, a janitor
+// evicts the older half of the cache, and a warning is logged at most once per spaceLogEvery.
+func (o *Origin) shortOfSpace(err error) {
+	o.skippedWrites.Add(1)
+	o.spaceShort.Store(true)
+	o.maybeEvict()
+	now := time.Now().UnixNano()
+	last := o.spaceWarned.Load()
+	if now-last >= int64(spaceLogEvery) && o.spaceWarned.CompareAndSwap(last, now) {
+		o.logger.Warn("the data dir is short of space: the disk cache writes nothing and evicts",
+			"err", err, "skipped_writes", o.skippedWrites.Load())
+	}
+}
+
 func (o *Origin) writeTemp(body []byte) (string, error) {
 	f, err := os.CreateTemp(o.tmpDir, "variant-*")
 	if err != nil {

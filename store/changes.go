@@ -20,8 +20,10 @@ import (
 // the background at a fixed rate, and Queries is for proving what a request costs.
 func (s *Store) ChangeEpoch(ctx context.Context) (int64, error) {
 	var epoch int64
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if err := s.db.QueryRowContext(ctx, `SELECT epoch FROM changes WHERE id = 1`).Scan(&epoch); err != nil {
-		return 0, dbError(err, "read change epoch", "The change epoch")
+		return 0, dbError(trouble(err), "read change epoch", "The change epoch")
 	}
 	return epoch, nil
 }

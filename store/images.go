@@ -106,7 +106,7 @@ func (s *Store) CreateTemp() (*os.File, error) {
 	for attempt := 0; ; attempt++ {
 		f, err := os.CreateTemp(s.tmpDir, "upload-*")
 		if err != nil {
-			return nil, fmt.Errorf("create upload temp file: %w", err)
+			return nil, FileError(err, "create upload temp file")
 		}
 		if s.beforeTempLock != nil {
 			s.beforeTempLock(f.Name())
@@ -201,10 +201,10 @@ func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath str
 	if err := os.Mkdir(shard, 0o755); err == nil {
 		shardCreated = true
 	} else if !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create shard directory: %w", err)
+		return FileError(err, "create shard directory")
 	}
 	if err := os.Rename(tmpPath, final); err != nil {
-		return fmt.Errorf("move upload into place: %w", err)
+		return FileError(err, "move upload into place")
 	}
 	// Make the rename durable before the row that points at the file is committed.
 	err = syncDir(shard)
@@ -249,10 +249,10 @@ func syncFile(name string) (int64, error) {
 		return 0, fmt.Errorf("upload %s is not a regular file", name)
 	}
 	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("sync upload: %w", err)
+		return 0, FileError(err, "sync upload")
 	}
 	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("close upload: %w", err)
+		return 0, FileError(err, "close upload")
 	}
 	return fi.Size(), nil
 }

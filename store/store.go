@@ -64,6 +64,12 @@ type Config struct {
 	DataDir string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Timeout bounds every statement and transaction, the wait for a connection included;
+	// zero means DefaultTimeout. Past it the store answers EUNAVAILABLE (503).
+	Timeout time.Duration
+	// MinFreeBytes is the free space uploads must leave in the data dir (see CheckSpace);
+	// zero means DefaultMinFreeBytes, negative no reserve.
+	MinFreeBytes int64
 }
 
 // Validate reports a configuration the store cannot open.
@@ -86,8 +92,11 @@ type Store struct {
 	db           *sqlx.DB
 	dialect      string
 	now          func() time.Time
+	dataDir      string
 	originalsDir string
 	tmpDir       string
+	timeout      time.Duration
+	minFree      int64
 
 	// queries counts statements run since Open; see Queries.
 	queries atomic.Uint64
@@ -112,11 +121,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		now:          cfg.Now,
+		dataDir:      cfg.DataDir,
+		timeout:      cfg.Timeout,
+		minFree:      cfg.MinFreeBytes,
 		originalsDir: filepath.Join(cfg.DataDir, "originals"),
 		tmpDir:       filepath.Join(cfg.DataDir, "tmp"),
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	switch {
+	case s.minFree == 0:
+		s.minFree = DefaultMinFreeBytes
+	case s.minFree < 0:
+		s.minFree = 0
 	}
 	for _, dir := range []string{cfg.DataDir, s.originalsDir, s.tmpDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -219,8 +240,10 @@ func (s *Store) Dialect() string { return s.dialect }
 
 // Ping checks the database connection.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping %s: %w", s.dialect, err)
+		return fmt.Errorf("ping %s: %w", s.dialect, trouble(err))
 	}
 	return nil
 }
@@ -273,6 +296,9 @@ func loadMigrations(dialect string) ([]migration, error) {
 // lock for the duration; on SQLite each migration's BEGIN IMMEDIATE serializes migrators, and
 // the applied check inside the transaction makes a second migrator skip what the first did.
 func (s *Store) migrate(ctx context.Context) (err error) {
+	// A migration may rebuild a large table, and nodes wait for one another's on the lock:
+	// neither is a request to bound.
+	ctx = unbounded(ctx)
 	ms, err := loadMigrations(s.dialect)
 	if err != nil {
 		return err
@@ -355,34 +381,46 @@ type queryer interface {
 // goes through get, sel or exec, which count it and rebind '?' placeholders for the dialect.
 func (s *Store) get(ctx context.Context, q queryer, dest any, query string, args ...any) error {
 	s.queries.Add(1)
-	return q.GetContext(ctx, dest, s.db.Rebind(query), args...)
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	return trouble(q.GetContext(ctx, dest, s.db.Rebind(query), args...))
 }
 
 // sel runs a query for any number of rows into the slice dest.
 func (s *Store) sel(ctx context.Context, q queryer, dest any, query string, args ...any) error {
 	s.queries.Add(1)
-	return q.SelectContext(ctx, dest, s.db.Rebind(query), args...)
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	return trouble(q.SelectContext(ctx, dest, s.db.Rebind(query), args...))
 }
 
 // exec runs a statement that returns no rows.
 func (s *Store) exec(ctx context.Context, q queryer, query string, args ...any) (sql.Result, error) {
 	s.queries.Add(1)
-	return q.ExecContext(ctx, s.db.Rebind(query), args...)
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	res, err := q.ExecContext(ctx, s.db.Rebind(query), args...)
+	return res, trouble(err)
 }
 
 // tx runs fn in a transaction, committing if fn returns nil. On SQLite the transaction starts
 // with BEGIN IMMEDIATE (see openSQLite), so read-then-write transactions do not deadlock.
+//
+// The transaction as a whole is bounded by the store's timeout (a transaction holds a
+// connection, and on PostgreSQL locks, for as long as it lives).
 func (s *Store) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return fmt.Errorf("begin transaction: %w", trouble(err))
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit transaction: %w", err)
+		return fmt.Errorf("commit transaction: %w", trouble(err))
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 )
@@ -126,6 +127,8 @@ func adminStatusOf(err error) int {
 		return http.StatusNotFound
 	case tierpix.EFORBIDDEN:
 		return http.StatusForbidden
+	case tierpix.EUNAVAILABLE, tierpix.ESTORAGE:
+		return problem.Status(tierpix.ErrorCode(err))
 	}
 	return http.StatusInternalServerError
 }
@@ -146,6 +149,10 @@ func (w *Web) adminFail(ctx *fasthttp.RequestCtx, l adminLayout, back, op string
 	switch status {
 	case http.StatusNotFound:
 		p.Heading = "Not found"
+	case http.StatusServiceUnavailable, http.StatusInsufficientStorage:
+		w.logger.Warn("admin: "+op, "path", string(ctx.Path()), "err", err)
+		problem.SetRetryAfter(ctx, tierpix.ErrorRetryAfter(err))
+		p.Heading = "Unavailable"
 	case http.StatusInternalServerError:
 		w.logger.Error("admin: "+op, "path", string(ctx.Path()), "err", err)
 		p.Heading = "Something went wrong"

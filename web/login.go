@@ -191,10 +191,9 @@ func (w *Web) throttled(ctx *fasthttp.RequestCtx, d loginData, retryAfter time.D
 	w.loginPage(ctx, fasthttp.StatusTooManyRequests, d)
 }
 
-// loginFailed answers a store failure during sign-in with a 500 page; the cause is logged.
+// loginFailed answers a store failure during sign-in (see failPage).
 func (w *Web) loginFailed(ctx *fasthttp.RequestCtx, err error) {
-	w.logger.Error("sign in", "err", err)
-	w.errorPage(ctx, fasthttp.StatusInternalServerError, "Something went wrong", "Signing in failed. Try again in a moment.")
+	w.failPage(ctx, "sign in", err, "Signing in failed. Try again in a moment.")
 }
 
 // handleLogout serves POST /logout: the session ends in the store, so its cookie stops working
@@ -203,8 +202,7 @@ func (w *Web) loginFailed(ctx *fasthttp.RequestCtx, err error) {
 func (w *Web) handleLogout(ctx *fasthttp.RequestCtx) {
 	_, ok, err := w.Identify(ctx)
 	if err != nil {
-		w.logger.Error("identify", "err", err)
-		w.errorPage(ctx, fasthttp.StatusInternalServerError, "Something went wrong", "Signing out failed. Try again in a moment.")
+		w.failPage(ctx, "identify", err, "Signing out failed. Try again in a moment.")
 		return
 	}
 	if !ok {
@@ -215,8 +213,7 @@ func (w *Web) handleLogout(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if err := w.st.DeleteSession(dbContext(), sessionOf(ctx).token); err != nil {
-		w.logger.Error("delete session", "err", err)
-		w.errorPage(ctx, fasthttp.StatusInternalServerError, "Something went wrong", "Signing out failed. Try again in a moment.")
+		w.failPage(ctx, "delete session", err, "Signing out failed. Try again in a moment.")
 		return
 	}
 	ctx.RemoveUserValue(sessionKey{})

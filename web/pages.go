@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/problem"
 	"github.com/valyala/fasthttp"
 )
 
@@ -96,6 +97,25 @@ func (w *Web) render(ctx *fasthttp.RequestCtx, status int, name string, data any
 // errorData, which templates/error.html renders.
 func (w *Web) errorPage(ctx *fasthttp.RequestCtx, status int, title, message string) {
 	w.errorPageWith(ctx, status, errorData{Page: Page{Title: title}, Message: message})
+}
+
+// failPage answers a page that failed for err: a 503 (with Retry-After) when a dependency is
+// unavailable, a 507 when the disk is full, else a 500 whose cause goes to the log. message
+// is what the 500 says.
+func (w *Web) failPage(ctx *fasthttp.RequestCtx, op string, err error, message string) {
+	switch tierpix.ErrorCode(err) {
+	case tierpix.EUNAVAILABLE:
+		w.logger.Warn(op, "err", err)
+		problem.SetRetryAfter(ctx, tierpix.ErrorRetryAfter(err))
+		w.errorPage(ctx, fasthttp.StatusServiceUnavailable, "Unavailable", tierpix.ErrorMessage(err))
+	case tierpix.ESTORAGE:
+		w.logger.Warn(op, "err", err)
+		problem.SetRetryAfter(ctx, tierpix.ErrorRetryAfter(err))
+		w.errorPage(ctx, fasthttp.StatusInsufficientStorage, "Out of disk space", tierpix.ErrorMessage(err))
+	default:
+		w.logger.Error(op, "err", err)
+		w.errorPage(ctx, fasthttp.StatusInternalServerError, "Something went wrong", message)
+	}
 }
 
 // errorData is the data of templates/error.html. SignIn adds a "Sign in" link that comes back

@@ -180,8 +180,7 @@ func FromOtherSite(ctx *fasthttp.RequestCtx) bool {
 func (w *Web) requireUser(ctx *fasthttp.RequestCtx, admin bool) (id *tierpix.Identity, sess *store.Session, ok bool) {
 	_, ok, err := w.Identify(ctx)
 	if err != nil {
-		w.logger.Error("identify", "path", string(ctx.Path()), "err", err)
-		w.errorPage(ctx, fasthttp.StatusInternalServerError, "Something went wrong", "The page could not be shown. Try again in a moment.")
+		w.failPage(ctx, "identify", err, "The page could not be shown. Try again in a moment.")
 		return nil, nil, false
 	}
 	if !ok {

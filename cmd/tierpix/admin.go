@@ -20,7 +20,8 @@ import (
 const adminTier = "Enterprise"
 
 func openStore(ctx context.Context, cfg config) (*store.Store, error) {
-	st, err := store.Open(ctx, store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir})
+	st, err := store.Open(ctx, store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir,
+		Timeout: cfg.DBTimeout, MinFreeBytes: cfg.MinFreeBytes})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

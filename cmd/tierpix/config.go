@@ -36,6 +36,8 @@ type config struct {
 	MaxConns         int // 0: derived from the file limit
 	MaxConnsPerIP    int // 0: a quarter of MaxConns
 	HeaderTimeout    time.Duration
+	DBTimeout        time.Duration
+	MinFreeBytes     int64
 	BodyIdleTimeout  time.Duration
 	LogLevel         slog.Level
 	LogFormat        string
@@ -69,6 +71,8 @@ var envVars = []envVar{
 	{"TIERPIX_MAX_CONNS_PER_IP", "TIERPIX_MAX_CONNS / 4", "open connections from one client address at most (TIERPIX_TRUSTED_PROXIES are exempt)"},
 	{"TIERPIX_HEADER_TIMEOUT", "10", "seconds a client has to send a request's headers"},
 	{"TIERPIX_BODY_IDLE_TIMEOUT", "60", "seconds an upload body may send nothing before it gets 408"},
+	{"TIERPIX_DB_TIMEOUT", "5", "seconds a database call (and the wait for a connection) may take; past it, 503 with Retry-After"},
+	{"TIERPIX_MIN_FREE_BYTES", "536870912", "free space uploads must leave in the data dir (512 MiB); below it uploads get 507 and the render cache stops writing. 0: none"},
 	{"TIERPIX_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"TIERPIX_LOG_FORMAT", "text", "text or json"},
 }
@@ -108,6 +112,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.MaxConns = int(intVar(getenv, "TIERPIX_MAX_CONNS", 0, 0, 1<<20, bad))
 	c.MaxConnsPerIP = int(intVar(getenv, "TIERPIX_MAX_CONNS_PER_IP", 0, 0, 1<<20, bad))
+	c.DBTimeout = time.Duration(intVar(getenv, "TIERPIX_DB_TIMEOUT", 5, 1, 600, bad)) * time.Second
+	c.MinFreeBytes = intVar(getenv, "TIERPIX_MIN_FREE_BYTES", 512<<20, 0, 1<<50, bad)
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = -1 // the store reads 0 as its default
+	}
 	c.HeaderTimeout = time.Duration(intVar(getenv, "TIERPIX_HEADER_TIMEOUT", 10, 1, 3600, bad)) * time.Second
 	c.BodyIdleTimeout = time.Duration(intVar(getenv, "TIERPIX_BODY_IDLE_TIMEOUT", 60, 1, 3600, bad)) * time.Second
 	for _, p := range strings.Split(getenv("TIERPIX_TRUSTED_PROXIES"), ",") {
