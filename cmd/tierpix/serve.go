@@ -26,13 +26,19 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// newLogger returns the one logger of the process. Repeated troubles are logged once per
+// logDedupEvery with a count (see dedupHandler).
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newDedupHandler(h, logDedupEvery, time.Now))
 }
+
+// logDedupEvery is how often one kind of trouble is logged at most.
+const logDedupEvery = 10 * time.Second
 
 // serve runs the server until ctx is done, then drains in-flight requests for at most
 // cfg.ShutdownTimeout. ln may be nil (listen on cfg.Addr); tests pass their own listener.
