@@ -339,11 +339,30 @@ func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, 
 // cannot be removed is reported with ErrOriginalKept, though the row is gone, and Sweep removes
 // it later. The change epoch moves in the delete's transaction (see ChangeEpoch), so other
 // nodes stop serving the image.
+//
+// A delete that fails for want of space (something else filled the disk to the last byte)
+// is tried once more after the store gives back its ballast file: deleting is how space is
+// freed, so it must not be the thing a full disk stops.
 func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error {
 	if !ValidImageID(id) {
 		return imageNotFound()
 	}
-	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+	err := s.deleteImageRow(ctx, ownerID, id)
+	if tierpix.ErrorCode(err) == tierpix.ESTORAGE && s.releaseBallast() {
+		err = s.deleteImageRow(ctx, ownerID, id)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err)
+	}
+	return nil
+}
+
+// deleteImageRow deletes the row of an image and moves the change epoch.
+func (s *Store) deleteImageRow(ctx context.Context, ownerID int64, id string) error {
+	return s.tx(ctx, func(tx *sqlx.Tx) error {
 		res, err := s.exec(ctx, tx, `DELETE FROM images WHERE id = ? AND owner_id = ?`, id, ownerID)
 		if err != nil {
 			return dbError(err, "delete image", "The image")
@@ -357,13 +376,6 @@ func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error
 		}
 		return s.bumpEpoch(ctx, tx)
 	})
-	if err != nil {
-		return err
-	}
-	if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err)
-	}
-	return nil
 }
 
 // SweepResult counts what Sweep removed.

@@ -97,6 +97,7 @@ type Store struct {
 	tmpDir       string
 	timeout      time.Duration
 	minFree      int64
+	ballastHeld  atomic.Bool // the ballast file is in place (see ensureBallast)
 
 	// queries counts statements run since Open; see Queries.
 	queries atomic.Uint64
@@ -164,6 +165,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, ".ballast")); err == nil {
+		s.ballastHeld.Store(true)
+	}
+	s.ensureBallast()
 	return s, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -130,6 +132,41 @@ func (s *Store) FreeBytes() (int64, error) {
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
+// ballastSize is the size of the ballast file the store keeps in the data dir (.ballast):
+// space it gives back when a delete fails because something else filled the disk to the last
+// byte, so that the delete, which frees space, can go through.
+const ballastSize = 4 << 20
+
+// ensureBallast creates the ballast file when it is missing and the disk has room for it
+// beyond the reserve. Best effort: without it, only deletes on a disk full to the last byte
+// fail (507).
+func (s *Store) ensureBallast() {
+	if s.ballastHeld.Load() {
+		return
+	}
+	free, err := s.FreeBytes()
+	if err != nil || free < s.minFree+2*ballastSize {
+		return
+	}
+	path := filepath.Join(s.dataDir, ".ballast")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if unix.Fallocate(int(f.Fd()), 0, 0, ballastSize) == nil {
+		s.ballastHeld.Store(true)
+	}
+}
+
+// releaseBallast removes the ballast file, and reports whether there was one to give back.
+func (s *Store) releaseBallast() bool {
+	if !s.ballastHeld.Swap(false) {
+		return false
+	}
+	return os.Remove(filepath.Join(s.dataDir, ".ballast")) == nil
+}
+
 // CheckSpace refuses (ESTORAGE, 507) to take n more bytes in the data dir when that would
 // leave less than the reserve, Config.MinFreeBytes: the reserve keeps room for the database,
 // so that deletes, which free space, keep working when uploads no longer can.
@@ -141,6 +178,7 @@ func (s *Store) CheckSpace(n int64) error {
 	if free-n < s.minFree {
 		return errDiskFull()
 	}
+	s.ensureBallast()
 	return nil
 }
 
