@@ -30,6 +30,7 @@ import (
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
@@ -72,7 +73,10 @@ type Config struct {
 	// BodyIdleTimeout is how long an upload's body may send nothing before it is answered
 	// 408 and dropped; default 60s.
 	BodyIdleTimeout time.Duration
-	Now             func() time.Time
+	// DecodeBudget admits upload validations by the memory their decode takes, shared with
+	// the origin's renders; nil admits every validation.
+	DecodeBudget *imaging.Budget
+	Now          func() time.Time
 }
 
 // withDefaults returns cfg with its zero values replaced by the defaults and the public URL

@@ -410,7 +410,7 @@ func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io
 		return err
 	}
 
-	info, err := imaging.Validate(tmpPath, a.cfg.MaxPixels)
+	info, err := imaging.Validate(dbContext(ctx), tmpPath, a.cfg.MaxPixels, a.cfg.DecodeBudget)
 	if err != nil {
 		var e *tierpix.Error
 		if errors.As(err, &e) {

@@ -15,6 +15,7 @@ package imaging_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"image"
 	"image/png"
@@ -337,7 +338,7 @@ func BenchmarkValidate12MP(b *testing.B) {
 	path := sourcePath(b, benchSources[1])
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := imaging.Validate(path, 50_000_000); err != nil {
+		if _, err := imaging.Validate(context.Background(), path, 50_000_000, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

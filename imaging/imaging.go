@@ -44,6 +44,7 @@ package imaging
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -206,7 +207,11 @@ func errTooManyPixels(w, h int, limit int64) error {
 // *tierpix.Error with a client-safe message and the field "image". A maxPixels of zero or
 // less sets no limit. Errors that are not the upload's fault (the file cannot be opened,
 // libvips is not started) are plain errors, so they surface as internal errors.
-func Validate(path string, maxPixels int64) (Info, error) {
+//
+// The decode is admitted by budget (nil: no limit) at the cost DecodeCost estimates from the
+// header, after the pixel cap: a job over the whole budget is EUNPROCESSABLE, one that finds
+// no room in time EUNAVAILABLE.
+func Validate(ctx context.Context, path string, maxPixels int64, budget *Budget) (Info, error) {
 	if !started.Load() {
 		return Info{}, errNotStarted
 	}
@@ -217,6 +222,19 @@ func Validate(path string, maxPixels int64) (Info, error) {
 	if format == "" {
 		return Info{}, errUnsupported()
 	}
+	hd, err := readHeader(path)
+	if err != nil {
+		logDetail("read header", path, err)
+		return Info{}, err
+	}
+	if maxPixels > 0 && int64(hd.width)*int64(hd.height) > maxPixels {
+		return Info{}, errTooManyPixels(hd.width, hd.height, maxPixels)
+	}
+	release, err := budget.Acquire(ctx, hd.cost())
+	if err != nil {
+		return Info{}, err
+	}
+	defer release()
 
 	defer lockThread()()
 	im, h, err := openHeader(path, format)

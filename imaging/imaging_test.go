@@ -3,6 +3,7 @@ package imaging_test
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -103,7 +104,7 @@ func TestLogging(t *testing.T) {
 	b := encodePNG(t, markedPicture(200, 200))
 	s, e := idatRange(t, b)
 	path := writeFile(t, "cut.png", b[:s+(e-s)/2])
-	if _, err := imaging.Validate(path, 0); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
+	if _, err := imaging.Validate(context.Background(), path, 0, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 		t.Fatalf("got %v, want %s", err, tierpix.EUNPROCESSABLE)
 	}
 	var warned, detailed bool
@@ -321,7 +322,7 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeFile(t, tt.file, tt.data(t))
-			got, err := imaging.Validate(path, tt.maxPixels)
+			got, err := imaging.Validate(context.Background(), path, tt.maxPixels, nil)
 			if tt.wantCode != "" {
 				checkError(t, err, tt.wantCode, tt.wantMsg)
 				return
@@ -337,7 +338,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateMissingFile(t *testing.T) {
-	_, err := imaging.Validate(filepath.Join(t.TempDir(), "gone.png"), 0)
+	_, err := imaging.Validate(context.Background(), filepath.Join(t.TempDir(), "gone.png"), 0, nil)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("got %v, want an error wrapping fs.ErrNotExist", err)
 	}
@@ -539,7 +540,7 @@ func TestThumbnailPNG(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeFile(t, "p.png", encodePNG(t, tt.img))
-			info, err := imaging.Validate(path, 0)
+			info, err := imaging.Validate(context.Background(), path, 0, nil)
 			if err != nil {
 				t.Fatalf("validate: %v", err)
 			}
@@ -596,7 +597,7 @@ func TestThumbnailCMYK(t *testing.T) {
 	}
 	path := writeFile(t, "cmyk.jpg", data)
 
-	if _, err := imaging.Validate(path, 0); err != nil {
+	if _, err := imaging.Validate(context.Background(), path, 0, nil); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
 	warnings := strings.Count(vipsLog.String(), "level=WARN")
@@ -733,7 +734,7 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 5 {
 				j := jobs[(g+i)%len(jobs)]
-				info, err := imaging.Validate(j.path, 0)
+				info, err := imaging.Validate(context.Background(), j.path, 0, nil)
 				if err != nil || info != (imaging.Info{Format: j.format, Width: j.w, Height: j.h}) {
 					errs <- fmt.Errorf("validate %s: got %+v, %v; want %dx%d", j.format, info, err, j.w, j.h)
 				}
@@ -741,7 +742,7 @@ func TestConcurrent(t *testing.T) {
 				if err != nil || r.Height != 20 || r.Format != j.format {
 					errs <- fmt.Errorf("thumbnail %s: got %d high %s, %v; want 20 high", j.format, r.Height, r.Format, err)
 				}
-				if _, err := imaging.Validate(bad, 0); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
+				if _, err := imaging.Validate(context.Background(), bad, 0, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 					errs <- fmt.Errorf("validate bad: got %v, want %s", err, tierpix.EUNPROCESSABLE)
 				}
 			}
@@ -828,11 +829,11 @@ func TestNoLeaks(t *testing.T) {
 	interDir := t.TempDir()
 	run := func() {
 		for i, p := range []string{jpg, pngPath} {
-			info, err := imaging.Validate(p, 0)
+			info, err := imaging.Validate(context.Background(), p, 0, nil)
 			if err != nil {
 				t.Fatalf("validate %s: %v", p, err)
 			}
-			if _, err := imaging.Validate(p, 100); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
+			if _, err := imaging.Validate(context.Background(), p, 100, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 				t.Fatalf("validate %s over the cap: got %v, want %s", p, err, tierpix.EUNPROCESSABLE)
 			}
 			if _, err := imaging.Thumbnail(p, 50); err != nil {
@@ -852,7 +853,7 @@ func TestNoLeaks(t *testing.T) {
 				}
 			}
 		}
-		if _, err := imaging.Validate(cut, 0); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
+		if _, err := imaging.Validate(context.Background(), cut, 0, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 			t.Fatalf("validate cut: got %v, want %s", err, tierpix.EUNPROCESSABLE)
 		}
 		if _, err := imaging.Thumbnail(cut, 50); err == nil {
@@ -911,7 +912,7 @@ func TestNoLeaks(t *testing.T) {
 // renders it 30 px high, checking the displayed size and the thumbnail's size on the way.
 func orientedThumbnail(t *testing.T, path string) imaging.Rendered {
 	t.Helper()
-	info, err := imaging.Validate(path, 0)
+	info, err := imaging.Validate(context.Background(), path, 0, nil)
 	if err != nil {
 		t.Fatalf("validate: %v", err)
 	}

@@ -2,6 +2,7 @@ package imaging_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -41,7 +42,7 @@ func validateChild(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	info, err := imaging.Validate(path, 60_000_000)
+	info, err := imaging.Validate(context.Background(), path, 60_000_000, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "validate:", err)
 		return 1

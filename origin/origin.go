@@ -156,7 +156,10 @@ type Config struct {
 	RenderWorkers    int           // renders at once; default runtime.NumCPU()
 	RenderQueue      int           // renders waiting for a worker before 503; default 64
 	MaxAge           time.Duration // Cache-Control max-age of permanent links; default 1h
-	Now              func() time.Time
+	// DecodeBudget admits renders by the memory their decode takes, shared with the API's
+	// upload validation; nil admits every render.
+	DecodeBudget *imaging.Budget
+	Now          func() time.Time
 }
 
 // withDefaults returns cfg with its zero values replaced by the defaults.
@@ -885,7 +888,15 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 	defer o.renderTimes.since(time.Now())
 
 	if path, ih, ok := o.findIntermediate(img.ID, eff); ok {
-		r, err := imaging.ThumbnailFromIntermediate(path, img.Format, img.Width, img.Height, ih, eff)
+		release, err := o.admit(path, int64(img.Width)*int64(img.Height))
+		if tierpix.ErrorCode(err) == tierpix.EUNAVAILABLE {
+			return nil, imaging.Rendered{}, err
+		}
+		var r imaging.Rendered
+		if err == nil {
+			r, err = imaging.ThumbnailFromIntermediate(path, img.Format, img.Width, img.Height, ih, eff)
+			release()
+		}
 		if err == nil {
 			o.fromIntermediate.Add(1)
 			o.touch(path)
@@ -899,10 +910,17 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 
 	src := o.store.OriginalPath(img.ID)
 	var r imaging.Rendered
-	if ih := intermediateHeight(img, tier, eff); ih > 0 {
-		r, inter, err = imaging.ThumbnailWithIntermediate(src, eff, ih)
-	} else {
-		r, err = imaging.Thumbnail(src, eff)
+	release, err := o.admit(src, int64(img.Width)*int64(img.Height))
+	if err == nil {
+		if ih := intermediateHeight(img, tier, eff); ih > 0 {
+			r, inter, err = imaging.ThumbnailWithIntermediate(src, eff, ih)
+		} else {
+			r, err = imaging.Thumbnail(src, eff)
+		}
+		release()
+	}
+	if code := tierpix.ErrorCode(err); code == tierpix.EUNAVAILABLE || code == tierpix.EUNPROCESSABLE {
+		return nil, imaging.Rendered{}, err
 	}
 	if err != nil {
 		// The original goes away when the image is deleted after our metadata lookup.
@@ -918,6 +936,22 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 // for the intermediate to be made; see intermediateHeight. 1 would make one whenever it is
 // smaller than the original at all.
 const minIntermediateShrink = 2
+
+// admit takes the decode budget a render from the file at path needs (the whole render, an
+// intermediate it makes included), estimated from the file's header.
+// A file whose header it cannot read (one not checked by this version's validation) costs
+// a full 16-bit RGBA decode of the image's pixels.
+func (o *Origin) admit(path string, pixels int64) (release func(), err error) {
+	cost, err := imaging.DecodeCost(path)
+	var e *tierpix.Error
+	if errors.As(err, &e) {
+		cost, err = imaging.FullDecodeCost(pixels), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return o.cfg.DecodeBudget.Acquire(context.Background(), cost)
+}
 
 // intermediateHeight is the height of the intermediate to make along with a render of img at
 // eff from the original, or 0 for none: the tier's largest height, if the tier has another

@@ -14,33 +14,35 @@ import (
 // config is everything tierpix reads from its environment. Only main reads the environment;
 // each package receives its part through its own Config.
 type config struct {
-	Addr             string
-	DataDir          string
-	DatabaseURL      string
-	PublicURL        string
-	publicURLDefault bool // PublicURL was derived from Addr, so it follows the bound port
-	SigningKey       string
-	AdminUsername    string
-	AdminPassword    string
-	MaxUploadBytes   int64
-	MaxPixels        int64
-	MemoryCacheBytes int64
-	DiskCacheBytes   int64 // -1: unbounded
-	RenderWorkers    int
-	RenderQueue      int
-	CacheMaxAge      time.Duration
-	ShutdownTimeout  time.Duration
-	SessionIdle      time.Duration
-	SessionMaxAge    time.Duration
-	TrustedProxies   []netip.Prefix
-	MaxConns         int // 0: derived from the file limit
-	MaxConnsPerIP    int // 0: a quarter of MaxConns
-	HeaderTimeout    time.Duration
-	DBTimeout        time.Duration
-	MinFreeBytes     int64
-	BodyIdleTimeout  time.Duration
-	LogLevel         slog.Level
-	LogFormat        string
+	Addr              string
+	DataDir           string
+	DatabaseURL       string
+	PublicURL         string
+	publicURLDefault  bool // PublicURL was derived from Addr, so it follows the bound port
+	SigningKey        string
+	AdminUsername     string
+	AdminPassword     string
+	MaxUploadBytes    int64
+	MaxPixels         int64
+	MemoryCacheBytes  int64
+	DiskCacheBytes    int64 // -1: unbounded
+	RenderWorkers     int
+	RenderQueue       int
+	CacheMaxAge       time.Duration
+	ShutdownTimeout   time.Duration
+	SessionIdle       time.Duration
+	SessionMaxAge     time.Duration
+	TrustedProxies    []netip.Prefix
+	MaxConns          int // 0: derived from the file limit
+	MaxConnsPerIP     int // 0: a quarter of MaxConns
+	HeaderTimeout     time.Duration
+	DBTimeout         time.Duration
+	DecodeBudgetBytes int64
+	DecodeQueue       int
+	MinFreeBytes      int64
+	BodyIdleTimeout   time.Duration
+	LogLevel          slog.Level
+	LogFormat         string
 }
 
 // envVar documents one setting; the README's configuration table mirrors this list.
@@ -71,6 +73,8 @@ var envVars = []envVar{
 	{"TIERPIX_MAX_CONNS_PER_IP", "TIERPIX_MAX_CONNS / 4", "open connections from one client address at most (TIERPIX_TRUSTED_PROXIES are exempt)"},
 	{"TIERPIX_HEADER_TIMEOUT", "10", "seconds a client has to send a request's headers"},
 	{"TIERPIX_BODY_IDLE_TIMEOUT", "60", "seconds an upload body may send nothing before it gets 408"},
+	{"TIERPIX_DECODE_BUDGET_BYTES", "805306368", "memory the decodes of uploads and renders may take at once (768 MiB), estimated from each image's header; an image needing more is refused (422)"},
+	{"TIERPIX_DECODE_QUEUE", "64", "decodes waiting for budget (each at most 20 s); beyond, 503 with Retry-After"},
 	{"TIERPIX_DB_TIMEOUT", "5", "seconds a database call (and the wait for a connection) may take; past it, 503 with Retry-After"},
 	{"TIERPIX_MIN_FREE_BYTES", "536870912", "free space uploads must leave in the data dir (512 MiB); below it uploads get 507 and the render cache stops writing. 0: none"},
 	{"TIERPIX_LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -112,6 +116,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.MaxConns = int(intVar(getenv, "TIERPIX_MAX_CONNS", 0, 0, 1<<20, bad))
 	c.MaxConnsPerIP = int(intVar(getenv, "TIERPIX_MAX_CONNS_PER_IP", 0, 0, 1<<20, bad))
+	c.DecodeBudgetBytes = intVar(getenv, "TIERPIX_DECODE_BUDGET_BYTES", 768<<20, 16<<20, 1<<40, bad)
+	c.DecodeQueue = int(intVar(getenv, "TIERPIX_DECODE_QUEUE", 64, 1, 1<<16, bad))
 	c.DBTimeout = time.Duration(intVar(getenv, "TIERPIX_DB_TIMEOUT", 5, 1, 600, bad)) * time.Second
 	c.MinFreeBytes = intVar(getenv, "TIERPIX_MIN_FREE_BYTES", 512<<20, 0, 1<<50, bad)
 	if c.MinFreeBytes == 0 {

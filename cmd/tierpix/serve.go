@@ -17,6 +17,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/api/openapi"
+	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/metrics"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/signin"
@@ -100,6 +101,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		cfg.PublicURL = defaultPublicURL(ln.Addr().String())
 	}
 
+	// One budget of decode memory for the API's validations and the origin's renders.
+	decode := imaging.NewBudget(cfg.DecodeBudgetBytes, cfg.DecodeQueue, 0)
 	org, err := origin.New(origin.Config{
 		CacheDir:         filepath.Join(cfg.DataDir, "cache"),
 		MemoryCacheBytes: cfg.MemoryCacheBytes,
@@ -107,6 +110,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		RenderWorkers:    cfg.RenderWorkers,
 		RenderQueue:      cfg.RenderQueue,
 		MaxAge:           cfg.CacheMaxAge,
+		DecodeBudget:     decode,
 	}, st, signer, logger)
 	if err != nil {
 		return fmt.Errorf("start origin: %w", err)
@@ -133,6 +137,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		MaxUploadBytes:  cfg.MaxUploadBytes,
 		MaxPixels:       cfg.MaxPixels,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
+		DecodeBudget:    decode,
 	}, st, si, signer, org, w, logger)
 	if err != nil {
 		return fmt.Errorf("start api: %w", err)
