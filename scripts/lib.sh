@@ -47,6 +47,28 @@ MSG
   return 1
 }
 
+# ensure_vips_cli makes sure the vips command line (Debian's libvips-tools) is installed: the
+# decode-bomb test (cmd/tierpix/reliability_bomb_test.go) makes its images with it. As root it
+# installs it, otherwise it says exactly what to install.
+ensure_vips_cli() {
+  if command -v vips >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing libvips-tools from Debian packages (for the decode-bomb test)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends libvips-tools >&2
+    return 0
+  fi
+  cat >&2 <<'MSG'
+The decode-bomb test needs the vips command line. Install it, e.g. on Debian/Ubuntu:
+    sudo apt-get install --no-install-recommends libvips-tools
+then run this command again.
+MSG
+  return 1
+}
+
 # ensure_nginx makes sure nginx is installed for the caching-front tests (nginx/*_test.go run
 # nginx/tierpix.conf in a real nginx) and sets TIERPIX_NGINX to its path: as root it installs
 # Debian's package, otherwise it says exactly what to install. RUNLEVEL=1 keeps the package's

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 ensure_go
 ensure_libvips
+ensure_vips_cli
 ensure_chromium
 export TIERPIX_CHROMIUM=/usr/bin/chromium
 ensure_nginx
