@@ -231,8 +231,10 @@ func TestDatabaseTrouble(t *testing.T) {
 		}()
 		n, slowest := thumbnailDuringOutage(t, 30*time.Second)
 		close(stop)
-		wg.Wait()
+		// Thawed before waiting for the API requests, so that a request held for the whole
+		// freeze fails the test instead of hanging it.
 		pg.signalAll(syscall.SIGCONT)
+		wg.Wait()
 		t.Logf("30 s frozen: %d thumbnails, slowest %v; %d API requests answered 503, slowest %v", n, slowest, apiN, apiSlowest)
 		recovers(t)
 	})
