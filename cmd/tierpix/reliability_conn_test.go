@@ -240,13 +240,7 @@ func TestStalledUpload(t *testing.T) {
 	// Large enough that the half sent is more than the 8 KiB fasthttp reads before the
 	// handler runs, so the handler is the one waiting.
 	body, ctype := multipartBody(t, noiseJPEG(t, 800, 600))
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /api/images HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n",
-		addr, basicAuth(testAdmin, testAdminPW), ctype, len(body))
+	conn := startUpload(t, addr, ctype, len(body))
 	conn.Write(body[:len(body)/2])
 	sent := time.Now()
 	waitFor(t, 10*time.Second, "the half upload's temp file", func() bool { return countFiles(t, filepath.Join(s.DataDir, "tmp")) == 1 })
@@ -276,13 +270,7 @@ func TestSlowUploadKeepsMoving(t *testing.T) {
 	s := startServer(t, map[string]string{"TIERPIX_HEADER_TIMEOUT": "1", "TIERPIX_BODY_IDLE_TIMEOUT": "2"})
 	addr := strings.TrimPrefix(s.URL, "http://")
 	body, ctype := multipartBody(t, noiseJPEG(t, 200, 150))
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /api/images HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n",
-		addr, basicAuth(testAdmin, testAdminPW), ctype, len(body))
+	conn := startUpload(t, addr, ctype, len(body))
 	start := time.Now()
 	const pieces = 8 // 8 x 400 ms: 3.2 s in all, never more than 0.4 s idle
 	for i := range pieces {
@@ -326,13 +314,7 @@ func TestHeaderTimeout(t *testing.T) {
 func TestRefusedBodyDrainIsBounded(t *testing.T) {
 	s := startServer(t, nil)
 	addr := strings.TrimPrefix(s.URL, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /api/images HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: image/gif\r\nContent-Length: 100000\r\n\r\n",
-		addr, basicAuth(testAdmin, testAdminPW))
+	conn := startUpload(t, addr, "image/gif", 100000)
 	conn.Write(make([]byte, 16<<10))
 	start := time.Now()
 	closed := make(chan time.Duration, 1)
@@ -387,6 +369,20 @@ func TestLogHoldsNoCredentials(t *testing.T) {
 	if strings.Contains(logs, secretAuth) || strings.Contains(logs, secretCookie) {
 		t.Fatalf("the log holds a credential:\n%s", logs)
 	}
+}
+
+// startUpload connects to addr and sends the headers of an upload as the test admin, with
+// the Content-Type and Content-Length given; the body is the caller's to send.
+func startUpload(t *testing.T, addr, ctype string, length int) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /api/images HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n",
+		addr, basicAuth(testAdmin, testAdminPW), ctype, length)
+	return conn
 }
 
 // multipartBody returns an upload form with data in its image field, and its Content-Type.
