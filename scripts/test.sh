@@ -29,7 +29,7 @@ echo "==> go vet ./..."
 go vet ./...
 echo "==> go test -race ./... (full log: $log)"
 set +e
-go test -race -count=1 -timeout 10m -v ./... >"$log" 2>&1
+go test -race -count=1 -timeout 14m -v ./... >"$log" 2>&1
 status=$?
 set -e
 
