@@ -351,6 +351,8 @@ func TestLogHoldsNoCredentials(t *testing.T) {
 		"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + secretAuth + "\r\nCookie: tierpix_session=" + secretCookie + "\r\nThis line is no header\r\n\r\n",
 		"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + secretAuth + "\r\nCookie: tierpix_session=" + secretCookie + "\r\nContent-Length: x1\r\n\r\n",
 		"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + secretAuth + "\r\nCookie: tierpix_session=" + secretCookie + "\r\nTransfer-Encoding: bogus\r\n\r\n",
+		// A mistyped Authorization line is the malformed one: fasthttp quotes it.
+		"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization Basic " + secretAuth + "\r\n\r\n",
 	} {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
 		if err != nil {

@@ -8,9 +8,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -360,8 +363,26 @@ func logRequests(next fasthttp.RequestHandler, logger *slog.Logger) fasthttp.Req
 const maxLoggedPath = 256
 
 // slogPrinter routes fasthttp's own log lines (connection errors and the like) to slog.
+// Their quoted parts, except addresses, are redacted: SecureErrorLogMessage keeps the raw
+// headers out, but a parse error still quotes the offending line, which may be a mistyped
+// Authorization or Cookie header.
 type slogPrinter struct{ logger *slog.Logger }
 
 func (p slogPrinter) Printf(format string, args ...any) {
-	p.logger.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+	p.logger.Warn(redactQuoted(fmt.Sprintf(format, args...)), "component", "fasthttp")
+}
+
+// quotedRE matches a Go-quoted string, as fasthttp's %q puts request bytes in its messages.
+var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// redactQuoted replaces each quoted part of msg that is not an IP address and port.
+func redactQuoted(msg string) string {
+	return quotedRE.ReplaceAllStringFunc(msg, func(q string) string {
+		if s, err := strconv.Unquote(q); err == nil {
+			if _, err := netip.ParseAddrPort(s); err == nil {
+				return q
+			}
+		}
+		return `"[redacted]"`
+	})
 }
