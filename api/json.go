@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -170,6 +171,11 @@ func readBodyOnce(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		return body, nil
 	}
 	body, err := io.ReadAll(io.LimitReader(stream, int64(limit)+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The body stopped coming within the server's body timeout (see serve).
+		ctx.SetConnectionClose()
+		return nil, tierpix.Errorf(tierpix.ETIMEOUT, "The request body was not received in time.")
+	}
 	if err != nil {
 		return nil, tierpix.Errorf(tierpix.EINVALID, "The request body could not be read in full.")
 	}

@@ -413,3 +413,31 @@ func mustPrefixes(t *testing.T, addrs ...string) []netip.Prefix {
 	}
 	return ps
 }
+
+// TestStalledJSONBody: a JSON body that stops coming is answered 408 once it has been idle
+// for TIERPIX_BODY_IDLE_TIMEOUT, before its first 8 KiB (which fasthttp reads before any
+// handler runs) or after.
+func TestStalledJSONBody(t *testing.T) {
+	s := startServer(t, map[string]string{"TIERPIX_BODY_IDLE_TIMEOUT": "2"})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	for _, sent := range []int{100, 9000} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /api/admin/tiers HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: application/json\r\nContent-Length: 20000\r\n\r\n",
+			addr, basicAuth(testAdmin, testAdminPW))
+		conn.Write([]byte(`{"name": "` + strings.Repeat("x", sent-10)))
+		start := time.Now()
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%d bytes sent: read the answer: %v", sent, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout || time.Since(start) > 8*time.Second {
+			t.Fatalf("%d bytes sent, then nothing: got %d after %v, want 408 after about 2 s", sent, resp.StatusCode, time.Since(start))
+		}
+	}
+}
