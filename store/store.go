@@ -149,7 +149,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	var err error
 	if cfg.DatabaseURL == "" {
 		s.dialect = DialectSQLite
-		s.db, err = openSQLite(filepath.Join(cfg.DataDir, "tierpix.db"))
+		s.db, err = openSQLite(filepath.Join(cfg.DataDir, "tierpix.db"), s.timeout)
 	} else {
 		s.dialect = DialectPostgres
 		s.db, err = openPostgres(cfg.DatabaseURL)
@@ -199,11 +199,13 @@ const connectRetry = 10 * time.Second
 // timeout (writers queue instead of failing), foreign keys enforced, synchronous=NORMAL (safe
 // with WAL) and BEGIN IMMEDIATE transactions, so that a transaction that will write takes the
 // write lock up front instead of failing to upgrade a read lock later.
-func openSQLite(file string) (*sqlx.DB, error) {
+//
+// SQLite's busy wait does not heed the context, so its timeout is the store's own.
+func openSQLite(file string, busy time.Duration) (*sqlx.DB, error) {
 	if strings.ContainsAny(file, "?#") {
 		return nil, fmt.Errorf("open sqlite: the database path %q must not contain '?' or '#'", file)
 	}
-	dsn := file + "?_journal_mode=WAL&_busy_timeout=5000&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate"
+	dsn := file + fmt.Sprintf("?_journal_mode=WAL&_busy_timeout=%d&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate", busy.Milliseconds())
 	db, err := sqlx.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
