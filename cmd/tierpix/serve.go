@@ -180,7 +180,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		// once they are in, HeaderReceived gives the body its own bound, which the upload
 		// handler renews on every read (a slow upload that keeps moving is never cut).
 		ReadTimeout: cfg.HeaderTimeout,
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			if cl := h.ContentLength(); cl == 0 || cl == -2 {
+				return fasthttp.RequestConfig{} // no body to read: no deadline to move
+			}
 			return fasthttp.RequestConfig{ReadTimeout: cfg.BodyIdleTimeout}
 		},
 		// fasthttp's own error messages (a malformed request, say) leave out the request's
