@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestDescriptorExhaustion runs the binary with a file limit of 256 and opens 400 idle
@@ -193,9 +195,10 @@ func TestConnectionCaps(t *testing.T) {
 			if n != tt.want || refused != 8-tt.want {
 				t.Fatalf("got %d admitted and %d refused, want %d and %d", n, refused, tt.want, 8-tt.want)
 			}
-			// A closed connection gives its place back.
+			// A connection the server closed gives its place back.
 			mu.Lock()
 			admitted[0].Close()
+			l.connState(admitted[0], fasthttp.StateClosed)
 			mu.Unlock()
 			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {

@@ -201,8 +201,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 
 	limits := resolveConnLimits(cfg, fileLimit(), logger)
 	logger.Info("connection limits", "max_conns", limits.Total, "max_conns_per_ip", limits.PerIP)
+	lim := newLimitListener(ln, limits, logger)
+	srv.ConnState = lim.connState
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(newLimitListener(ln, limits, logger)) }()
+	go func() { errc <- srv.Serve(lim) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
