@@ -343,6 +343,9 @@ type metaEntry struct {
 	// looked is when the lookup began: while the store is unreachable, the entry may still
 	// answer until looked + Config.MaxAge (see usableDuringOutage).
 	looked time.Time
+	// refusalChecked marks an entry fetched to re-check a refusal (see handleImage); it is set
+	// before the entry is shared with other requests.
+	refusalChecked bool
 	// stale is set by Purge (and by tests): whoever holds the entry must look the image up
 	// again. Remembered links hold entries outside the map, so deleting it is not enough.
 	stale atomic.Bool
@@ -376,6 +379,16 @@ func (m *metaEntry) fresh(now time.Time) bool {
 // lookup is less than maxAge old, the staleness downstream caches are allowed anyway.
 func (m *metaEntry) usableDuringOutage(now time.Time, maxAge time.Duration) bool {
 	return !m.stale.Load() && now.Sub(m.looked) < maxAge
+}
+
+// recheckEvery is how long an entry fetched to re-check a refusal answers refusals without
+// another query.
+const recheckEvery = 100 * time.Millisecond
+
+// confirmedRefusal reports whether m was itself fetched to re-check a refusal, recently
+// enough to stand for the store's state.
+func (m *metaEntry) confirmedRefusal(now time.Time) bool {
+	return m.refusalChecked && now.Sub(m.looked) < recheckEvery
 }
 
 // epochRead is a read of the change epoch. Each successful read replaces the origin's.
@@ -715,6 +728,17 @@ func (o *Origin) lookup(id string) (*metaEntry, error) {
 	if ok && now.UnixNano() < o.storeDownUntil.Load() && old.usableDuringOutage(now, o.cfg.MaxAge) {
 		return old, nil
 	}
+	if !ok {
+		old = nil
+	}
+	return o.fetch(id, old, false)
+}
+
+// fetch looks image id up in the store and caches the answer. Concurrent fetches of one id
+// share one query. old, when not nil, is the entry it replaces, which answers instead when
+// the store is unavailable (see lookup). recheck marks the entry as fetched to re-check a
+// refusal (see confirmedRefusal).
+func (o *Origin) fetch(id string, old *metaEntry, recheck bool) (*metaEntry, error) {
 	m, err, shared := o.metas.do(id, func() (*metaEntry, error) {
 		p := o.pin(id)
 		defer o.unpin(id, p)
@@ -727,7 +751,7 @@ func (o *Origin) lookup(id string) (*metaEntry, error) {
 		if err != nil && tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
 			if tierpix.ErrorCode(err) == tierpix.EUNAVAILABLE {
 				o.storeDownUntil.Store(time.Now().Add(storeDownFor).UnixNano())
-				if ok && old.usableDuringOutage(time.Now(), o.cfg.MaxAge) {
+				if old != nil && old.usableDuringOutage(time.Now(), o.cfg.MaxAge) {
 					o.staleServed.Add(1)
 					return old, nil
 				}
@@ -743,6 +767,8 @@ func (o *Origin) lookup(id string) (*metaEntry, error) {
 			expires:  start.Add(o.cfg.MetadataTTL),
 			retires:  start.Add(maxMetaAge),
 			looked:   start,
+
+			refusalChecked: recheck,
 		}
 		if !img.CreatedAt.IsZero() {
 			m.lastModified = img.CreatedAt.UTC().AppendFormat(nil, http.TimeFormat)

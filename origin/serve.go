@@ -200,13 +200,26 @@ func (o *Origin) handleImage(ctx *fasthttp.RequestCtx) {
 		}
 		s.meta.Store(m)
 	}
-	if m.notFound {
-		problem.Error(ctx, o.logger, errNoImage)
-		return
-	}
-	if err := authorize(&m.tier, link); err != nil {
-		problem.Error(ctx, o.logger, err)
-		return
+	if refusal := refuse(m, link); refusal != nil {
+		// A refusal is decided on the store's state as it is now, not on cached metadata: a
+		// link the API has just handed out (after a tier upgrade, say) must not be refused
+		// for the second or so this node takes to see the change. An entry fetched after the
+		// request arrived already is that state. Refusals are rare, so the
+		// query costs the hit path nothing; an entry fetched for such a check answers its
+		// refusals for recheckEvery without another (a flood of requests for a deleted image
+		// costs a query per recheckEvery); when the store cannot answer, the cached refusal
+		// stands.
+		if m.looked.Before(mono) && !m.confirmedRefusal(mono) {
+			if fresh, err := o.fetch(link.ImageID, nil, true); err == nil {
+				m = fresh
+				s.meta.Store(m)
+				refusal = refuse(m, link)
+			}
+		}
+		if refusal != nil {
+			problem.Error(ctx, o.logger, refusal)
+			return
+		}
 	}
 
 	if link.Variant.IsOriginal() {
@@ -214,6 +227,15 @@ func (o *Origin) handleImage(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	o.serveThumbnail(ctx, m, link, now)
+}
+
+// refuse returns why m refuses link (a missing image, or a variant its owner's tier lacks),
+// or nil.
+func refuse(m *metaEntry, link *signing.Link) error {
+	if m.notFound {
+		return errNoImage
+	}
+	return authorize(&m.tier, link)
 }
 
 // authorize checks a verified link against the owner's tier as it is now: links outlive tier
