@@ -444,3 +444,15 @@ func TestStalledJSONBody(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowClientDefaults: with nothing set, headers get 10 s and an idle body 60 s, so a
+// stalled upload is answered within the minute and a half the service promises.
+func TestSlowClientDefaults(t *testing.T) {
+	c, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HeaderTimeout != 10*time.Second || c.BodyIdleTimeout != 60*time.Second {
+		t.Fatalf("got header %v, body idle %v; want 10s and 60s", c.HeaderTimeout, c.BodyIdleTimeout)
+	}
+}
