@@ -346,17 +346,9 @@ func TestEndToEnd(t *testing.T) {
 		s := startServer(t, env)
 		admin := s.basic(t, testAdmin, testAdminPW)
 
-		resp, body := admin.json("POST", "/api/admin/users", map[string]any{
-			"username": testUserName, "password": testUserPW, "tier": "Enterprise",
-		}, nil)
-		wantStatus(t, "create user", resp, body, http.StatusCreated)
-
-		var tok struct {
-			Token string `json:"token"`
-		}
-		resp, body = admin.json("POST", "/api/admin/users/"+testUserName+"/tokens", nil, &tok)
-		wantStatus(t, "mint token", resp, body, http.StatusCreated)
-		user := s.bearer(t, tok.Token)
+		user := newTestUser(t, s, admin, "Enterprise")
+		var resp *http.Response
+		var body []byte
 
 		var me struct {
 			Username string `json:"username"`
@@ -598,6 +590,22 @@ func waitHealthy(t *testing.T, s *server, done chan error) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+// newTestUser creates testUserName on tier through the admin API and returns a client that
+// authenticates as them with a freshly minted token.
+func newTestUser(t *testing.T, s *server, admin *client, tier string) *client {
+	t.Helper()
+	resp, body := admin.json("POST", "/api/admin/users", map[string]any{
+		"username": testUserName, "password": testUserPW, "tier": tier,
+	}, nil)
+	wantStatus(t, "create user", resp, body, http.StatusCreated)
+	var tok struct {
+		Token string `json:"token"`
+	}
+	resp, body = admin.json("POST", "/api/admin/users/"+testUserName+"/tokens", nil, &tok)
+	wantStatus(t, "mint token", resp, body, http.StatusCreated)
+	return s.bearer(t, tok.Token)
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {

@@ -11,18 +11,9 @@ import (
 func TestUpgradeThenLink(t *testing.T) {
 	s := startServer(t, nil)
 	admin := s.basic(t, testAdmin, testAdminPW)
-	resp, body := admin.json("POST", "/api/admin/users", map[string]any{
-		"username": testUserName, "password": testUserPW, "tier": "Premium",
-	}, nil)
-	wantStatus(t, "create user", resp, body, http.StatusCreated)
-	var tok struct {
-		Token string `json:"token"`
-	}
-	resp, body = admin.json("POST", "/api/admin/users/"+testUserName+"/tokens", nil, &tok)
-	wantStatus(t, "mint token", resp, body, http.StatusCreated)
-	user := s.bearer(t, tok.Token)
+	user := newTestUser(t, s, admin, "Premium")
 	var img imageJSON
-	resp, body = user.upload("up.jpg", gradientJPEG(t, 600, 400), &img)
+	resp, body := user.upload("up.jpg", gradientJPEG(t, 600, 400), &img)
 	wantStatus(t, "upload", resp, body, http.StatusCreated)
 	permanent := img.Links.Thumbnails[0].URL
 
