@@ -500,11 +500,8 @@ func (s *Store) removeOrphans(ctx context.Context, ids []string) (int, error) {
 	return removed, nil
 }
 
-// OwnedImage is an image with its owner's username, for the admin's list of everyone's images.
-type OwnedImage struct {
-	tierpix.Image
-	Owner string
-}
+// OwnedImage is an image with its owner's username.
+type OwnedImage = tierpix.OwnedImage
 
 // listAllImagesQuery is a page of every user's images, newest first: a backward range scan of
 // the primary key, each joined with its owner by the users' primary key (a test checks the

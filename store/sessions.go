@@ -14,18 +14,8 @@ import (
 	"github.com/tierpix/tierpix"
 )
 
-// Session is a signed-in browser: the web UI's server-side session. Its token lives only in
-// the browser's cookie; the store keeps its SHA-256, like API tokens.
-type Session struct {
-	ID         int64
-	UserID     int64
-	CSRFToken  string    // random, per session; forms carry it and it is compared in constant time
-	CreatedAt  time.Time // absolute expiry counts from here
-	LastSeenAt time.Time // idle expiry counts from here; refreshed at most once a minute
-	ExpiresAt  time.Time // absolute expiry, fixed at creation
-	UserAgent  string    // as sent at sign-in, cut to 256 bytes, for the admin's session list
-	Address    string    // client address at sign-in, cut to 256 bytes
-}
+// Session is a signed-in browser: the web UI's server-side session.
+type Session = tierpix.Session
 
 // sessionTokenLength is the length of every session token (tokenBytes in unpadded base64url),
 // so that a cookie of any other length is refused without a query.

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/tierpix/tierpix"
 )
@@ -80,15 +79,8 @@ func (s *Store) FindIdentityByToken(ctx context.Context, token string) (tierpix.
 	return r.identity()
 }
 
-// Token is an API token as the admin sees it: never the secret, only a hint to tell tokens
-// apart. There is no last-used time: keeping one would add a write to every authenticated
-// request.
-type Token struct {
-	ID        int64
-	UserID    int64
-	Hint      string // "tpx_AbCd": TokenPrefix and the first 4 characters of the secret; "" for tokens minted before hints
-	CreatedAt time.Time
-}
+// Token is an API token as listed: never its secret.
+type Token = tierpix.Token
 
 // tokenRow is a token as stored, without its hash.
 type tokenRow struct {

@@ -1,0 +1,166 @@
+package tierpix
+
+import (
+	"context"
+	"time"
+)
+
+// The services below are what the adapters (the REST API, the admin pages, the command line)
+// call to read and change accounts, tiers and images. Each rule of the service (who may do
+// what, the admin rules, purging caches after a delete, forgetting a changed password) lives
+// once, in their implementation (package service); an adapter parses a request, calls one of
+// them and renders the answer. The actor is the caller; nil stands for the operator at the
+// command line, who may do everything an admin may.
+
+// TierService manages tiers. Changes are for admins only.
+type TierService interface {
+	ListTiers(ctx context.Context) ([]Tier, error)
+	// FindTier: ENOTFOUND "The tier does not exist."
+	FindTier(ctx context.Context, name string) (Tier, error)
+	CreateTier(ctx context.Context, actor *Identity, t Tier) (Tier, error)
+	// UpdateTier reads and writes in one transaction, so concurrent updates keep each
+	// other's changes. The name cannot change.
+	UpdateTier(ctx context.Context, actor *Identity, name string, upd TierUpdate) (Tier, error)
+	// DeleteTier refuses builtin tiers and tiers users are on (ECONFLICT).
+	DeleteTier(ctx context.Context, actor *Identity, name string) error
+}
+
+// TierUpdate holds the fields of a tier to change; nil leaves a field as it is. Name, when
+// set, must be the tier's own (names do not change).
+type TierUpdate struct {
+	Name             *string
+	ThumbnailHeights *[]int
+	OriginalLink     *bool
+	ExpiringLinks    *bool
+}
+
+// UserService manages accounts, their API tokens and their web sessions. Everything but a
+// user's own reads is for admins only.
+type UserService interface {
+	ListUsers(ctx context.Context, actor *Identity, search, after string, limit int) ([]User, error)
+	// FindUser: ENOTFOUND "The user does not exist."
+	FindUser(ctx context.Context, actor *Identity, username string) (Identity, error)
+	// CreateUser checks the username and password together (one EINVALID naming each field
+	// at fault), puts a user without a tier on DefaultTier and hashes the password within
+	// the bcrypt budget.
+	CreateUser(ctx context.Context, actor *Identity, nu NewUser) (User, error)
+	// UpdateUser reads and writes in one transaction. An admin cannot demote themselves and
+	// the last admin stays; a new password ends the user's sessions.
+	UpdateUser(ctx context.Context, actor *Identity, username string, upd UserUpdate) (User, error)
+	// DeleteUser removes the user with their tokens, sessions, images and originals, and
+	// purges every cached render of those images. An admin cannot delete themselves, and
+	// the last admin stays.
+	DeleteUser(ctx context.Context, actor *Identity, username string) error
+
+	ListTokens(ctx context.Context, actor *Identity, username string) (User, []Token, error)
+	// CreateToken returns the token and its secret, shown once and kept only as a hash.
+	CreateToken(ctx context.Context, actor *Identity, username string) (User, Token, string, error)
+	DeleteToken(ctx context.Context, actor *Identity, username string, tokenID int64) error
+	ListSessions(ctx context.Context, actor *Identity, username string, idleSince time.Time) ([]Session, error)
+	// EndSessions signs the user out of every browser and says how many sessions ended.
+	EndSessions(ctx context.Context, actor *Identity, username string) (int, error)
+}
+
+// ImageService adds, reads and deletes images. A user reaches only their own images: another
+// user's is as absent (ENOTFOUND) as a missing one, so ids cannot be probed. The "Any"
+// operations are for admins.
+type ImageService interface {
+	ListImages(ctx context.Context, actor *Identity, before int64, limit int) ([]Image, error)
+	// AddImage validates the upload spooled at tmpPath and makes it the actor's image.
+	AddImage(ctx context.Context, actor *Identity, tmpPath, name string, size int64) (Image, error)
+	FindImage(ctx context.Context, actor *Identity, id string) (Image, error)
+	// DeleteImage removes the row and the original and purges every cached render.
+	DeleteImage(ctx context.Context, actor *Identity, id string) error
+	// ListAllImages lists every user's images, or one owner's when owner is not empty.
+	ListAllImages(ctx context.Context, actor *Identity, owner string, before int64, limit int) ([]OwnedImage, error)
+	FindAnyImage(ctx context.Context, actor *Identity, id string) (OwnedImage, error)
+	DeleteAnyImage(ctx context.Context, actor *Identity, id string) error
+}
+
+// Services is every service an adapter may call.
+type Services interface {
+	TierService
+	UserService
+	ImageService
+}
+
+// DefaultTier is the tier of a user created without one.
+const DefaultTier = "Basic"
+
+// NewUser is what creating a user takes. Tier empty means DefaultTier.
+type NewUser struct {
+	Username string
+	Password string
+	Tier     string
+	IsAdmin  bool
+}
+
+// UserUpdate holds the fields of a user to change; nil leaves a field as it is. Username,
+// when set, must be the user's own (usernames do not change).
+type UserUpdate struct {
+	Username *string
+	Password *string
+	Tier     *string
+	IsAdmin  *bool
+}
+
+// Token is an API token as listed: never its secret.
+type Token struct {
+	ID        int64
+	UserID    int64
+	Hint      string // "tpx_AbCd": the prefix and the first 4 characters of the secret; "" for tokens minted before hints
+	CreatedAt time.Time
+}
+
+// Session is a signed-in browser: the web UI's server-side session. Its token lives only in
+// the browser's cookie; the store keeps its SHA-256, like API tokens.
+type Session struct {
+	ID         int64
+	UserID     int64
+	CSRFToken  string    // random, per session; forms carry it and it is compared in constant time
+	CreatedAt  time.Time // absolute expiry counts from here
+	LastSeenAt time.Time // idle expiry counts from here; refreshed at most once a minute
+	ExpiresAt  time.Time // absolute expiry, fixed at creation
+	UserAgent  string    // as sent at sign-in, cut to 256 bytes, for the admin's session list
+	Address    string    // client address at sign-in, cut to 256 bytes
+}
+
+// OwnedImage is an image with its owner's username.
+type OwnedImage struct {
+	Image
+	Owner string
+}
+
+// RequireAdmin is the rule for admin-only operations: an admin or the operator (nil).
+func RequireAdmin(actor *Identity) error {
+	if actor != nil && !actor.User.IsAdmin {
+		return Errorf(EFORBIDDEN, "The admin API is for admins only.")
+	}
+	return nil
+}
+
+// LinkRefusal names the right a link needs that its owner's tier lacks; the zero value
+// means the tier grants the link.
+type LinkRefusal int
+
+const (
+	LinkGranted     LinkRefusal = iota
+	NoExpiringLinks             // the link expires and the tier has no expiring links
+	NoOriginal                  // the link is to the original and the tier has no original link
+	NoHeight                    // the tier does not list the link's height
+)
+
+// Grants is the one rule of what a tier's links may reach: the API checks it before handing
+// a link out, the origin before serving one (links outlive tier changes). height 0 is the
+// original. Each caller words the refusal for its audience: the owner, or a link's holder.
+func (t *Tier) Grants(height int, expiring bool) LinkRefusal {
+	switch {
+	case expiring && !t.ExpiringLinks:
+		return NoExpiringLinks
+	case height == 0 && !t.OriginalLink:
+		return NoOriginal
+	case height != 0 && !t.AllowsHeight(height):
+		return NoHeight
+	}
+	return LinkGranted
+}
