@@ -71,8 +71,8 @@ type ImageService interface {
 	FindImage(ctx context.Context, actor *Identity, id string) (Image, error)
 	// DeleteImage removes the row and the original and purges every cached render.
 	DeleteImage(ctx context.Context, actor *Identity, id string) error
-	// ListAllImages lists every user's images, or one owner's when owner is not empty.
-	ListAllImages(ctx context.Context, actor *Identity, owner string, before int64, limit int) ([]OwnedImage, error)
+	// ListAllImages lists every user's images, or the user ownerID's when it is not 0.
+	ListAllImages(ctx context.Context, actor *Identity, ownerID int64, before int64, limit int) ([]OwnedImage, error)
 	FindAnyImage(ctx context.Context, actor *Identity, id string) (OwnedImage, error)
 	DeleteAnyImage(ctx context.Context, actor *Identity, id string) error
 }
@@ -135,6 +135,24 @@ type OwnedImage struct {
 func RequireAdmin(actor *Identity) error {
 	if actor != nil && !actor.User.IsAdmin {
 		return Errorf(EFORBIDDEN, "The admin API is for admins only.")
+	}
+	return nil
+}
+
+// BuiltinRefusal is the rule that builtin tiers stay: why t cannot be deleted, or nil. The
+// admin pages show it before anyone asks.
+func BuiltinRefusal(t *Tier) error {
+	if t.Builtin {
+		return Errorf(ECONFLICT, "The %s tier is builtin and cannot be deleted.", t.Name)
+	}
+	return nil
+}
+
+// SelfDeleteRefusal is the rule that an admin cannot delete their own account: why actor
+// cannot delete target, or nil. The admin pages show it before anyone asks.
+func SelfDeleteRefusal(actor *Identity, target *User) error {
+	if actor != nil && actor.User.ID == target.ID {
+		return Errorf(ECONFLICT, "You cannot delete your own account.")
 	}
 	return nil
 }

@@ -1,19 +1,14 @@
 package api
 
 import (
-	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 )
-
-// defaultTier is the tier of a user created without one.
-const defaultTier = "Basic"
 
 type tierJSON struct {
 	Name             string `json:"name"`
@@ -47,40 +42,19 @@ type tierRequest struct {
 	Builtin          *bool   `json:"builtin"`
 }
 
-// apply sets the fields present in r on t.
-func (r *tierRequest) apply(t *tierpix.Tier) {
-	if r.ThumbnailHeights != nil {
-		t.ThumbnailHeights = append([]int(nil), (*r.ThumbnailHeights)...)
-	}
-	if r.OriginalLink != nil {
-		t.OriginalLink = *r.OriginalLink
-	}
-	if r.ExpiringLinks != nil {
-		t.ExpiringLinks = *r.ExpiringLinks
-	}
+func (r *tierRequest) update() tierpix.TierUpdate {
+	return tierpix.TierUpdate{Name: r.Name, ThumbnailHeights: r.ThumbnailHeights, OriginalLink: r.OriginalLink, ExpiringLinks: r.ExpiringLinks}
 }
 
 func errReadOnly(field string) error {
 	return tierpix.Invalid(field, "is read-only")
 }
 
-func errTierNotFound() error { return tierpix.Errorf(tierpix.ENOTFOUND, "The tier does not exist.") }
-
-func (a *API) findTier(ctx *fasthttp.RequestCtx, name string) (tierpix.Tier, error) {
-	t, err := a.st.FindTier(dbContext(ctx), name)
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
-		return tierpix.Tier{}, errTierNotFound()
-	} else if err != nil {
-		return tierpix.Tier{}, fmt.Errorf("find tier %q: %w", name, err)
-	}
-	return t, nil
-}
-
 // handleListTiers serves GET /api/admin/tiers. Tiers are few, so there is one page.
 func (a *API) handleListTiers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	tiers, err := a.st.ListTiers(dbContext(ctx))
+	tiers, err := a.svc.ListTiers(dbContext(ctx))
 	if err != nil {
-		return fmt.Errorf("list tiers: %w", err)
+		return err
 	}
 	results := make([]tierJSON, len(tiers))
 	for i := range tiers {
@@ -91,7 +65,7 @@ func (a *API) handleListTiers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) err
 }
 
 // handleCreateTier serves POST /api/admin/tiers.
-func (a *API) handleCreateTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
+func (a *API) handleCreateTier(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
 	var req tierRequest
 	if err := decodeJSON(ctx, &req); err != nil {
 		return err
@@ -103,13 +77,14 @@ func (a *API) handleCreateTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 		return tierpix.Invalid("name", "This field is required.")
 	}
 	t := tierpix.Tier{Name: *req.Name}
-	req.apply(&t)
-	t.Normalize()
-	if err := t.Validate(); err != nil {
-		return err
+	if req.ThumbnailHeights != nil {
+		t.ThumbnailHeights = *req.ThumbnailHeights
 	}
-	if err := a.st.CreateTier(dbContext(ctx), &t); err != nil {
-		return fmt.Errorf("create tier %q: %w", t.Name, err)
+	t.OriginalLink = req.OriginalLink != nil && *req.OriginalLink
+	t.ExpiringLinks = req.ExpiringLinks != nil && *req.ExpiringLinks
+	t, err := a.svc.CreateTier(dbContext(ctx), caller, t)
+	if err != nil {
+		return err
 	}
 	ctx.Response.Header.Set("Location", a.cfg.PublicURL+"/api/admin/tiers/"+url.PathEscape(t.Name))
 	a.writeJSON(ctx, http.StatusCreated, newTierJSON(&t))
@@ -118,7 +93,7 @@ func (a *API) handleCreateTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 
 // handleGetTier serves GET /api/admin/tiers/{name}.
 func (a *API) handleGetTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	t, err := a.findTier(ctx, pathParam(ctx, "name"))
+	t, err := a.svc.FindTier(dbContext(ctx), pathParam(ctx, "name"))
 	if err != nil {
 		return err
 	}
@@ -126,10 +101,8 @@ func (a *API) handleGetTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error
 	return nil
 }
 
-// handleUpdateTier serves PATCH /api/admin/tiers/{name}: only the fields present change, read
-// and written in one transaction so that concurrent PATCHes of one tier keep each other's
-// changes. A new height applies to every existing image at once, as the origin renders lazily.
-func (a *API) handleUpdateTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
+// handleUpdateTier serves PATCH /api/admin/tiers/{name}: only the fields present change.
+func (a *API) handleUpdateTier(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
 	var req tierRequest
 	if err := decodeJSON(ctx, &req); err != nil {
 		return err
@@ -137,34 +110,18 @@ func (a *API) handleUpdateTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 	if req.Builtin != nil {
 		return errReadOnly("builtin")
 	}
-	name := pathParam(ctx, "name")
-	t, err := a.st.ModifyTier(dbContext(ctx), name, func(t *tierpix.Tier) error {
-		if req.Name != nil && !strings.EqualFold(*req.Name, t.Name) {
-			return tierpix.Invalid("name", "cannot be changed; create a new tier and move its users")
-		}
-		req.apply(t)
-		return nil
-	})
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
-		return errTierNotFound()
-	} else if err != nil {
-		return fmt.Errorf("update tier %q: %w", name, err)
+	t, err := a.svc.UpdateTier(dbContext(ctx), caller, pathParam(ctx, "name"), req.update())
+	if err != nil {
+		return err
 	}
 	a.writeJSON(ctx, http.StatusOK, newTierJSON(&t))
 	return nil
 }
 
 // handleDeleteTier serves DELETE /api/admin/tiers/{name}.
-func (a *API) handleDeleteTier(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	t, err := a.findTier(ctx, pathParam(ctx, "name"))
-	if err != nil {
+func (a *API) handleDeleteTier(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
+	if err := a.svc.DeleteTier(dbContext(ctx), caller, pathParam(ctx, "name")); err != nil {
 		return err
-	}
-	if t.Builtin {
-		return tierpix.Errorf(tierpix.ECONFLICT, "The %s tier is builtin and cannot be deleted.", t.Name)
-	}
-	if err := a.st.DeleteTier(dbContext(ctx), t.Name); err != nil {
-		return fmt.Errorf("delete tier %q: %w", t.Name, err)
 	}
 	writeNoContent(ctx)
 	return nil
@@ -189,21 +146,9 @@ type userRequest struct {
 	IsAdmin  *bool   `json:"is_admin"`
 }
 
-func errUserNotFound() error { return tierpix.Errorf(tierpix.ENOTFOUND, "The user does not exist.") }
-
-func (a *API) findUser(ctx *fasthttp.RequestCtx, username string) (tierpix.Identity, error) {
-	id, err := a.st.FindUser(dbContext(ctx), username)
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
-		return tierpix.Identity{}, errUserNotFound()
-	} else if err != nil {
-		return tierpix.Identity{}, fmt.Errorf("find user %q: %w", username, err)
-	}
-	return id, nil
-}
-
 // handleListUsers serves GET /api/admin/users, a page at a time by username; ?search= keeps
 // the usernames that contain it, case-insensitively.
-func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
+func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
 	limit, err := parseLimit(ctx)
 	if err != nil {
 		return err
@@ -218,9 +163,9 @@ func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) err
 			return err
 		}
 	}
-	users, err := a.st.ListUsers(dbContext(ctx), search, after, limit+1)
+	users, err := a.svc.ListUsers(dbContext(ctx), caller, search, after, limit+1)
 	if err != nil {
-		return fmt.Errorf("list users: %w", err)
+		return err
 	}
 	var next *string
 	if len(users) > limit {
@@ -244,49 +189,55 @@ func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) err
 const maxSearchBytes = 150
 
 // handleCreateUser serves POST /api/admin/users.
-func (a *API) handleCreateUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
+func (a *API) handleCreateUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
 	var req userRequest
 	if err := decodeJSON(ctx, &req); err != nil {
 		return err
 	}
-	fields := map[string]string{}
+	var nu tierpix.NewUser
+	required := map[string]string{}
 	if req.Username == nil {
-		fields["username"] = "This field is required."
-	} else if err := tierpix.ValidateUsername(*req.Username); err != nil {
-		fields["username"] = tierpix.ErrorFields(err)["username"]
+		required["username"] = "This field is required."
+	} else {
+		nu.Username = *req.Username
 	}
 	if req.Password == nil {
-		fields["password"] = "This field is required."
-	} else if err := tierpix.ValidatePassword(*req.Password); err != nil {
-		fields["password"] = tierpix.ErrorFields(err)["password"]
+		required["password"] = "This field is required."
+	} else {
+		nu.Password = *req.Password
 	}
-	if len(fields) > 0 {
-		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The request has invalid fields.", Fields: fields}
-	}
-
-	u := tierpix.User{Username: *req.Username, TierName: defaultTier}
 	if req.Tier != nil {
-		u.TierName = *req.Tier
+		nu.Tier = *req.Tier
 	}
-	if req.IsAdmin != nil {
-		u.IsAdmin = *req.IsAdmin
+	nu.IsAdmin = req.IsAdmin != nil && *req.IsAdmin
+	u, err := a.svc.CreateUser(dbContext(ctx), caller, nu)
+	if len(required) > 0 && (err == nil || tierpix.ErrorCode(err) == tierpix.EINVALID) {
+		// A missing field is reported as missing, with whatever else the service found.
+		maps.Copy(required, withoutFields(tierpix.ErrorFields(err), required))
+		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The request has invalid fields.", Fields: required}
 	}
-	hash, err := a.signin.HashPassword(dbContext(ctx), *req.Password, a.cfg.BcryptCost)
 	if err != nil {
 		return err
-	}
-	u.PasswordHash = hash
-	if err := a.st.CreateUser(dbContext(ctx), &u); err != nil {
-		return fmt.Errorf("create user %q: %w", u.Username, err)
 	}
 	ctx.Response.Header.Set("Location", a.cfg.PublicURL+"/api/admin/users/"+url.PathEscape(u.Username))
 	a.writeJSON(ctx, http.StatusCreated, newUserJSON(&u))
 	return nil
 }
 
+// withoutFields returns the entries of fields whose keys are not in drop.
+func withoutFields(fields, drop map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range fields {
+		if _, ok := drop[k]; !ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // handleGetUser serves GET /api/admin/users/{username}.
-func (a *API) handleGetUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	target, err := a.findUser(ctx, pathParam(ctx, "username"))
+func (a *API) handleGetUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
+	target, err := a.svc.FindUser(dbContext(ctx), caller, pathParam(ctx, "username"))
 	if err != nil {
 		return err
 	}
@@ -294,75 +245,27 @@ func (a *API) handleGetUser(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error
 	return nil
 }
 
-// handleUpdateUser serves PATCH /api/admin/users/{username}: only the fields present change,
-// read and written in one transaction so that concurrent PATCHes of one user (a new password,
-// a new tier) keep each other's changes. A new password or tier applies to the user's next
-// request, since every request reads the user afresh. An admin cannot demote themselves, and
-// the store refuses to demote the last admin.
+// handleUpdateUser serves PATCH /api/admin/users/{username}: only the fields present change.
 func (a *API) handleUpdateUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
 	var req userRequest
 	if err := decodeJSON(ctx, &req); err != nil {
 		return err
 	}
-	// Hash first: bcrypt is slow, and the store holds its users lock while the change is
-	// applied.
-	var hash string
-	if req.Password != nil {
-		var err error
-		if hash, err = a.signin.HashPassword(dbContext(ctx), *req.Password, a.cfg.BcryptCost); err != nil {
-			return err
-		}
-	}
-	username := pathParam(ctx, "username")
-	u, err := a.st.ModifyUser(dbContext(ctx), username, func(u *tierpix.User) error {
-		if req.Username != nil && *req.Username != u.Username {
-			return tierpix.Invalid("username", "cannot be changed")
-		}
-		if req.IsAdmin != nil && !*req.IsAdmin && u.ID == caller.User.ID {
-			return tierpix.Errorf(tierpix.ECONFLICT, "You cannot demote yourself.")
-		}
-		if req.Tier != nil {
-			u.TierName = *req.Tier
-		}
-		if req.IsAdmin != nil {
-			u.IsAdmin = *req.IsAdmin
-		}
-		if req.Password != nil {
-			u.PasswordHash = hash
-		}
-		return nil
+	u, err := a.svc.UpdateUser(dbContext(ctx), caller, pathParam(ctx, "username"), tierpix.UserUpdate{
+		Username: req.Username, Password: req.Password, Tier: req.Tier, IsAdmin: req.IsAdmin,
 	})
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
-		return errUserNotFound()
-	} else if err != nil {
-		return fmt.Errorf("update user %q: %w", username, err)
+	if err != nil {
+		return err
 	}
-	a.signin.Forget(u.Username)
 	a.writeJSON(ctx, http.StatusOK, newUserJSON(&u))
 	return nil
 }
 
 // handleDeleteUser serves DELETE /api/admin/users/{username}: the user, their tokens, images
-// and originals go, and every cached render of those images is purged. An admin cannot delete
-// themselves, and the store refuses to delete the last admin.
+// and originals go, and every cached render of those images is purged.
 func (a *API) handleDeleteUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
-	target, err := a.findUser(ctx, pathParam(ctx, "username"))
-	if err != nil {
+	if err := a.svc.DeleteUser(dbContext(ctx), caller, pathParam(ctx, "username")); err != nil {
 		return err
-	}
-	if target.User.ID == caller.User.ID {
-		return tierpix.Errorf(tierpix.ECONFLICT, "You cannot delete your own account.")
-	}
-	ids, err := a.st.DeleteUser(dbContext(ctx), target.User.Username)
-	if errors.Is(err, store.ErrOriginalKept) {
-		// The user and their images are deleted; only files are left, for the sweep.
-		a.logger.Warn("delete user: originals left on disk", "username", target.User.Username, "err", err)
-	} else if err != nil {
-		return fmt.Errorf("delete user %q: %w", target.User.Username, err)
-	}
-	a.signin.Forget(target.User.Username)
-	for _, id := range ids {
-		a.purger.Purge(id)
 	}
 	writeNoContent(ctx)
 	return nil

@@ -6,8 +6,7 @@ import (
 	"net/url"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/store"
-	"github.com/valyala/fasthttp"
+		"github.com/valyala/fasthttp"
 )
 
 // adminImageJSON is an image in the admin's list of everyone's images: its owner instead of
@@ -29,15 +28,15 @@ const adminCursorOwner = 0
 
 // handleListAllImages serves GET /api/admin/images: every user's images, or one owner's with
 // ?owner=, newest first, one query a page.
-func (a *API) handleListAllImages(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
+func (a *API) handleListAllImages(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
 	limit, err := parseLimit(ctx)
 	if err != nil {
 		return err
 	}
-	var ownerID int64
 	owner, byOwner := queryArg(ctx, "owner")
+	var ownerID int64
 	if byOwner {
-		target, err := a.findUser(ctx, owner)
+		target, err := a.svc.FindUser(dbContext(ctx), caller, owner)
 		if err != nil {
 			return err
 		}
@@ -49,9 +48,9 @@ func (a *API) handleListAllImages(ctx *fasthttp.RequestCtx, _ *tierpix.Identity)
 			return err
 		}
 	}
-	imgs, err := a.st.ListAllImages(dbContext(ctx), ownerID, before, limit+1)
+	imgs, err := a.svc.ListAllImages(dbContext(ctx), caller, ownerID, before, limit+1)
 	if err != nil {
-		return fmt.Errorf("list all images: %w", err)
+		return err
 	}
 	var next *string
 	if len(imgs) > limit {
@@ -83,16 +82,10 @@ func (a *API) handleListAllImages(ctx *fasthttp.RequestCtx, _ *tierpix.Identity)
 
 // handleDeleteAnyImage serves DELETE /api/admin/images/{id}: any user's image, as its owner
 // would delete it.
-func (a *API) handleDeleteAnyImage(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	imageID := pathParam(ctx, "id")
-	if !store.ValidImageID(imageID) {
-		return errImageNotFound()
+func (a *API) handleDeleteAnyImage(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
+	if err := a.svc.DeleteAnyImage(dbContext(ctx), caller, pathParam(ctx, "id")); err != nil {
+		return err
 	}
-	img, err := a.st.FindImage(dbContext(ctx), imageID)
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
-		return errImageNotFound()
-	} else if err != nil {
-		return fmt.Errorf("find image %q: %w", imageID, err)
-	}
-	return a.deleteImage(ctx, img.OwnerID, imageID)
+	writeNoContent(ctx)
+	return nil
 }

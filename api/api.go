@@ -25,30 +25,21 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
-	"github.com/tierpix/tierpix/store"
-	"github.com/tierpix/tierpix/web"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/crypto/bcrypt"
 )
-
-// Purger drops cached renders of an image; the origin implements it.
-type Purger interface {
-	Purge(id string)
-}
 
 // Defaults for the zero values of Config.
 const (
 	DefaultMaxUploadBytes = 50 << 20
-	DefaultMaxPixels      = 50_000_000
 	DefaultBodyIdle       = 60 * time.Second
 )
 
@@ -68,14 +59,9 @@ const healthTimeout = 2 * time.Second
 type Config struct {
 	PublicURL      string // base of the links handed out, e.g. http://127.0.0.1:8080; required
 	MaxUploadBytes int64  // default 50 MiB
-	MaxPixels      int64  // default 50 000 000
-	BcryptCost     int    // of the passwords the admin API sets; default bcrypt.DefaultCost
 	// BodyIdleTimeout is how long an upload's body may send nothing before it is answered
 	// 408 and dropped; default 60s.
 	BodyIdleTimeout time.Duration
-	// DecodeBudget admits upload validations by the memory their decode takes, shared with
-	// the origin's renders; nil admits every validation.
-	DecodeBudget *imaging.Budget
 	Now          func() time.Time
 }
 
@@ -85,14 +71,8 @@ func (cfg Config) withDefaults() Config {
 	if cfg.MaxUploadBytes == 0 {
 		cfg.MaxUploadBytes = DefaultMaxUploadBytes
 	}
-	if cfg.MaxPixels == 0 {
-		cfg.MaxPixels = DefaultMaxPixels
-	}
 	if cfg.BodyIdleTimeout == 0 {
 		cfg.BodyIdleTimeout = DefaultBodyIdle
-	}
-	if cfg.BcryptCost == 0 {
-		cfg.BcryptCost = bcrypt.DefaultCost
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -125,28 +105,32 @@ func (cfg Config) Validate() error {
 	if cfg.MaxUploadBytes > int64(maxInt-multipartSlack) {
 		return fmt.Errorf("api: max upload bytes %d is too large", cfg.MaxUploadBytes)
 	}
-	if cfg.MaxPixels < 0 {
-		return fmt.Errorf("api: max pixels %d must be positive", cfg.MaxPixels)
-	}
-	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
-		return fmt.Errorf("api: bcrypt cost %d must be between %d and %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
-	}
 	return nil
 }
 
 const maxInt = int(^uint(0) >> 1)
 
+// Store is what the API needs of the store besides the services: the spool for uploads,
+// token lookups, and the health checks.
+type Store interface {
+	CreateTemp() (*os.File, error)
+	CheckSpace(incoming int64) error
+	LowOnSpace() bool
+	Ping(ctx context.Context) error
+	FindIdentityByToken(ctx context.Context, token string) (tierpix.Identity, error)
+}
+
 // API is the REST half of the server.
 type API struct {
 	cfg    Config
-	st     *store.Store
+	svc    Services
+	st     Store
 	signin *signin.Service
 	signer *signing.Signer
-	purger Purger
-	// web, when set, authenticates browsers by their session and renders answers to them as
-	// pages (see browser.go). Without it the API speaks JSON to API clients only.
-	web    *web.Web
-	logger *slog.Logger
+	// browser, when set, authenticates browsers by their session and renders answers to them
+	// as pages (see browser.go). Without it the API speaks JSON to API clients only.
+	browser Browser
+	logger  *slog.Logger
 
 	// cursors seals image-list cursors (see encodeSeqCursor).
 	cursors cipher.Block
@@ -154,21 +138,24 @@ type API struct {
 	uploads uploadStats // see stats.go
 }
 
-// New returns an API. Basic authentication checks passwords with si, which the web UI's
-// sign-in shares. browser may be nil: then there are no sessions and no HTML pages.
-func New(cfg Config, st *store.Store, si *signin.Service, signer *signing.Signer, purger Purger, browser *web.Web, logger *slog.Logger) (*API, error) {
+// Services is what the API's handlers call: the domain's services (package service).
+type Services interface {
+	tierpix.Services
+}
+
+// New returns an API over the services svc. Basic authentication checks passwords with si,
+// which the web UI's sign-in shares. browser may be nil: then there are no sessions and no
+// HTML pages.
+func New(cfg Config, svc Services, st Store, si *signin.Service, signer *signing.Signer, browser Browser, logger *slog.Logger) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if st == nil || si == nil {
-		return nil, errors.New("api: store and sign-in are required")
+	if svc == nil || st == nil || si == nil {
+		return nil, errors.New("api: services, store and sign-in are required")
 	}
 	if signer == nil {
 		return nil, errors.New("api: signer is required")
-	}
-	if purger == nil {
-		return nil, errors.New("api: purger is required")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -180,11 +167,11 @@ func New(cfg Config, st *store.Store, si *signin.Service, signer *signing.Signer
 	return &API{
 		cursors: cursors,
 		cfg:     cfg,
+		svc:     svc,
 		st:      st,
 		signin:  si,
 		signer:  signer,
-		purger:  purger,
-		web:     browser,
+		browser: browser,
 		logger:  logger,
 	}, nil
 }
@@ -331,11 +318,11 @@ func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHa
 			if err == nil {
 				id = &ident
 				switch {
-				case who == adminOnly && !ident.User.IsAdmin:
-					err = tierpix.Errorf(tierpix.EFORBIDDEN, "The admin API is for admins only.")
+				case who == adminOnly && tierpix.RequireAdmin(&ident) != nil:
+					err = tierpix.RequireAdmin(&ident)
 				case by == bySession && isUnsafe(ctx):
 					err = a.checkCSRF(ctx, deferMultipart)
-				case by == byBasic && isUnsafe(ctx) && web.FromOtherSite(ctx):
+				case by == byBasic && isUnsafe(ctx) && signin.FromOtherSite(string(ctx.Request.Header.Peek("Sec-Fetch-Site"))):
 					// Browsers send remembered Basic credentials with any site's form post, as
 					// they send cookies; a token is never sent unasked.
 					err = tierpix.Errorf(tierpix.EFORBIDDEN, "A request from another site cannot change anything with Basic credentials.")
@@ -343,7 +330,7 @@ func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHa
 			}
 		} else if a.wantsHTML(ctx) {
 			// A public page still shows who is signed in.
-			if ident, ok, werr := a.web.Identify(ctx); werr == nil && ok {
+			if ident, ok, werr := a.browser.Identify(ctx); werr == nil && ok {
 				id = &ident
 			}
 		}
@@ -424,7 +411,12 @@ func (a *API) renderForBrowser(ctx *fasthttp.RequestCtx, path string, id *tierpi
 	if ctx.Response.StatusCode() == http.StatusUnauthorized {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="tierpix"`)
 	}
-	a.web.RenderAPI(ctx, web.APIPage{Identity: id, Route: path})
+	var p Page
+	if v := ctx.UserValue(ctxAnswer); v != nil {
+		p = pageOf(v)
+	}
+	p.Identity, p.Route, p.Problem = id, path, problem.Written(ctx)
+	a.browser.RenderAPI(ctx, p)
 }
 
 // wwwAuthenticate offers both schemes the API accepts.
@@ -446,6 +438,9 @@ func (a *API) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 		// Only a bug can get here: every value written is a plain struct or map.
 		a.fail(ctx, fmt.Errorf("encode response: %w", err))
 		return
+	}
+	if a.wantsHTML(ctx) {
+		ctx.SetUserValue(ctxAnswer, v)
 	}
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")

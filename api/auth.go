@@ -32,8 +32,8 @@ const (
 func (a *API) authenticate(ctx *fasthttp.RequestCtx) (id tierpix.Identity, by credential, err error) {
 	h := bytes.TrimSpace(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if len(h) == 0 {
-		if a.web != nil {
-			id, ok, err := a.web.Identify(ctx)
+		if a.browser != nil {
+			id, ok, err := a.browser.Identify(ctx)
 			if err != nil {
 				return tierpix.Identity{}, 0, fmt.Errorf("identify session: %w", err)
 			}

@@ -3,31 +3,133 @@ package api
 import (
 	"bytes"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/web"
+	"github.com/tierpix/tierpix/problem"
 	"github.com/valyala/fasthttp"
 )
+
+// Browser is what the browsable API needs of the web UI (package web), wired in main:
+// sessions, their CSRF rules, and the page that shows an answer.
+type Browser interface {
+	// Identify returns the user of the request's session cookie, if any.
+	Identify(ctx *fasthttp.RequestCtx) (tierpix.Identity, bool, error)
+	// CheckOrigin reports whether the request comes from this site.
+	CheckOrigin(ctx *fasthttp.RequestCtx) bool
+	// CheckCSRF reports whether token is the session's CSRF token.
+	CheckCSRF(ctx *fasthttp.RequestCtx, token string) bool
+	// WantsHTML reports whether the request prefers a page to JSON.
+	WantsHTML(ctx *fasthttp.RequestCtx) bool
+	// RenderAPI replaces the answer in ctx.Response with its page.
+	RenderAPI(ctx *fasthttp.RequestCtx, p Page)
+}
+
+// Page is an answer as the browsable page shows it: besides the response already in ctx
+// (status, headers, the JSON body, shown as it is), the typed values the page links and
+// fills its forms from.
+type Page struct {
+	Identity *tierpix.Identity // the caller; nil when not authenticated
+	Route    string            // the route template, e.g. /api/images/{id}
+	Problem  *problem.Details  // the error answered, if any
+	Images   []PageImage       // the images of the answer, with their thumbnail links
+	InList   bool              // the images (or Keys) are the results of a list
+	Keys     []string          // each result's key in the route one level down (a username, a tier name)
+	Next     string            // the next page of a list, or ""
+	// Values are the resource's current values by request field name, to fill its PATCH
+	// form; never a password.
+	Values map[string]string
+}
+
+// PageImage is an image with its thumbnail links.
+type PageImage struct {
+	ID, Name string
+	Thumbs   []PageThumb
+}
+
+// PageThumb is one thumbnail link.
+type PageThumb struct {
+	URL    string
+	Height int
+}
+
+// ctxAnswer holds the value writeJSON answered, for the browsable page.
+const ctxAnswer = "tierpix.api.answer"
+
+// pageOf returns the page of the answer v, as writeJSON wrote it.
+func pageOf(v any) Page {
+	var p Page
+	switch v := v.(type) {
+	case imageJSON:
+		p.Images = []PageImage{pageImage(&v)}
+	case page[imageJSON]:
+		p.InList = true
+		for i := range v.Results {
+			p.Images = append(p.Images, pageImage(&v.Results[i]))
+		}
+	case tierJSON:
+		p.Values = map[string]string{
+			"name":              v.Name,
+			"thumbnail_heights": joinInts(v.ThumbnailHeights),
+			"original_link":     strconv.FormatBool(v.OriginalLink),
+			"expiring_links":    strconv.FormatBool(v.ExpiringLinks),
+		}
+	case page[tierJSON]:
+		p.InList = true
+		for _, t := range v.Results {
+			p.Keys = append(p.Keys, t.Name)
+		}
+	case userJSON:
+		p.Values = map[string]string{"username": v.Username, "tier": v.Tier, "is_admin": strconv.FormatBool(v.IsAdmin)}
+	case page[userJSON]:
+		p.InList = true
+		for _, u := range v.Results {
+			p.Keys = append(p.Keys, u.Username)
+		}
+	}
+	if n, ok := v.(interface{ nextPage() *string }); ok && n.nextPage() != nil {
+		p.Next = *n.nextPage()
+	}
+	return p
+}
+
+func pageImage(img *imageJSON) PageImage {
+	pi := PageImage{ID: img.ID, Name: img.Name}
+	for _, t := range img.Links.Thumbnails {
+		pi.Thumbs = append(pi.Thumbs, PageThumb{URL: t.URL, Height: t.Height})
+	}
+	return pi
+}
+
+func joinInts(ns []int) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ", ")
+}
 
 // Browsers use the same routes as API clients, the way Django REST Framework's browsable API
 // does it:
 //
 //   - A request without an Authorization header may be authenticated by the web UI's session
-//     cookie (web.Web.Identify). Bearer and Basic work as before and take precedence.
+//     cookie (Browser.Identify). Bearer and Basic work as before and take precedence.
 //   - A request authenticated by the session that changes state (POST, PATCH, PUT, DELETE) must
 //     carry the session's CSRF token, in the X-CSRF-Token header or the csrf_token form field,
-//     and must not come from another origin (web.Web.CheckOrigin). Cookies travel with
+//     and must not come from another origin (Browser.CheckOrigin). Cookies travel with
 //     requests other sites make, so without this any page could act for a signed-in user.
 //   - So do Basic credentials a browser remembers: a state-changing request authenticated by
-//     Basic that the browser says another site made (web.FromOtherSite) is refused. A Bearer
+//     Basic that the browser says another site made (signin.FromOtherSite) is refused. A Bearer
 //     token needs no check: a browser never adds one on its own.
 //   - An upload's CSRF token is a multipart field sent before the image part (an HTML form sends
 //     its fields in document order); the image is refused unread if it comes first.
 //   - Every JSON body is also taken as an HTML form (application/x-www-form-urlencoded or
 //     multipart/form-data), see decodeBody, and a POST with ?_method=PATCH or ?_method=DELETE is
 //     that method (MethodOverride): HTML forms can send neither JSON nor those methods.
-//   - A browser asking for HTML (web.WantsHTML) gets the answer as a page: the same status,
-//     the JSON pretty-printed, and forms for the route (web.Web.RenderAPI).
+//   - A browser asking for HTML (Browser.WantsHTML) gets the answer as a page: the same status,
+//     the JSON pretty-printed, and forms for the route (Browser.RenderAPI, given the answer's
+//     typed values in a Page).
 
 // User values this package keeps on a RequestCtx for the length of one request.
 const (
@@ -84,11 +186,11 @@ func errCSRF() error {
 // deferMultipart leaves a multipart body's token to the handler that streams it (the upload),
 // which calls csrfField checks through csrfPending and passCSRF.
 func (a *API) checkCSRF(ctx *fasthttp.RequestCtx, deferMultipart bool) error {
-	if !a.web.CheckOrigin(ctx) {
+	if !a.browser.CheckOrigin(ctx) {
 		return tierpix.Errorf(tierpix.EFORBIDDEN, "The request comes from another site.")
 	}
 	if token := ctx.Request.Header.Peek(csrfHeader); len(token) > 0 {
-		if a.web.CheckCSRF(ctx, string(token)) {
+		if a.browser.CheckCSRF(ctx, string(token)) {
 			return nil
 		}
 		return errCSRF()
@@ -102,7 +204,7 @@ func (a *API) checkCSRF(ctx *fasthttp.RequestCtx, deferMultipart bool) error {
 		}
 		var args fasthttp.Args
 		args.ParseBytes(body)
-		if a.web.CheckCSRF(ctx, string(args.Peek(csrfField))) {
+		if a.browser.CheckCSRF(ctx, string(args.Peek(csrfField))) {
 			return nil
 		}
 	case "multipart/form-data":
@@ -114,7 +216,7 @@ func (a *API) checkCSRF(ctx *fasthttp.RequestCtx, deferMultipart bool) error {
 		if err != nil {
 			return err
 		}
-		if v := form[csrfField]; len(v) > 0 && a.web.CheckCSRF(ctx, v[0]) {
+		if v := form[csrfField]; len(v) > 0 && a.browser.CheckCSRF(ctx, v[0]) {
 			return nil
 		}
 	}
@@ -129,7 +231,7 @@ func csrfPending(ctx *fasthttp.RequestCtx) bool {
 
 // passCSRF settles a pending CSRF check with the token read from the body.
 func (a *API) passCSRF(ctx *fasthttp.RequestCtx, token string) error {
-	if !a.web.CheckCSRF(ctx, token) {
+	if !a.browser.CheckCSRF(ctx, token) {
 		return errCSRF()
 	}
 	ctx.SetUserValue(ctxCSRFPending, false)
@@ -138,5 +240,5 @@ func (a *API) passCSRF(ctx *fasthttp.RequestCtx, token string) error {
 
 // wantsHTML reports whether the answer goes to a browser as a page.
 func (a *API) wantsHTML(ctx *fasthttp.RequestCtx) bool {
-	return a.web != nil && web.WantsHTML(ctx)
+	return a.browser != nil && a.browser.WantsHTML(ctx)
 }

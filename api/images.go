@@ -19,7 +19,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
@@ -65,6 +64,8 @@ type page[T any] struct {
 	Next    *string `json:"next"`
 }
 
+func (p page[T]) nextPage() *string { return p.Next }
+
 // formatTime is the one timestamp format of the API: RFC 3339 in UTC.
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
@@ -105,22 +106,6 @@ func (b *linkBuilder) image(img *tierpix.Image, tier *tierpix.Tier) imageJSON {
 
 func (a *API) links() *linkBuilder { return &linkBuilder{a: a, buf: make([]byte, 0, 256)} }
 
-func errImageNotFound() error {
-	return tierpix.Errorf(tierpix.ENOTFOUND, "The image does not exist.")
-}
-
-// findOwnImage returns the caller's image id. Another user's image is as absent as a missing
-// one, so ids cannot be probed.
-func (a *API) findOwnImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity, imageID string) (tierpix.Image, error) {
-	img, err := a.st.FindImage(dbContext(ctx), imageID)
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND || (err == nil && img.OwnerID != id.User.ID) {
-		return tierpix.Image{}, errImageNotFound()
-	} else if err != nil {
-		return tierpix.Image{}, fmt.Errorf("find image %q: %w", imageID, err)
-	}
-	return img, nil
-}
-
 // handleMe serves GET /api/me.
 func (a *API) handleMe(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
 	a.writeJSON(ctx, http.StatusOK, struct {
@@ -144,9 +129,9 @@ func (a *API) handleListImages(ctx *fasthttp.RequestCtx, id *tierpix.Identity) e
 			return err
 		}
 	}
-	imgs, err := a.st.ListImages(dbContext(ctx), id.User.ID, before, limit+1)
+	imgs, err := a.svc.ListImages(dbContext(ctx), id, before, limit+1)
 	if err != nil {
-		return fmt.Errorf("list images of user %d: %w", id.User.ID, err)
+		return err
 	}
 	var next *string
 	if len(imgs) > limit {
@@ -165,7 +150,7 @@ func (a *API) handleListImages(ctx *fasthttp.RequestCtx, id *tierpix.Identity) e
 
 // handleGetImage serves GET /api/images/{id}.
 func (a *API) handleGetImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
-	img, err := a.findOwnImage(ctx, id, pathParam(ctx, "id"))
+	img, err := a.svc.FindImage(dbContext(ctx), id, pathParam(ctx, "id"))
 	if err != nil {
 		return err
 	}
@@ -175,23 +160,9 @@ func (a *API) handleGetImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) err
 
 // handleDeleteImage serves DELETE /api/images/{id}.
 func (a *API) handleDeleteImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
-	return a.deleteImage(ctx, id.User.ID, pathParam(ctx, "id"))
-}
-
-// deleteImage deletes an image of owner. The store removes the row and the original; the
-// purge drops cached renders so the links stop working on this node at once.
-func (a *API) deleteImage(ctx *fasthttp.RequestCtx, owner int64, imageID string) error {
-	err := a.st.DeleteImage(dbContext(ctx), owner, imageID)
-	switch {
-	case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
-		return errImageNotFound()
-	case errors.Is(err, store.ErrOriginalKept):
-		// The image is deleted; only its file is left, for the sweep.
-		a.logger.Warn("delete image: original left on disk", "image", imageID, "err", err)
-	case err != nil:
-		return fmt.Errorf("delete image %q: %w", imageID, err)
+	if err := a.svc.DeleteImage(dbContext(ctx), id, pathParam(ctx, "id")); err != nil {
+		return err
 	}
-	a.purger.Purge(imageID)
 	writeNoContent(ctx)
 	return nil
 }
@@ -207,12 +178,17 @@ func (a *API) handleExpiringLink(ctx *fasthttp.RequestCtx, id *tierpix.Identity)
 	if err := decodeJSON(ctx, &req); err != nil {
 		return err
 	}
-	img, err := a.findOwnImage(ctx, id, pathParam(ctx, "id"))
+	img, err := a.svc.FindImage(dbContext(ctx), id, pathParam(ctx, "id"))
 	if err != nil {
 		return err
 	}
 	tier := &id.Tier
-	if !tier.ExpiringLinks {
+	height := 0
+	if req.Height != nil {
+		height = *req.Height
+	}
+	refusal := tier.Grants(height, true)
+	if refusal == tierpix.NoExpiringLinks {
 		return tierpix.Errorf(tierpix.EFORBIDDEN, "The %s tier has no expiring links.", tier.Name)
 	}
 
@@ -222,19 +198,16 @@ func (a *API) handleExpiringLink(ctx *fasthttp.RequestCtx, id *tierpix.Identity)
 	} else if *req.ExpiresIn < tierpix.MinExpirySeconds || *req.ExpiresIn > tierpix.MaxExpirySeconds {
 		fields["expires_in"] = fmt.Sprintf("must be between %d and %d seconds", tierpix.MinExpirySeconds, tierpix.MaxExpirySeconds)
 	}
-	variant := signing.Original
-	if req.Height != nil {
-		if !tier.AllowsHeight(*req.Height) {
-			fields["height"] = allowedHeightsMessage(tier)
-		}
-		variant = signing.Thumbnail(*req.Height)
+	if req.Height != nil && (height == 0 || refusal == tierpix.NoHeight) {
+		fields["height"] = allowedHeightsMessage(tier)
 	}
 	if len(fields) > 0 {
 		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The request has invalid fields.", Fields: fields}
 	}
-	if variant.IsOriginal() && !tier.OriginalLink {
+	if refusal == tierpix.NoOriginal {
 		return tierpix.Errorf(tierpix.EFORBIDDEN, "The %s tier has no access to originals; ask for a thumbnail height.", tier.Name)
 	}
+	variant := signing.Thumbnail(height)
 
 	expires := a.cfg.Now().Unix() + int64(*req.ExpiresIn)
 	u := a.links().url(signing.Link{ImageID: img.ID, Variant: variant, Expires: expires})
@@ -410,24 +383,9 @@ func (a *API) storeUpload(ctx *fasthttp.RequestCtx, id *tierpix.Identity, src io
 		return err
 	}
 
-	info, err := imaging.Validate(dbContext(ctx), tmpPath, a.cfg.MaxPixels, a.cfg.DecodeBudget)
+	img, err := a.svc.AddImage(dbContext(ctx), id, tmpPath, sanitizeName(filename), n)
 	if err != nil {
-		var e *tierpix.Error
-		if errors.As(err, &e) {
-			return err
-		}
-		return fmt.Errorf("validate upload: %w", err)
-	}
-	img := tierpix.Image{
-		OwnerID:   id.User.ID,
-		Name:      sanitizeName(filename),
-		Format:    info.Format,
-		Width:     info.Width,
-		Height:    info.Height,
-		SizeBytes: n,
-	}
-	if err := a.st.CreateImage(dbContext(ctx), &img, tmpPath); err != nil {
-		return fmt.Errorf("create image: %w", err)
+		return err
 	}
 	stored = true
 	a.uploads.stored(n)

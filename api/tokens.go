@@ -7,8 +7,7 @@ import (
 	"strconv"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/store"
-	"github.com/valyala/fasthttp"
+		"github.com/valyala/fasthttp"
 )
 
 // tokenJSON is a token as listed: never its secret.
@@ -26,20 +25,16 @@ type newTokenJSON struct {
 	CreatedAt string `json:"created_at"`
 }
 
-func newTokenJSONOf(t *store.Token) tokenJSON {
+func newTokenJSONOf(t *tierpix.Token) tokenJSON {
 	return tokenJSON{ID: t.ID, Hint: t.Hint, CreatedAt: formatTime(t.CreatedAt)}
 }
 
 // handleListTokens serves GET /api/admin/users/{username}/tokens. A user has few tokens, so
 // there is one page.
-func (a *API) handleListTokens(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	target, err := a.findUser(ctx, pathParam(ctx, "username"))
+func (a *API) handleListTokens(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
+	_, tokens, err := a.svc.ListTokens(dbContext(ctx), caller, pathParam(ctx, "username"))
 	if err != nil {
 		return err
-	}
-	tokens, err := a.st.ListTokens(dbContext(ctx), target.User.ID)
-	if err != nil {
-		return fmt.Errorf("list tokens of %q: %w", target.User.Username, err)
 	}
 	results := make([]tokenJSON, len(tokens))
 	for i := range tokens {
@@ -51,36 +46,29 @@ func (a *API) handleListTokens(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) er
 
 // handleCreateToken serves POST /api/admin/users/{username}/tokens. The token is shown once;
 // only its hash is kept.
-func (a *API) handleCreateToken(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	target, err := a.findUser(ctx, pathParam(ctx, "username"))
+func (a *API) handleCreateToken(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
+	target, t, secret, err := a.svc.CreateToken(dbContext(ctx), caller, pathParam(ctx, "username"))
 	if err != nil {
 		return err
 	}
-	t, secret, err := a.st.CreateToken(dbContext(ctx), target.User.ID)
-	if err != nil {
-		return fmt.Errorf("create token for %q: %w", target.User.Username, err)
-	}
-	ctx.Response.Header.Set("Location", fmt.Sprintf("%s/api/admin/users/%s/tokens", a.cfg.PublicURL, url.PathEscape(target.User.Username)))
+	ctx.Response.Header.Set("Location", fmt.Sprintf("%s/api/admin/users/%s/tokens", a.cfg.PublicURL, url.PathEscape(target.Username)))
 	a.writeJSON(ctx, http.StatusCreated, newTokenJSON{ID: t.ID, Token: secret, Hint: t.Hint, CreatedAt: formatTime(t.CreatedAt)})
 	return nil
 }
 
-// handleDeleteToken serves DELETE /api/admin/users/{username}/tokens/{id}: the token stops
-// authenticating at once, on every node (tokens are looked up on every request).
-func (a *API) handleDeleteToken(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	target, err := a.findUser(ctx, pathParam(ctx, "username"))
-	if err != nil {
-		return err
-	}
+// handleDeleteToken serves DELETE /api/admin/users/{username}/tokens/{id}.
+func (a *API) handleDeleteToken(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
+	username := pathParam(ctx, "username")
 	tokenID, err := strconv.ParseInt(pathParam(ctx, "id"), 10, 64)
 	if err != nil || tokenID < 1 {
+		// The user's absence is the better answer, when they are absent.
+		if _, err := a.svc.FindUser(dbContext(ctx), caller, username); err != nil {
+			return err
+		}
 		return tierpix.Errorf(tierpix.ENOTFOUND, "The token does not exist.")
 	}
-	err = a.st.DeleteToken(dbContext(ctx), target.User.ID, tokenID)
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
-		return tierpix.Errorf(tierpix.ENOTFOUND, "The user has no token %d.", tokenID)
-	} else if err != nil {
-		return fmt.Errorf("delete token %d of %q: %w", tokenID, target.User.Username, err)
+	if err := a.svc.DeleteToken(dbContext(ctx), caller, username, tokenID); err != nil {
+		return err
 	}
 	writeNoContent(ctx)
 	return nil
@@ -88,13 +76,9 @@ func (a *API) handleDeleteToken(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) e
 
 // handleDeleteSessions serves DELETE /api/admin/users/{username}/sessions: the user is signed
 // out of every browser. Their API tokens and password are untouched.
-func (a *API) handleDeleteSessions(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error {
-	target, err := a.findUser(ctx, pathParam(ctx, "username"))
-	if err != nil {
+func (a *API) handleDeleteSessions(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
+	if _, err := a.svc.EndSessions(dbContext(ctx), caller, pathParam(ctx, "username")); err != nil {
 		return err
-	}
-	if _, err := a.st.DeleteUserSessions(dbContext(ctx), target.User.ID); err != nil {
-		return fmt.Errorf("delete sessions of %q: %w", target.User.Username, err)
 	}
 	writeNoContent(ctx)
 	return nil

@@ -241,16 +241,12 @@ func refuse(m *metaEntry, link *signing.Link) error {
 // authorize checks a verified link against the owner's tier as it is now: links outlive tier
 // changes, so a signature alone does not grant a variant.
 func authorize(tier *tierpix.Tier, link *signing.Link) error {
-	if link.Expires != 0 && !tier.ExpiringLinks {
+	switch tier.Grants(link.Variant.Height, link.Expires != 0) {
+	case tierpix.NoExpiringLinks:
 		return tierpix.Errorf(tierpix.EFORBIDDEN, "The owner's tier does not include expiring links.")
-	}
-	if link.Variant.IsOriginal() {
-		if !tier.OriginalLink {
-			return tierpix.Errorf(tierpix.EFORBIDDEN, "The owner's tier does not include the original.")
-		}
-		return nil
-	}
-	if !tier.AllowsHeight(link.Variant.Height) {
+	case tierpix.NoOriginal:
+		return tierpix.Errorf(tierpix.EFORBIDDEN, "The owner's tier does not include the original.")
+	case tierpix.NoHeight:
 		return tierpix.Errorf(tierpix.EFORBIDDEN, "The owner's tier does not include %d px thumbnails.", link.Variant.Height)
 	}
 	return nil

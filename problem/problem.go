@@ -63,12 +63,23 @@ func Write(ctx *fasthttp.RequestCtx, status int, detail string, fields map[strin
 	}
 	body, _ := json.Marshal(d)
 	body = append(body, '\n')
+	ctx.SetUserValue(writtenKey, &d)
 	ctx.Response.ResetBody()
 	ctx.SetStatusCode(status)
 	ctx.SetContentType(ContentType)
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
 	ctx.SetBody(body)
+}
+
+// writtenKey holds the last problem Write answered on a request, for Written.
+const writtenKey = "tierpix.problem"
+
+// Written returns the problem document answered on ctx, or nil: the browsable API shows it
+// as a typed value rather than parsing the body back.
+func Written(ctx *fasthttp.RequestCtx) *Details {
+	d, _ := ctx.UserValue(writtenKey).(*Details)
+	return d
 }
 
 // Error answers with the problem that err stands for. Internal errors are logged with their

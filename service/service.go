@@ -160,15 +160,6 @@ func (s *Service) UpdateTier(ctx context.Context, actor *tierpix.Identity, name 
 	return t, nil
 }
 
-// BuiltinRefusal is why a builtin tier cannot be deleted; the admin pages show it before
-// anyone asks.
-func BuiltinRefusal(t *tierpix.Tier) error {
-	if t.Builtin {
-		return tierpix.Errorf(tierpix.ECONFLICT, "The %s tier is builtin and cannot be deleted.", t.Name)
-	}
-	return nil
-}
-
 // DeleteTier deletes a tier no user is on.
 func (s *Service) DeleteTier(ctx context.Context, actor *tierpix.Identity, name string) error {
 	if err := tierpix.RequireAdmin(actor); err != nil {
@@ -178,7 +169,7 @@ func (s *Service) DeleteTier(ctx context.Context, actor *tierpix.Identity, name 
 	if err != nil {
 		return err
 	}
-	if err := BuiltinRefusal(&t); err != nil {
+	if err := tierpix.BuiltinRefusal(&t); err != nil {
 		return err
 	}
 	if err := s.st.DeleteTier(ctx, t.Name); err != nil {
@@ -287,22 +278,13 @@ func (s *Service) UpdateUser(ctx context.Context, actor *tierpix.Identity, usern
 	return u, nil
 }
 
-// SelfDeleteRefusal is why target cannot be deleted by actor, or nil; the admin pages show it
-// before anyone asks.
-func SelfDeleteRefusal(actor *tierpix.Identity, target *tierpix.User) error {
-	if actor != nil && actor.User.ID == target.ID {
-		return tierpix.Errorf(tierpix.ECONFLICT, "You cannot delete your own account.")
-	}
-	return nil
-}
-
 // DeleteUser deletes a user and everything they own.
 func (s *Service) DeleteUser(ctx context.Context, actor *tierpix.Identity, username string) error {
 	target, err := s.adminFind(ctx, actor, username)
 	if err != nil {
 		return err
 	}
-	if err := SelfDeleteRefusal(actor, &target); err != nil {
+	if err := tierpix.SelfDeleteRefusal(actor, &target); err != nil {
 		return err
 	}
 	ids, err := s.st.DeleteUser(ctx, target.Username)
@@ -460,19 +442,11 @@ func (s *Service) DeleteImage(ctx context.Context, actor *tierpix.Identity, id s
 	return s.deleteImage(ctx, actor.User.ID, id)
 }
 
-// ListAllImages returns a page of every user's images, or of the user named owner's when
-// owner is not empty, newest first, for admins.
-func (s *Service) ListAllImages(ctx context.Context, actor *tierpix.Identity, owner string, before int64, limit int) ([]tierpix.OwnedImage, error) {
+// ListAllImages returns a page of every user's images, or of the user ownerID's when it is
+// not 0, newest first, for admins.
+func (s *Service) ListAllImages(ctx context.Context, actor *tierpix.Identity, ownerID int64, before int64, limit int) ([]tierpix.OwnedImage, error) {
 	if err := tierpix.RequireAdmin(actor); err != nil {
 		return nil, err
-	}
-	var ownerID int64
-	if owner != "" {
-		u, err := s.FindUser(ctx, actor, owner)
-		if err != nil {
-			return nil, err
-		}
-		ownerID = u.User.ID
 	}
 	imgs, err := s.st.ListAllImages(ctx, ownerID, before, limit)
 	if err != nil {

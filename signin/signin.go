@@ -488,3 +488,16 @@ func (s *Service) trusted(a netip.Addr) bool {
 	}
 	return false
 }
+
+// FromOtherSite reports whether a browser's Sec-Fetch-Site value says another site (or a
+// sibling subdomain) made the request: anything but same-origin or none (typed in, or a
+// bookmark). Without the header (old browsers, curl, API clients) it is false. Browsers send
+// remembered Basic credentials and cookies with any site's form post, so state changes such
+// requests make are refused.
+func FromOtherSite(secFetchSite string) bool {
+	switch strings.ToLower(secFetchSite) {
+	case "", "same-origin", "none":
+		return false
+	}
+	return true
+}

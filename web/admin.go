@@ -11,7 +11,6 @@ package web
 // of a name, so a crafted link cannot make the page say arbitrary sentences.
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/problem"
-	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 )
 
@@ -49,7 +47,7 @@ type adminLayout struct {
 }
 
 // adminLayoutFor returns the layout of an admin page for the signed-in admin.
-func adminLayoutFor(ctx *fasthttp.RequestCtx, id *tierpix.Identity, sess *store.Session, title string) adminLayout {
+func adminLayoutFor(ctx *fasthttp.RequestCtx, id *tierpix.Identity, sess *tierpix.Session, title string) adminLayout {
 	path := string(ctx.Path())
 	l := adminLayout{Page: Page{Title: title, User: &id.User, CSRF: sess.CSRFToken, Path: path}}
 	for _, s := range []struct{ href, label string }{
@@ -239,12 +237,12 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 	}
 	l := adminLayoutFor(ctx, id, sess, "Admin")
 	dbctx := dbContext()
-	tiers, err := w.st.ListTiers(dbctx)
+	tiers, err := w.svc.ListTiers(dbctx)
 	if err != nil {
 		w.adminFail(ctx, l, "/", "list tiers", err)
 		return
 	}
-	users, err := w.st.ListUsers(dbctx, "", "", adminDashboardUserCap+1)
+	users, err := w.svc.ListUsers(dbctx, id, "", "", adminDashboardUserCap+1)
 	if err != nil {
 		w.adminFail(ctx, l, "/", "list users", err)
 		return
@@ -259,14 +257,4 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		d.Users = fmt.Sprintf("more than %d", adminDashboardUserCap)
 	}
 	w.render(ctx, http.StatusOK, "admin_index.html", d)
-}
-
-// adminLogKept logs a deletion that left originals on disk for the sweep; any other error is
-// returned for the caller to answer.
-func (w *Web) adminLogKept(op string, err error) error {
-	if errors.Is(err, store.ErrOriginalKept) {
-		w.logger.Warn("admin: "+op+": originals left on disk for the sweep", "err", err)
-		return nil
-	}
-	return err
 }

@@ -83,7 +83,7 @@ func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
 	var ownerID int64
 	if d.Owner != "" {
 		d.Title = "Images of " + d.Owner
-		owner, err := w.st.FindUser(dbctx, d.Owner)
+		owner, err := w.svc.FindUser(dbctx, id, d.Owner)
 		if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 			d.OwnerError = fmt.Sprintf("No user is named %q.", d.Owner)
 			w.render(ctx, http.StatusOK, "admin_images.html", d)
@@ -96,7 +96,7 @@ func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
 	}
 	// A before that is not a positive number is the first page.
 	before, _ := strconv.ParseInt(adminQuery(ctx, "before"), 10, 64)
-	images, err := w.st.ListAllImages(dbctx, ownerID, max(before, 0), adminPageSize+1)
+	images, err := w.svc.ListAllImages(dbctx, id, ownerID, max(before, 0), adminPageSize+1)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list images", err)
 		return
@@ -135,23 +135,6 @@ func (w *Web) handleImagePreview(ctx *fasthttp.RequestCtx) {
 	w.previews.ServePreview(ctx, adminParam(ctx, "id"), adminPreviewHeight)
 }
 
-// adminFindImage returns an image with its owner's username.
-func (w *Web) adminFindImage(id string) (tierpix.Image, string, error) {
-	dbctx := dbContext()
-	img, err := w.st.FindImage(dbctx, id)
-	if err != nil {
-		return tierpix.Image{}, "", err
-	}
-	owner, err := w.st.FindUserByID(dbctx, img.OwnerID)
-	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
-		// The owner and their images went in the meantime.
-		return tierpix.Image{}, "", tierpix.Errorf(tierpix.ENOTFOUND, "The image was not found.")
-	} else if err != nil {
-		return tierpix.Image{}, "", fmt.Errorf("find owner of image %s: %w", id, err)
-	}
-	return img, owner.User.Username, nil
-}
-
 // handleImageConfirm serves GET /admin/images/{id}/delete: the confirmation, with the picture.
 func (w *Web) handleImageConfirm(ctx *fasthttp.RequestCtx) {
 	id, sess, ok := w.requireUser(ctx, true)
@@ -159,12 +142,12 @@ func (w *Web) handleImageConfirm(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l := adminLayoutFor(ctx, id, sess, "Delete image")
-	img, owner, err := w.adminFindImage(adminParam(ctx, "id"))
+	img, err := w.svc.FindAnyImage(dbContext(), id, adminParam(ctx, "id"))
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/images", "find image", err)
 		return
 	}
-	w.render(ctx, http.StatusOK, "admin_image_delete.html", adminImageDelete{adminLayout: l, Image: adminImageRowOf(img, owner)})
+	w.render(ctx, http.StatusOK, "admin_image_delete.html", adminImageDelete{adminLayout: l, Image: adminImageRowOf(img.Image, img.Owner)})
 }
 
 // handleImageDelete serves POST /admin/images/{id}/delete: the row and the original go, and
@@ -175,17 +158,7 @@ func (w *Web) handleImageDelete(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l := adminLayoutFor(ctx, id, sess, "Delete image")
-	dbctx := dbContext()
-	img, err := w.st.FindImage(dbctx, adminParam(ctx, "id"))
-	if err == nil {
-		err = w.st.DeleteImage(dbctx, img.OwnerID, img.ID)
-		if err == nil || tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
-			// Purge whenever the row may be gone, including when the original was left on
-			// disk: a stale cached render must not outlive the row.
-			w.purger.Purge(img.ID)
-		}
-		err = w.adminLogKept("delete image "+img.ID, err)
-	}
+	err := w.svc.DeleteAnyImage(dbContext(), id, adminParam(ctx, "id"))
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/images", "delete image", err)
 		return

@@ -89,7 +89,7 @@ func (w *Web) handleTierList(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l := adminLayoutFor(ctx, id, sess, "Tiers")
-	tiers, err := w.st.ListTiers(dbContext())
+	tiers, err := w.svc.ListTiers(dbContext())
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list tiers", err)
 		return
@@ -173,7 +173,7 @@ func (w *Web) handleTierCreate(ctx *fasthttp.RequestCtx) {
 		w.render(ctx, http.StatusBadRequest, "admin_tier_form.html", d)
 		return
 	}
-	err := w.st.CreateTier(dbContext(), &t)
+	t, err := w.svc.CreateTier(dbContext(), id, t)
 	switch tierpix.ErrorCode(err) {
 	case "":
 		w.adminRedirect(ctx, "/admin/tiers", url.Values{"created": {t.Name}})
@@ -197,7 +197,7 @@ func (w *Web) handleTierEdit(ctx *fasthttp.RequestCtx) {
 	}
 	name := adminParam(ctx, "name")
 	l := adminLayoutFor(ctx, id, sess, "Edit tier "+name)
-	t, err := w.st.FindTier(dbContext(), name)
+	t, err := w.svc.FindTier(dbContext(), name)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)
 		return
@@ -226,20 +226,17 @@ func (w *Web) handleTierUpdate(ctx *fasthttp.RequestCtx) {
 	d := adminTierForm{adminLayout: adminLayoutFor(ctx, id, sess, "Edit tier "+name), Action: adminTierURL(name), Name: name}
 	t, msg := adminTierFromForm(ctx, &d)
 	if f := adminTierInvalid(&t, msg); f != nil {
-		if cur, err := w.st.FindTier(dbContext(), name); err == nil {
+		if cur, err := w.svc.FindTier(dbContext(), name); err == nil {
 			d.Builtin = cur.Builtin
 		}
 		d.adminForm = *f
 		w.render(ctx, http.StatusBadRequest, "admin_tier_form.html", d)
 		return
 	}
-	saved, err := w.st.ModifyTier(dbContext(), name, func(cur *tierpix.Tier) error {
-		d.Builtin = cur.Builtin
-		cur.ThumbnailHeights = t.ThumbnailHeights
-		cur.OriginalLink = t.OriginalLink
-		cur.ExpiringLinks = t.ExpiringLinks
-		return nil
+	saved, err := w.svc.UpdateTier(dbContext(), id, name, tierpix.TierUpdate{
+		ThumbnailHeights: &t.ThumbnailHeights, OriginalLink: &t.OriginalLink, ExpiringLinks: &t.ExpiringLinks,
 	})
+	d.Builtin = saved.Builtin
 	switch tierpix.ErrorCode(err) {
 	case "":
 		w.adminRedirect(ctx, "/admin/tiers", url.Values{"updated": {saved.Name}})
@@ -260,21 +257,17 @@ func (w *Web) handleTierConfirm(ctx *fasthttp.RequestCtx) {
 	}
 	name := adminParam(ctx, "name")
 	l := adminLayoutFor(ctx, id, sess, "Delete tier "+name)
-	t, err := w.st.FindTier(dbContext(), name)
+	t, err := w.svc.FindTier(dbContext(), name)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)
 		return
 	}
 	l.Title = "Delete tier " + t.Name
 	d := adminTierDelete{adminLayout: l, Name: t.Name, Action: adminTierURL(t.Name) + "/delete"}
-	if t.Builtin {
-		d.Refusal = adminBuiltinRefusal(t.Name)
+	if err := tierpix.BuiltinRefusal(&t); err != nil {
+		d.Refusal = tierpix.ErrorMessage(err)
 	}
 	w.render(ctx, http.StatusOK, "admin_tier_delete.html", d)
-}
-
-func adminBuiltinRefusal(name string) string {
-	return fmt.Sprintf("The %s tier is builtin and cannot be deleted.", name)
 }
 
 // handleTierDelete serves POST /admin/tiers/{name}/delete. Builtin tiers and tiers users are
@@ -287,24 +280,22 @@ func (w *Web) handleTierDelete(ctx *fasthttp.RequestCtx) {
 	name := adminParam(ctx, "name")
 	l := adminLayoutFor(ctx, id, sess, "Delete tier "+name)
 	dbctx := dbContext()
-	t, err := w.st.FindTier(dbctx, name)
+	t, err := w.svc.FindTier(dbctx, name)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)
 		return
 	}
 	l.Title = "Delete tier " + t.Name
 	d := adminTierDelete{adminLayout: l, Name: t.Name, Action: adminTierURL(t.Name) + "/delete"}
-	if t.Builtin {
-		d.Refusal = adminBuiltinRefusal(t.Name)
-		w.render(ctx, http.StatusConflict, "admin_tier_delete.html", d)
-		return
-	}
-	err = w.st.DeleteTier(dbctx, t.Name)
+	err = w.svc.DeleteTier(dbctx, id, t.Name)
 	switch tierpix.ErrorCode(err) {
 	case "":
 		w.adminRedirect(ctx, "/admin/tiers", url.Values{"deleted": {t.Name}})
 	case tierpix.ECONFLICT:
-		d.Refusal = tierpix.ErrorMessage(err) + " Move its users to another tier first."
+		d.Refusal = tierpix.ErrorMessage(err)
+		if !t.Builtin {
+			d.Refusal += " Move its users to another tier first."
+		}
 		w.render(ctx, http.StatusConflict, "admin_tier_delete.html", d)
 	default:
 		w.adminFail(ctx, l, "/admin/tiers", "delete tier", err)

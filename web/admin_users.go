@@ -8,12 +8,8 @@ import (
 	"strings"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
 )
-
-// adminDefaultTier is the tier a new user's form starts on, as the admin API's default.
-const adminDefaultTier = "Basic"
 
 // adminUserRow is a user in the list.
 type adminUserRow struct {
@@ -96,12 +92,9 @@ type adminTokenMinted struct {
 
 func adminUserURL(username string) string { return "/admin/users/" + url.PathEscape(username) }
 
-// adminSelfDelete is the API's rule: an admin cannot delete their own account.
-const adminSelfDelete = "You cannot delete your own account."
-
 // adminTierOptions lists every tier for a select, with selected chosen (case-insensitively).
 func (w *Web) adminTierOptions(selected string) ([]adminTierOption, error) {
-	tiers, err := w.st.ListTiers(dbContext())
+	tiers, err := w.svc.ListTiers(dbContext())
 	if err != nil {
 		return nil, fmt.Errorf("list tiers: %w", err)
 	}
@@ -122,7 +115,7 @@ func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 	l := adminLayoutFor(ctx, id, sess, "Users")
 	q := strings.TrimSpace(adminQuery(ctx, "q"))
 	after := adminQuery(ctx, "after")
-	users, err := w.st.ListUsers(dbContext(), q, after, adminPageSize+1)
+	users, err := w.svc.ListUsers(dbContext(), id, q, after, adminPageSize+1)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list users", err)
 		return
@@ -164,7 +157,7 @@ func (w *Web) handleUserNew(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l := adminLayoutFor(ctx, id, sess, "Add user")
-	tiers, err := w.adminTierOptions(adminDefaultTier)
+	tiers, err := w.adminTierOptions(tierpix.DefaultTier)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "new user", err)
 		return
@@ -186,7 +179,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 	password := adminPost(ctx, "password")
 	tier := adminPost(ctx, "tier")
 	if tier == "" {
-		tier = adminDefaultTier
+		tier = tierpix.DefaultTier
 	}
 	var err error
 	if d.Tiers, err = w.adminTierOptions(tier); err != nil {
@@ -194,25 +187,10 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	fields := map[string]string{}
-	if err := tierpix.ValidateUsername(d.Username); err != nil {
-		fields["username"] = tierpix.ErrorFields(err)["username"]
-	}
-	if err := tierpix.ValidatePassword(password); err != nil {
-		fields["password"] = tierpix.ErrorFields(err)["password"]
-	}
-	if len(fields) > 0 {
-		d.adminForm = adminFormFrom(&tierpix.Error{Code: tierpix.EINVALID, Fields: fields})
-		w.render(ctx, http.StatusBadRequest, "admin_user_new.html", d)
-		return
-	}
-	hash, err := w.signin.HashPassword(dbContext(), password, w.cfg.BcryptCost)
+	u, err := w.svc.CreateUser(dbContext(), id, tierpix.NewUser{Username: d.Username, Password: password, Tier: tier, IsAdmin: d.IsAdmin})
 	if err == nil {
-		u := tierpix.User{Username: d.Username, PasswordHash: hash, TierName: tier, IsAdmin: d.IsAdmin}
-		if err = w.st.CreateUser(dbContext(), &u); err == nil {
-			w.adminRedirect(ctx, "/admin/users", url.Values{"created": {u.Username}})
-			return
-		}
+		w.adminRedirect(ctx, "/admin/users", url.Values{"created": {u.Username}})
+		return
 	}
 	switch tierpix.ErrorCode(err) {
 	case tierpix.ECONFLICT:
@@ -228,7 +206,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 }
 
 // adminUserPage loads everything the user's page shows besides the form's own values.
-func (w *Web) adminUserPage(l adminLayout, caller *tierpix.Identity, sess *store.Session, target tierpix.User) (adminUserEdit, error) {
+func (w *Web) adminUserPage(l adminLayout, caller *tierpix.Identity, sess *tierpix.Session, target tierpix.User) (adminUserEdit, error) {
 	dbctx := dbContext()
 	d := adminUserEdit{
 		adminLayout: l,
@@ -242,9 +220,9 @@ func (w *Web) adminUserPage(l adminLayout, caller *tierpix.Identity, sess *store
 	if d.Tiers, err = w.adminTierOptions(target.TierName); err != nil {
 		return d, err
 	}
-	tokens, err := w.st.ListTokens(dbctx, target.ID)
+	_, tokens, err := w.svc.ListTokens(dbctx, caller, target.Username)
 	if err != nil {
-		return d, fmt.Errorf("list tokens: %w", err)
+		return d, err
 	}
 	for _, t := range tokens {
 		hint := t.Hint
@@ -257,9 +235,9 @@ func (w *Web) adminUserPage(l adminLayout, caller *tierpix.Identity, sess *store
 			RevokeURL: fmt.Sprintf("%s/tokens/%d/delete", d.URL, t.ID),
 		})
 	}
-	sessions, err := w.st.ListUserSessions(dbctx, target.ID, w.cfg.Now().Add(-w.cfg.SessionIdleTimeout))
+	sessions, err := w.svc.ListSessions(dbctx, caller, target.Username, w.cfg.Now().Add(-w.cfg.SessionIdleTimeout))
 	if err != nil {
-		return d, fmt.Errorf("list sessions: %w", err)
+		return d, err
 	}
 	for _, s := range sessions {
 		d.Sessions = append(d.Sessions, adminSessionRow{
@@ -282,7 +260,7 @@ func (w *Web) handleUserEdit(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "User "+username)
-	target, err := w.st.FindUser(dbContext(), username)
+	target, err := w.svc.FindUser(dbContext(), id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
@@ -322,40 +300,21 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 	isAdmin := adminChecked(ctx, "is_admin")
 	password := adminPost(ctx, "password")
 
-	// Hash before the transaction: bcrypt is slow, and the store holds its users lock while
-	// the change is applied.
-	var hash string
-	var err error
+	upd := tierpix.UserUpdate{Tier: &tier, IsAdmin: &isAdmin}
 	if password != "" {
-		hash, err = w.signin.HashPassword(dbContext(), password, w.cfg.BcryptCost)
+		upd.Password = &password
 	}
+	u, err := w.svc.UpdateUser(dbContext(), id, username, upd)
 	if err == nil {
-		var u tierpix.User
-		u, err = w.st.ModifyUser(dbContext(), username, func(u *tierpix.User) error {
-			if u.ID == id.User.ID && u.IsAdmin && !isAdmin {
-				return tierpix.Errorf(tierpix.ECONFLICT, "You cannot demote yourself.")
-			}
-			u.TierName = tier
-			u.IsAdmin = isAdmin
-			if hash != "" {
-				u.PasswordHash = hash
-			}
-			return nil
-		})
-		if err == nil {
-			if hash != "" {
-				w.signin.Forget(u.Username)
-			}
-			w.adminRedirect(ctx, "/admin/users", url.Values{"updated": {u.Username}})
-			return
-		}
+		w.adminRedirect(ctx, "/admin/users", url.Values{"updated": {u.Username}})
+		return
 	}
 	code := tierpix.ErrorCode(err)
 	if code != tierpix.EINVALID && code != tierpix.ECONFLICT {
 		w.adminFail(ctx, l, "/admin/users", "update user", err)
 		return
 	}
-	target, ferr := w.st.FindUser(dbContext(), username)
+	target, ferr := w.svc.FindUser(dbContext(), id, username)
 	if ferr != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", ferr)
 		return
@@ -383,14 +342,14 @@ func (w *Web) handleUserConfirm(ctx *fasthttp.RequestCtx) {
 	}
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Delete user "+username)
-	target, err := w.st.FindUser(dbContext(), username)
+	target, err := w.svc.FindUser(dbContext(), id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
 	}
 	d := adminUserDelete{adminLayout: l, Username: target.User.Username, URL: adminUserURL(target.User.Username)}
-	if target.User.ID == id.User.ID {
-		d.Refusal = adminSelfDelete
+	if err := tierpix.SelfDeleteRefusal(id, &target.User); err != nil {
+		d.Refusal = tierpix.ErrorMessage(err)
 	}
 	w.render(ctx, http.StatusOK, "admin_user_delete.html", d)
 }
@@ -405,26 +364,15 @@ func (w *Web) handleUserDelete(ctx *fasthttp.RequestCtx) {
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Delete user "+username)
 	dbctx := dbContext()
-	target, err := w.st.FindUser(dbctx, username)
+	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
 	}
 	d := adminUserDelete{adminLayout: l, Username: target.User.Username, URL: adminUserURL(target.User.Username)}
-	if target.User.ID == id.User.ID {
-		d.Refusal = adminSelfDelete
-		w.render(ctx, http.StatusConflict, "admin_user_delete.html", d)
-		return
-	}
-	ids, err := w.st.DeleteUser(dbctx, target.User.Username)
-	// The images of ids are gone even when originals were left on disk: purge them either way.
-	for _, imageID := range ids {
-		w.purger.Purge(imageID)
-	}
-	err = w.adminLogKept("delete user "+target.User.Username, err)
+	err = w.svc.DeleteUser(dbctx, id, target.User.Username)
 	switch tierpix.ErrorCode(err) {
 	case "":
-		w.signin.Forget(target.User.Username)
 		w.adminRedirect(ctx, "/admin/users", url.Values{"deleted": {target.User.Username}})
 	case tierpix.ECONFLICT:
 		d.Refusal = tierpix.ErrorMessage(err)
@@ -444,12 +392,12 @@ func (w *Web) handleTokenCreate(ctx *fasthttp.RequestCtx) {
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "New token for "+username)
 	dbctx := dbContext()
-	target, err := w.st.FindUser(dbctx, username)
+	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
 	}
-	_, token, err := w.st.CreateToken(dbctx, target.User.ID)
+	_, _, token, err := w.svc.CreateToken(dbctx, id, target.User.Username)
 	if err != nil {
 		w.adminFail(ctx, l, adminUserURL(target.User.Username), "create token", err)
 		return
@@ -472,7 +420,7 @@ func (w *Web) handleTokenDelete(ctx *fasthttp.RequestCtx) {
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Revoke token")
 	dbctx := dbContext()
-	target, err := w.st.FindUser(dbctx, username)
+	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
@@ -482,7 +430,7 @@ func (w *Web) handleTokenDelete(ctx *fasthttp.RequestCtx) {
 	if perr != nil {
 		err = tierpix.Errorf(tierpix.ENOTFOUND, "The token was not found.")
 	} else {
-		err = w.st.DeleteToken(dbctx, target.User.ID, tokenID)
+		err = w.svc.DeleteToken(dbctx, id, target.User.Username, tokenID)
 	}
 	if err != nil {
 		w.adminFail(ctx, l, back, "revoke token", err)
@@ -501,12 +449,12 @@ func (w *Web) handleSessionsDelete(ctx *fasthttp.RequestCtx) {
 	username := adminParam(ctx, "username")
 	l := adminLayoutFor(ctx, id, sess, "Sign out everywhere")
 	dbctx := dbContext()
-	target, err := w.st.FindUser(dbctx, username)
+	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
 	}
-	n, err := w.st.DeleteUserSessions(dbctx, target.User.ID)
+	n, err := w.svc.EndSessions(dbctx, id, target.User.Username)
 	if err != nil {
 		w.adminFail(ctx, l, adminUserURL(target.User.Username), "delete sessions", err)
 		return

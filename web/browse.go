@@ -5,8 +5,8 @@ package web
 //
 // The api package stays the only place that answers API requests. It writes its JSON answer
 // into ctx.Response as for any client and then, when WantsHTML says the request came from a
-// browser's navigation, calls RenderAPI, which turns that answer into a page with the same
-// status: the JSON pretty-printed with its links clickable, thumbnails shown, the next page
+// browser's navigation, calls RenderAPI with the answer's typed values (api.Page), which turns
+// that answer into a page with the same status: the JSON pretty-printed with its links clickable, thumbnails shown, the next page
 // linked, a problem's title and field errors up front, and a form for every other operation
 // on the route, generated from the OpenAPI document. So the page shows exactly what an API
 // client gets, and a change to the API or its document shows up in the page by itself.
@@ -30,8 +30,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/api/openapi"
+	"github.com/tierpix/tierpix/problem"
 	"github.com/valyala/fasthttp"
 )
 
@@ -132,11 +133,8 @@ func prefersHTML(accept string) bool {
 	return true
 }
 
-// APIPage is what RenderAPI needs besides the JSON answer already in ctx.Response.
-type APIPage struct {
-	Identity *tierpix.Identity // the caller; nil when not authenticated
-	Route    string            // the route template, e.g. /api/images/{id}
-}
+// WantsHTML is WantsHTML, for api.Browser.
+func (w *Web) WantsHTML(ctx *fasthttp.RequestCtx) bool { return WantsHTML(ctx) }
 
 // apiData is the data of templates/api.html.
 type apiData struct {
@@ -243,7 +241,7 @@ type fieldView struct {
 // route (and for POST-only sub-routes such as expiring-links), built from the OpenAPI spec.
 // Headers the API set that mean something to a browser (Allow, Location, WWW-Authenticate,
 // Retry-After) stay on the response; the page gets the headers of every page.
-func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
+func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p api.Page) {
 	if sessionOf(ctx) == nil && len(ctx.Request.Header.Cookie(w.cookieName())) > 0 {
 		if _, _, err := w.Identify(ctx); err != nil {
 			w.logger.Error("identify", "err", err)
@@ -293,7 +291,6 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
 		}
 	}
 
-	var doc any
 	switch {
 	case len(body) == 0:
 		d.NoContent = true
@@ -303,33 +300,26 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p APIPage) {
 	default:
 		if segs, ok := prettyJSON(body, w.isSiteURL); ok {
 			d.JSON = segs
-			dec := json.NewDecoder(bytes.NewReader(body))
-			dec.UseNumber()
-			if err := dec.Decode(&doc); err != nil {
-				doc = nil
-			}
 		} else {
 			d.Raw = string(body)
 		}
 	}
-	if obj, ok := doc.(map[string]any); ok {
-		if strings.HasPrefix(contentType, "application/problem+json") || (status >= 400 && obj["title"] != nil) {
-			d.Problem = problemOf(obj)
-		}
-		if next, ok := obj["next"].(string); ok && w.isSiteURL(next) {
-			d.Next = next
-		}
-		d.Images = w.imagesOf(obj, route, path)
-		d.Items = w.itemsOf(obj, route, path)
+	if p.Problem != nil {
+		d.Problem = problemOf(p.Problem)
 	}
+	if w.isSiteURL(p.Next) {
+		d.Next = p.Next
+	}
+	d.Images = w.imagesOf(&p, route, path)
+	d.Items = w.itemsOf(&p, route, path)
 	if status == fasthttp.StatusUnauthorized {
 		d.SignIn = d.RequestURI
 	}
 
 	// The resource as shown fills the PATCH forms, when the page shows it.
-	var current map[string]any
-	if obj, ok := doc.(map[string]any); ok && method == fasthttp.MethodGet && status == fasthttp.StatusOK {
-		current = obj
+	var current map[string]string
+	if method == fasthttp.MethodGet && status == fasthttp.StatusOK {
+		current = p.Values
 	}
 	showForms := status != fasthttp.StatusUnauthorized && status != fasthttp.StatusNotFound &&
 		!(method == fasthttp.MethodDelete && status < 300)
@@ -487,59 +477,33 @@ func quoteJSON(s string) string {
 	return strings.TrimSuffix(buf.String(), "\n")
 }
 
-// problemOf reads an RFC 9457 problem document.
-func problemOf(obj map[string]any) *problemView {
-	pv := &problemView{}
-	pv.Title, _ = obj["title"].(string)
-	pv.Detail, _ = obj["detail"].(string)
-	if errs, ok := obj["errors"].(map[string]any); ok {
-		for field, msg := range errs {
-			pv.Errors = append(pv.Errors, headerLine{field, fmt.Sprint(msg)})
-		}
-		sort.Slice(pv.Errors, func(i, j int) bool { return pv.Errors[i].Name < pv.Errors[j].Name })
+// problemOf is the view of a problem document.
+func problemOf(doc *problem.Details) *problemView {
+	pv := &problemView{Title: doc.Title, Detail: doc.Detail}
+	for field, msg := range doc.Errors {
+		pv.Errors = append(pv.Errors, headerLine{field, msg})
 	}
+	sort.Slice(pv.Errors, func(i, j int) bool { return pv.Errors[i].Name < pv.Errors[j].Name })
 	return pv
 }
 
-// imagesOf finds the images of an answer: the answer itself or each of its results, any
-// object with links.thumbnails. In a list, each links to its own page when the route has one.
-func (w *Web) imagesOf(obj map[string]any, route, path string) []imageView {
-	var objs []map[string]any
-	inList := false
-	if results, ok := obj["results"].([]any); ok {
-		inList = true
-		for _, r := range results {
-			if m, ok := r.(map[string]any); ok {
-				objs = append(objs, m)
-			}
-		}
-	} else {
-		objs = []map[string]any{obj}
-	}
+// imagesOf shows the images of an answer with their thumbnails. In a list, each links to its
+// own page when the route has one.
+func (w *Web) imagesOf(p *api.Page, route, path string) []imageView {
 	var images []imageView
-	for _, o := range objs {
-		links, _ := o["links"].(map[string]any)
-		thumbs, _ := links["thumbnails"].([]any)
-		if len(thumbs) == 0 {
-			continue
-		}
-		iv := imageView{}
-		iv.Name, _ = o["name"].(string)
+	for _, img := range p.Images {
+		iv := imageView{Name: img.Name}
 		if iv.Name == "" {
-			iv.Name, _ = o["id"].(string)
+			iv.Name = img.ID
 		}
-		if id, ok := o["id"].(string); ok && inList {
-			iv.Href = w.itemHref(route, path, "id", id)
+		if p.InList {
+			iv.Href = w.itemHref(route, path, "id", img.ID)
 		}
-		for _, t := range thumbs {
-			tm, _ := t.(map[string]any)
-			u, _ := tm["url"].(string)
-			if !w.isSiteURL(u) {
+		for _, t := range img.Thumbs {
+			if !w.isSiteURL(t.URL) {
 				continue
 			}
-			h, _ := tm["height"].(json.Number)
-			height, _ := strconv.Atoi(h.String())
-			iv.Thumbs = append(iv.Thumbs, thumbView{URL: u, Height: height, Alt: fmt.Sprintf("%s at %d px", iv.Name, height)})
+			iv.Thumbs = append(iv.Thumbs, thumbView{URL: t.URL, Height: t.Height, Alt: fmt.Sprintf("%s at %d px", iv.Name, t.Height)})
 		}
 		if len(iv.Thumbs) > 0 {
 			images = append(images, iv)
@@ -549,11 +513,9 @@ func (w *Web) imagesOf(obj map[string]any, route, path string) []imageView {
 }
 
 // itemsOf links each result of a list to its own page, when the route has a GET one level
-// deeper (/api/admin/tiers/{name}): the result's field named like that parameter gives the
-// link. Images have their own cards, so their lists are left to imagesOf.
-func (w *Web) itemsOf(obj map[string]any, route, path string) []itemLink {
-	results, ok := obj["results"].([]any)
-	if !ok {
+// deeper (/api/admin/tiers/{name}). Images have their own cards, so they are left to imagesOf.
+func (w *Web) itemsOf(p *api.Page, route, path string) []itemLink {
+	if !p.InList || len(p.Keys) == 0 {
 		return nil
 	}
 	param := w.itemParam(route)
@@ -561,15 +523,7 @@ func (w *Web) itemsOf(obj map[string]any, route, path string) []itemLink {
 		return nil
 	}
 	var items []itemLink
-	for _, r := range results {
-		m, _ := r.(map[string]any)
-		if _, isImage := m["links"]; isImage {
-			continue
-		}
-		v, _ := m[param].(string)
-		if v == "" {
-			continue
-		}
+	for _, v := range p.Keys {
 		if href := w.itemHref(route, path, param, v); href != "" {
 			items = append(items, itemLink{Label: v, Href: href})
 		}
@@ -647,7 +601,7 @@ func concretePath(route, path string) string {
 
 // formFor builds the form of one operation. page is the concrete path of the page's route;
 // a sub-route's fixed last segment is appended to it.
-func formFor(n int, fo formOp, page string, current map[string]any) formView {
+func formFor(n int, fo formOp, page string, current map[string]string) formView {
 	op, action := fo.op, page
 	if fo.sub != "" {
 		action = strings.TrimSuffix(page, "/") + "/" + url.PathEscape(fo.sub)
@@ -687,7 +641,8 @@ func formFor(n int, fo formOp, page string, current map[string]any) formView {
 		}
 		fv := fieldFor(f.ID, field, patch)
 		if patch && fo.sub == "" {
-			fv.setValue(current[field.Name])
+			cur, ok := current[field.Name]
+			fv.setValue(cur, ok)
 		}
 		f.Fields = append(f.Fields, fv)
 	}
@@ -697,37 +652,16 @@ func formFor(n int, fo formOp, page string, current map[string]any) formView {
 // setValue fills a PATCH form's field with the resource's current value, as the page shows
 // it, so that changing one field does not mean typing the others. Files and passwords are
 // never filled; a value of a shape the field cannot hold is left out.
-func (v *fieldView) setValue(cur any) {
-	if cur == nil || v.Kind == "file" || v.Kind == "password" {
-		return
-	}
-	var s string
-	switch c := cur.(type) {
-	case string:
-		s = c
-	case json.Number:
-		s = c.String()
-	case bool:
-		s = strconv.FormatBool(c)
-	case []any:
-		parts := make([]string, 0, len(c))
-		for _, x := range c {
-			n, ok := x.(json.Number)
-			if !ok {
-				return
-			}
-			parts = append(parts, n.String())
-		}
-		s = strings.Join(parts, ", ")
-	default:
+func (v *fieldView) setValue(cur string, ok bool) {
+	if !ok || v.Kind == "file" || v.Kind == "password" {
 		return
 	}
 	if v.Kind != "select" {
-		v.Value = s
+		v.Value = cur
 		return
 	}
 	for i := range v.Options {
-		if v.Options[i].Value == s {
+		if v.Options[i].Value == cur {
 			v.Options[i].Selected = true
 		}
 	}

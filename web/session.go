@@ -39,7 +39,7 @@ import (
 	"time"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/valyala/fasthttp"
 )
 
@@ -60,7 +60,7 @@ type sessionKey struct{}
 // sessionState is what Identify found: the session, its user as they are now, and the
 // plaintext token (for sign-out).
 type sessionState struct {
-	sess  store.Session
+	sess  tierpix.Session
 	id    tierpix.Identity
 	token string
 }
@@ -114,7 +114,7 @@ func (w *Web) Identify(ctx *fasthttp.RequestCtx) (id tierpix.Identity, ok bool, 
 
 // expired reports whether a session the store still holds is over either limit by the web's
 // own clock and settings.
-func (w *Web) expired(sess store.Session, now time.Time) bool {
+func (w *Web) expired(sess tierpix.Session, now time.Time) bool {
 	if !sess.ExpiresAt.IsZero() && !now.Before(sess.ExpiresAt) {
 		return true
 	}
@@ -146,7 +146,7 @@ func (w *Web) CheckCSRF(ctx *fasthttp.RequestCtx, token string) bool {
 // not from a current browser, and the CSRF token still has to match. The api package calls it
 // for every browser form it accepts.
 func (w *Web) CheckOrigin(ctx *fasthttp.RequestCtx) bool {
-	if FromOtherSite(ctx) {
+	if signin.FromOtherSite(string(ctx.Request.Header.Peek("Sec-Fetch-Site"))) {
 		return false
 	}
 	if origin := ctx.Request.Header.Peek("Origin"); len(origin) > 0 {
@@ -157,27 +157,11 @@ func (w *Web) CheckOrigin(ctx *fasthttp.RequestCtx) bool {
 	return true
 }
 
-// FromOtherSite reports whether the browser says, by Sec-Fetch-Site, that another site (or a
-// sibling subdomain) made the request: anything but same-origin or none (typed in, or a
-// bookmark). Without the header (old browsers, curl, API clients) it is false. The api package
-// refuses state changes such requests make with remembered Basic credentials.
-func FromOtherSite(ctx *fasthttp.RequestCtx) bool {
-	site := ctx.Request.Header.Peek("Sec-Fetch-Site")
-	if len(site) == 0 {
-		return false
-	}
-	switch strings.ToLower(string(site)) {
-	case "same-origin", "none":
-		return false
-	}
-	return true
-}
-
 // requireUser returns the signed-in user and session of a page request. Not signed in: it
 // answers 303 to /login?next=<path and query> (for GET and HEAD; other methods go to /login
 // without next, since the target may have no GET) and ok is false. admin set and the user is
 // not an admin: it answers a 403 page and ok is false. A store failure answers a 500 page.
-func (w *Web) requireUser(ctx *fasthttp.RequestCtx, admin bool) (id *tierpix.Identity, sess *store.Session, ok bool) {
+func (w *Web) requireUser(ctx *fasthttp.RequestCtx, admin bool) (id *tierpix.Identity, sess *tierpix.Session, ok bool) {
 	_, ok, err := w.Identify(ctx)
 	if err != nil {
 		w.failPage(ctx, "identify", err, "The page could not be shown. Try again in a moment.")
@@ -192,7 +176,7 @@ func (w *Web) requireUser(ctx *fasthttp.RequestCtx, admin bool) (id *tierpix.Ide
 		return nil, nil, false
 	}
 	s := sessionOf(ctx)
-	if admin && !s.id.User.IsAdmin {
+	if admin && tierpix.RequireAdmin(&s.id) != nil {
 		w.errorPage(ctx, fasthttp.StatusForbidden, "Not allowed", "This page is for administrators only.")
 		return nil, nil, false
 	}

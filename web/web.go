@@ -11,6 +11,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,11 +20,10 @@ import (
 	"time"
 
 	"github.com/fasthttp/router"
+	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/signin"
-	"github.com/tierpix/tierpix/store"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // Defaults for the zero values of Config.
@@ -37,7 +37,6 @@ type Config struct {
 	PublicURL          string        // required; https makes the cookie Secure and __Host- prefixed
 	SessionIdleTimeout time.Duration // a session unused this long ends; default 2h
 	SessionMaxAge      time.Duration // a session ends this long after sign-in whatever its use; default 12h
-	BcryptCost         int           // of the passwords the admin UI sets; default bcrypt.DefaultCost
 	Now                func() time.Time
 }
 
@@ -47,9 +46,6 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.SessionMaxAge == 0 {
 		cfg.SessionMaxAge = DefaultSessionMaxAge
-	}
-	if cfg.BcryptCost == 0 {
-		cfg.BcryptCost = bcrypt.DefaultCost
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -71,15 +67,17 @@ func (cfg Config) Validate() error {
 	if cfg.SessionIdleTimeout > cfg.SessionMaxAge {
 		return fmt.Errorf("web: session idle timeout %s is longer than the session max age %s", cfg.SessionIdleTimeout, cfg.SessionMaxAge)
 	}
-	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
-		return fmt.Errorf("web: bcrypt cost %d must be between %d and %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
-	}
 	return nil
 }
 
-// Purger drops cached renders of an image; the origin implements it.
-type Purger interface {
-	Purge(id string)
+// Store is what the pages need of the store besides the services: the sessions behind the
+// cookie, and the dashboard's count of admins.
+type Store interface {
+	CreateSession(ctx context.Context, userID int64, maxAge time.Duration, userAgent, address string) (string, tierpix.Session, error)
+	FindSession(ctx context.Context, token string, idleSince time.Time) (tierpix.Session, tierpix.Identity, error)
+	TouchSession(ctx context.Context, id int64) error
+	DeleteSession(ctx context.Context, token string) error
+	CountAdmins(ctx context.Context) (int, error)
 }
 
 // Previewer serves a thumbnail of an image whatever its owner's tier allows: the admin's image
@@ -91,23 +89,24 @@ type Previewer interface {
 // Web serves the browser's pages.
 type Web struct {
 	cfg      Config
-	st       *store.Store
+	svc      tierpix.Services
+	st       Store
 	signin   *signin.Service
-	purger   Purger
 	previews Previewer
 	spec     *openapi.Spec
 	logger   *slog.Logger
 	pages    *pages // parsed templates
 }
 
-// New returns the web UI. Sign-in checks passwords with si, which the API shares.
-func New(cfg Config, st *store.Store, si *signin.Service, purger Purger, previews Previewer, spec *openapi.Spec, logger *slog.Logger) (*Web, error) {
+// New returns the web UI over the services svc. Sign-in checks passwords with si, which the
+// API shares.
+func New(cfg Config, svc tierpix.Services, st Store, si *signin.Service, previews Previewer, spec *openapi.Spec, logger *slog.Logger) (*Web, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if st == nil || si == nil || purger == nil || previews == nil || spec == nil {
-		return nil, errors.New("web: store, sign-in, purger, previewer and spec are required")
+	if svc == nil || st == nil || si == nil || previews == nil || spec == nil {
+		return nil, errors.New("web: services, store, sign-in, previewer and spec are required")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -116,7 +115,7 @@ func New(cfg Config, st *store.Store, si *signin.Service, purger Purger, preview
 	if err != nil {
 		return nil, err
 	}
-	return &Web{cfg: cfg, st: st, signin: si, purger: purger, previews: previews, spec: spec, logger: logger, pages: p}, nil
+	return &Web{cfg: cfg, svc: svc, st: st, signin: si, previews: previews, spec: spec, logger: logger, pages: p}, nil
 }
 
 // Register adds every browser route to r. The API's routes stay the api package's: it calls

@@ -23,6 +23,7 @@ import (
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/metrics"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
@@ -127,21 +128,23 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	if err != nil {
 		return fmt.Errorf("start sign-in: %w", err)
 	}
+	svc, err := service.New(service.Config{MaxPixels: cfg.MaxPixels, DecodeBudget: decode}, st, si, org, logger)
+	if err != nil {
+		return fmt.Errorf("start services: %w", err)
+	}
 	w, err := web.New(web.Config{
 		PublicURL:          cfg.PublicURL,
 		SessionIdleTimeout: cfg.SessionIdle,
 		SessionMaxAge:      cfg.SessionMaxAge,
-	}, st, si, org, org, spec, logger)
+	}, svc, st, si, org, spec, logger)
 	if err != nil {
 		return fmt.Errorf("start web UI: %w", err)
 	}
 	a, err := api.New(api.Config{
 		PublicURL:       cfg.PublicURL,
 		MaxUploadBytes:  cfg.MaxUploadBytes,
-		MaxPixels:       cfg.MaxPixels,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
-		DecodeBudget:    decode,
-	}, st, si, signer, org, w, logger)
+	}, svc, st, si, signer, w, logger)
 	if err != nil {
 		return fmt.Errorf("start api: %w", err)
 	}
