@@ -6,7 +6,7 @@ import (
 	"net/url"
 
 	"github.com/tierpix/tierpix"
-		"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp"
 )
 
 // adminImageJSON is an image in the admin's list of everyone's images: its owner instead of

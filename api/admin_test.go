@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
 )
@@ -376,7 +377,7 @@ func TestAdminsDemoteEachOther(t *testing.T) {
 // the same moment: neither may undo the other. A password change hashes between reading the
 // user and writing it, which is when a tier change could slip in and be overwritten.
 func TestConcurrentPatches(t *testing.T) {
-	ts := newTestServer(t, Config{BcryptCost: 10})
+	ts := newTestServerService(t, Config{}, service.Config{BcryptCost: 10})
 	ts.createUser(t, "bob", userPassword, "Basic", false)
 	ts.doJSON(t, http.MethodPost, "/api/admin/tiers", asAdmin, `{"name":"Gold","thumbnail_heights":[100]}`).wantStatus(t, http.StatusCreated)
 	patchBoth := func(path string, bodies ...string) {

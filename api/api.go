@@ -62,7 +62,7 @@ type Config struct {
 	// BodyIdleTimeout is how long an upload's body may send nothing before it is answered
 	// 408 and dropped; default 60s.
 	BodyIdleTimeout time.Duration
-	Now          func() time.Time
+	Now             func() time.Time
 }
 
 // withDefaults returns cfg with its zero values replaced by the defaults and the public URL

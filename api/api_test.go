@@ -189,9 +189,6 @@ func TestConfigValidate(t *testing.T) {
 		{name: "other scheme", cfg: Config{PublicURL: "ftp://example.com"}, wantErr: true},
 		{name: "query in public URL", cfg: Config{PublicURL: "http://example.com/?a=b"}, wantErr: true},
 		{name: "negative upload cap", cfg: Config{PublicURL: "http://x", MaxUploadBytes: -1}, wantErr: true},
-		{name: "negative pixel cap", cfg: Config{PublicURL: "http://x", MaxPixels: -1}, wantErr: true},
-		{name: "bcrypt cost too low", cfg: Config{PublicURL: "http://x", BcryptCost: 2}, wantErr: true},
-		{name: "bcrypt cost too high", cfg: Config{PublicURL: "http://x", BcryptCost: 32}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,11 +34,11 @@ import (
 	"github.com/tierpix/tierpix/api/openapi/openapitest"
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
-	"github.com/tierpix/tierpix/web"
 	"github.com/valyala/fasthttp"
 )
 
@@ -49,6 +49,11 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// NewTestBrowser builds the web UI as the browsable API's Browser, with its routes. It is set
+// by browser_web_test.go (package api_test), which may import package web: web imports api,
+// so this package's own tests cannot.
+var NewTestBrowser func(publicURL string, svc Services, st *store.Store, si *signin.Service, o *origin.Origin, spec *openapi.Spec, logger *slog.Logger) (Browser, func(*router.Router), error)
 
 // testBcryptCost keeps password hashing cheap in tests.
 const testBcryptCost = 4
@@ -64,7 +69,7 @@ var testNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // recordingPurger records purges and passes them on to the origin.
 type recordingPurger struct {
-	next Purger
+	next service.Purger
 	mu   sync.Mutex
 	ids  []string
 }
@@ -106,8 +111,20 @@ func newTestServerWith(t *testing.T, st *store.Store, cfg Config, tune func(*fas
 	return newTestServerSignIn(t, st, cfg, signin.Config{}, tune)
 }
 
+// newTestServerService is newTestServer with the services' settings.
+func newTestServerService(t *testing.T, cfg Config, scfg service.Config) *testServer {
+	t.Helper()
+	return newTestServerFull(t, storetest.SQLite(t), cfg, signin.Config{}, scfg, nil)
+}
+
 // newTestServerSignIn is newTestServerWith with the sign-in service's settings.
 func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin.Config, tune func(*fasthttp.Server)) *testServer {
+	t.Helper()
+	return newTestServerFull(t, st, cfg, sicfg, service.Config{}, tune)
+}
+
+// newTestServerFull is newTestServerSignIn with the services' settings.
+func newTestServerFull(t *testing.T, st *store.Store, cfg Config, sicfg signin.Config, scfg service.Config, tune func(*fasthttp.Server)) *testServer {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	signer, err := signing.New([][]byte{bytes.Repeat([]byte("k"), signing.MinKeyLength)})
@@ -126,9 +143,6 @@ func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin
 	purger := &recordingPurger{next: o}
 
 	cfg.PublicURL = "http://" + ln.Addr().String() + "/"
-	if cfg.BcryptCost == 0 {
-		cfg.BcryptCost = testBcryptCost
-	}
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return testNow }
 	}
@@ -137,24 +151,31 @@ func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin
 		t.Fatalf("openapi.Load: %v", err)
 	}
 	if sicfg.BcryptCost == 0 {
-		sicfg.BcryptCost = cfg.BcryptCost
+		sicfg.BcryptCost = testBcryptCost
 	}
 	si, err := signin.New(sicfg, st, logger)
 	if err != nil {
 		t.Fatalf("signin.New: %v", err)
 	}
-	w, err := web.New(web.Config{PublicURL: cfg.PublicURL, BcryptCost: cfg.BcryptCost}, st, si, purger, o, spec, logger)
+	if scfg.BcryptCost == 0 {
+		scfg.BcryptCost = testBcryptCost
+	}
+	svc, err := service.New(scfg, st, si, purger, logger)
+	if err != nil {
+		t.Fatalf("service.New: %v", err)
+	}
+	w, registerWeb, err := NewTestBrowser(cfg.PublicURL, svc, st, si, o, spec, logger)
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
 	}
-	a, err := New(cfg, st, si, signer, purger, w, logger)
+	a, err := New(cfg, svc, st, si, signer, w, logger)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
 	r := router.New()
 	a.Register(r)
 	o.Register(r)
-	w.Register(r)
+	registerWeb(r)
 	srv := &fasthttp.Server{
 		Handler:                      MethodOverride(r.Handler),
 		ErrorHandler:                 a.ErrorHandler,

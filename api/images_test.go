@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
@@ -23,7 +24,7 @@ import (
 )
 
 func TestUpload(t *testing.T) {
-	ts := newTestServer(t, Config{MaxPixels: 1_000_000})
+	ts := newTestServerService(t, Config{}, service.Config{MaxPixels: 1_000_000})
 	alice := ts.user(t, "alice")
 	pngData := encodePNG(t, picture(300, 200))
 	truncated := encodePNG(t, noise(64, 64))

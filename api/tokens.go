@@ -7,7 +7,7 @@ import (
 	"strconv"
 
 	"github.com/tierpix/tierpix"
-		"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp"
 )
 
 // tokenJSON is a token as listed: never its secret.

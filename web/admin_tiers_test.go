@@ -202,7 +202,7 @@ func TestAdminTierEdit(t *testing.T) {
 				got.wantFieldError(t, tt.wantField, tt.wantMsg)
 				got.wantBody(t, `value="`+adminEsc(tt.form.Get(tt.wantField))+`"`)
 			case http.StatusNotFound:
-				got.wantBody(t, adminEsc(`The tier "Nope" was not found.`))
+				got.wantBody(t, "The tier does not exist.")
 			}
 			stored, err := ts.st.FindTier(ctx, tt.want.Name)
 			if err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/fasthttp/router"
+	"github.com/tierpix/tierpix/api"
+	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/store/storetest"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/html"
@@ -101,6 +103,7 @@ type fakeAnswer struct {
 	ctype   string
 	body    string
 	headers map[string]string
+	page    api.Page // the typed values the API hands the page with that body
 }
 
 // browseServer is a test server whose /api routes are stand-ins for the api package's
@@ -114,7 +117,8 @@ func browseServer(t *testing.T, answers map[string]fakeAnswer) *testServer {
 				key := effectiveMethod(ctx) + " " + string(ctx.Path())
 				a, ok := answers[key]
 				if !ok {
-					a = fakeAnswer{status: 404, ctype: "application/problem+json", body: `{"type":"about:blank","title":"Not Found","status":404,"detail":"No such thing."}`}
+					a = fakeAnswer{status: 404, ctype: "application/problem+json", body: `{"type":"about:blank","title":"Not Found","status":404,"detail":"No such thing."}`,
+						page: api.Page{Problem: &problem.Details{Title: "Not Found", Status: 404, Detail: "No such thing."}}}
 				}
 				ctx.SetStatusCode(a.status)
 				for k, v := range a.headers {
@@ -127,7 +131,9 @@ func browseServer(t *testing.T, answers map[string]fakeAnswer) *testServer {
 				ctx.Response.Header.Set("Cache-Control", "no-store")
 				ctx.Response.Header.Set("ETag", `"json"`)
 				if WantsHTML(ctx) {
-					w.RenderAPI(ctx, APIPage{Route: route})
+					p := a.page
+					p.Route = route
+					w.RenderAPI(ctx, p)
 				}
 			}
 		}
@@ -170,6 +176,14 @@ func imageJSON(base, id, name string) string {
 	return string(b)
 }
 
+// imagePage is the typed image of imageJSON's answer.
+func imagePage(base, id, name string) api.PageImage {
+	return api.PageImage{ID: id, Name: name, Thumbs: []api.PageThumb{
+		{URL: base + "/i/sig200/" + id + "/h200", Height: 200},
+		{URL: base + "/i/sig400/" + id + "/h400", Height: 400},
+	}}
+}
+
 func TestRenderAPI(t *testing.T) {
 	answers := map[string]fakeAnswer{}
 	ts := browseServer(t, answers)
@@ -177,22 +191,31 @@ func TestRenderAPI(t *testing.T) {
 	evil := `<script>alert(1)</script>.png`
 	next := base + "/api/images?cursor=abc&limit=2"
 	answers["GET /api/images"] = fakeAnswer{status: 200, ctype: "application/json",
-		body: `{"results":[` + imageJSON(base, "img1", evil) + `,` + imageJSON(base, "img2", "cat.jpg") + `],"next":"` + next + `"}`}
-	answers["GET /api/images/img1"] = fakeAnswer{status: 200, ctype: "application/json", body: imageJSON(base, "img1", "cat.png")}
+		body: `{"results":[` + imageJSON(base, "img1", evil) + `,` + imageJSON(base, "img2", "cat.jpg") + `],"next":"` + next + `"}`,
+		page: api.Page{InList: true, Images: []api.PageImage{imagePage(base, "img1", evil), imagePage(base, "img2", "cat.jpg")}, Next: next}}
+	answers["GET /api/images/img1"] = fakeAnswer{status: 200, ctype: "application/json", body: imageJSON(base, "img1", "cat.png"),
+		page: api.Page{Images: []api.PageImage{imagePage(base, "img1", "cat.png")}}}
 	answers["POST /api/images"] = fakeAnswer{status: 201, ctype: "application/json", body: imageJSON(base, "img3", "new.png"),
-		headers: map[string]string{"Location": base + "/api/images/img3"}}
+		headers: map[string]string{"Location": base + "/api/images/img3"},
+		page:    api.Page{Images: []api.PageImage{imagePage(base, "img3", "new.png")}}}
 	answers["DELETE /api/images/img1"] = fakeAnswer{status: 204}
 	answers["GET /api/me"] = fakeAnswer{status: 401, ctype: "application/problem+json",
 		body:    `{"type":"about:blank","title":"Unauthorized","status":401,"detail":"Authentication is required."}`,
-		headers: map[string]string{"WWW-Authenticate": `Bearer realm="tierpix"`}}
+		headers: map[string]string{"WWW-Authenticate": `Bearer realm="tierpix"`},
+		page:    api.Page{Problem: &problem.Details{Title: "Unauthorized", Status: 401, Detail: "Authentication is required."}}}
 	answers["GET /api/admin/tiers/Gold"] = fakeAnswer{status: 200, ctype: "application/json",
-		body: `{"name":"Gold","thumbnail_heights":[200,400],"original_link":true,"expiring_links":false,"builtin":false}`}
+		body: `{"name":"Gold","thumbnail_heights":[200,400],"original_link":true,"expiring_links":false,"builtin":false}`,
+		page: api.Page{Values: map[string]string{"name": "Gold", "thumbnail_heights": "200, 400", "original_link": "true", "expiring_links": "false"}}}
 	answers["POST /api/admin/tiers"] = fakeAnswer{status: 400, ctype: "application/problem+json",
-		body: `{"type":"about:blank","title":"Bad Request","status":400,"detail":"The tier is not valid.","errors":{"thumbnail_heights":"each height must be between 1 and 10000","name":"<b>bad</b>"}}`}
+		body: `{"type":"about:blank","title":"Bad Request","status":400,"detail":"The tier is not valid.","errors":{"thumbnail_heights":"each height must be between 1 and 10000","name":"<b>bad</b>"}}`,
+		page: api.Page{Problem: &problem.Details{Title: "Bad Request", Status: 400, Detail: "The tier is not valid.",
+			Errors: map[string]string{"thumbnail_heights": "each height must be between 1 and 10000", "name": "<b>bad</b>"}}}}
 	answers["GET /api/admin/tiers"] = fakeAnswer{status: 200, ctype: "application/json",
-		body: `{"results":[{"name":"Basic"},{"name":"Gold & Co"}],"next":null}`}
+		body: `{"results":[{"name":"Basic"},{"name":"Gold & Co"}],"next":null}`,
+		page: api.Page{InList: true, Keys: []string{"Basic", "Gold & Co"}}}
 	answers["GET /api/admin/users/alice"] = fakeAnswer{status: 200, ctype: "application/json",
-		body: `{"username":"alice","tier":"Basic","is_admin":false}`}
+		body: `{"username":"alice","tier":"Basic","is_admin":false}`,
+		page: api.Page{Values: map[string]string{"username": "alice", "tier": "Basic", "is_admin": "false"}}}
 
 	alice, aliceCSRF := ts.signedIn(t, "alice")
 	admin, adminCSRF := ts.signedIn(t, "admin")

@@ -22,6 +22,7 @@ import (
 	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/origin"
+	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
@@ -93,9 +94,6 @@ func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin
 		t.Fatalf("openapi.Load: %v", err)
 	}
 	cfg.PublicURL = "http://" + ln.Addr().String()
-	if cfg.BcryptCost == 0 {
-		cfg.BcryptCost = testBcryptCost
-	}
 	if sicfg.BcryptCost == 0 {
 		sicfg.BcryptCost = testBcryptCost
 	}
@@ -103,7 +101,11 @@ func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin
 	if err != nil {
 		t.Fatalf("signin.New: %v", err)
 	}
-	w, err := New(cfg, st, si, o, o, spec, logger)
+	svc, err := service.New(service.Config{BcryptCost: testBcryptCost}, st, si, o, logger)
+	if err != nil {
+		t.Fatalf("service.New: %v", err)
+	}
+	w, err := New(cfg, svc, st, si, o, spec, logger)
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
 	}

@@ -61,7 +61,7 @@ func TestSessionCookieOverHTTP(t *testing.T) {
 // directly: the test server itself speaks plain HTTP.
 func TestSessionCookieOverHTTPS(t *testing.T) {
 	ts := newTestServer(t, Config{})
-	w, err := New(Config{PublicURL: "https://tierpix.example", BcryptCost: testBcryptCost}, ts.st, ts.web.signin, ts.origin, ts.origin, ts.web.spec, nil)
+	w, err := New(Config{PublicURL: "https://tierpix.example"}, ts.web.svc, ts.st, ts.web.signin, ts.origin, ts.web.spec, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
