@@ -3,8 +3,8 @@ package service_test
 import (
 	"bytes"
 	"context"
-	"image/jpeg"
 	"fmt"
+	"image/jpeg"
 	"log/slog"
 	"os"
 	"path/filepath"
