@@ -11,6 +11,8 @@ import (
 	"log/slog"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/service"
+	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/store"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -54,17 +56,17 @@ func cmdCreateUser(ctx context.Context, cfg config, args []string, stdout, stder
 	if pw == "" {
 		pw, generated = randomPassword(), true
 	}
-	hash, err := store.HashPassword(pw, bcrypt.DefaultCost)
-	if err != nil {
-		return err
-	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	u := tierpix.User{Username: fs.Arg(0), PasswordHash: hash, TierName: *tier, IsAdmin: *admin}
-	if err := st.CreateUser(ctx, &u); err != nil {
+	svc, err := operator(st)
+	if err != nil {
+		return err
+	}
+	u, err := svc.CreateUser(ctx, nil, tierpix.NewUser{Username: fs.Arg(0), Password: pw, Tier: *tier, IsAdmin: *admin})
+	if err != nil {
 		return describe(err)
 	}
 	fmt.Fprintf(stdout, "created user %s (tier %s, admin %t)\n", u.Username, u.TierName, u.IsAdmin)
@@ -78,9 +80,9 @@ func cmdSetTier(ctx context.Context, cfg config, args []string, stdout io.Writer
 	if len(args) != 2 {
 		return errors.New("usage: tierpix set-tier USERNAME TIER")
 	}
-	return withUser(ctx, cfg, args[0], func(st *store.Store, u *tierpix.User) error {
-		u.TierName = args[1]
-		if err := st.UpdateUser(ctx, u); err != nil {
+	return withOperator(ctx, cfg, func(svc *service.Service) error {
+		u, err := svc.UpdateUser(ctx, nil, args[0], tierpix.UserUpdate{Tier: &args[1]})
+		if err != nil {
 			return describe(err)
 		}
 		fmt.Fprintf(stdout, "user %s is now on tier %s\n", u.Username, u.TierName)
@@ -92,28 +94,44 @@ func cmdMintToken(ctx context.Context, cfg config, args []string, stdout io.Writ
 	if len(args) != 1 {
 		return errors.New("usage: tierpix mint-token USERNAME")
 	}
-	return withUser(ctx, cfg, args[0], func(st *store.Store, u *tierpix.User) error {
-		_, tok, err := st.CreateToken(ctx, u.ID)
+	return withOperator(ctx, cfg, func(svc *service.Service) error {
+		_, _, tok, err := svc.CreateToken(ctx, nil, args[0])
 		if err != nil {
-			return err
+			return describe(err)
 		}
 		fmt.Fprintln(stdout, tok)
 		return nil
 	})
 }
 
-// withUser opens the store, finds a user by name and hands both to fn.
-func withUser(ctx context.Context, cfg config, username string, fn func(*store.Store, *tierpix.User) error) error {
+// noPurge stands for the origin at the command line, which runs none: the command line
+// deletes no images, and a running server's origin is told by the change epoch.
+type noPurge struct{}
+
+func (noPurge) Purge(string) {}
+
+// operator returns the services as the command line and start-up use them: the actor is nil,
+// the operator, and the rules are those of the API and the admin pages.
+func operator(st *store.Store) (*service.Service, error) {
+	si, err := signin.New(signin.Config{}, st, nil)
+	if err != nil {
+		return nil, err
+	}
+	return service.New(service.Config{}, st, si, noPurge{}, nil)
+}
+
+// withOperator opens the store and hands the operator's services to fn.
+func withOperator(ctx context.Context, cfg config, fn func(*service.Service) error) error {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	id, err := st.FindUser(ctx, username)
+	svc, err := operator(st)
 	if err != nil {
-		return describe(err)
+		return err
 	}
-	return fn(st, &id.User)
+	return fn(svc)
 }
 
 // ensureAdmin makes sure someone can administer the service: the configured admin is created
@@ -123,11 +141,15 @@ func withUser(ctx context.Context, cfg config, username string, fn func(*store.S
 // Replicas starting together on a fresh database race to create that admin; the one that
 // loses sees a conflict and looks again, so every replica starts.
 func ensureAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.Logger, out io.Writer) error {
+	svc, err := operator(st)
+	if err != nil {
+		return err
+	}
 	if cfg.AdminUsername != "" {
-		err := ensureConfiguredAdmin(ctx, st, cfg, logger)
+		err := ensureConfiguredAdmin(ctx, svc, cfg, logger)
 		if tierpix.ErrorCode(err) == tierpix.ECONFLICT {
 			// Another replica created the admin between our lookup and our insert.
-			err = ensureConfiguredAdmin(ctx, st, cfg, logger)
+			err = ensureConfiguredAdmin(ctx, svc, cfg, logger)
 		}
 		return err
 	}
@@ -139,12 +161,7 @@ func ensureAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.
 		return nil
 	}
 	pw := randomPassword()
-	hash, err := store.HashPassword(pw, bcrypt.DefaultCost)
-	if err != nil {
-		return err
-	}
-	u := tierpix.User{Username: "admin", PasswordHash: hash, TierName: adminTier, IsAdmin: true}
-	if err := st.CreateUser(ctx, &u); err != nil {
+	if _, err := svc.CreateUser(ctx, nil, tierpix.NewUser{Username: "admin", Password: pw, Tier: adminTier, IsAdmin: true}); err != nil {
 		if tierpix.ErrorCode(err) == tierpix.ECONFLICT {
 			// Another replica won the race and printed its password; an "admin" that is not
 			// an admin is still an error.
@@ -160,26 +177,25 @@ func ensureAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.
 
 // ensureConfiguredAdmin creates or updates TIERPIX_ADMIN_USERNAME. A conflict comes back as
 // ECONFLICT (not described), for ensureAdmin to retry.
-func ensureConfiguredAdmin(ctx context.Context, st *store.Store, cfg config, logger *slog.Logger) error {
-	hash, err := store.HashPassword(cfg.AdminPassword, bcrypt.DefaultCost)
-	if err != nil {
+func ensureConfiguredAdmin(ctx context.Context, svc *service.Service, cfg config, logger *slog.Logger) error {
+	if err := tierpix.ValidatePassword(cfg.AdminPassword); err != nil {
 		return fmt.Errorf("TIERPIX_ADMIN_PASSWORD: %w", describe(err))
 	}
-	id, err := st.FindUser(ctx, cfg.AdminUsername)
+	id, err := svc.FindUser(ctx, nil, cfg.AdminUsername)
 	switch {
 	case err == nil:
 		if bcrypt.CompareHashAndPassword([]byte(id.User.PasswordHash), []byte(cfg.AdminPassword)) == nil && id.User.IsAdmin {
 			return nil
 		}
-		id.User.PasswordHash, id.User.IsAdmin = hash, true
-		if err := st.UpdateUser(ctx, &id.User); err != nil {
+		admin := true
+		if _, err := svc.UpdateUser(ctx, nil, cfg.AdminUsername, tierpix.UserUpdate{Password: &cfg.AdminPassword, IsAdmin: &admin}); err != nil {
 			return fmt.Errorf("update admin %s: %w", cfg.AdminUsername, err)
 		}
 		logger.Info("admin updated from the environment", "username", cfg.AdminUsername)
 		return nil
 	case tierpix.ErrorCode(err) == tierpix.ENOTFOUND:
-		u := tierpix.User{Username: cfg.AdminUsername, PasswordHash: hash, TierName: adminTier, IsAdmin: true}
-		if err := st.CreateUser(ctx, &u); err != nil {
+		nu := tierpix.NewUser{Username: cfg.AdminUsername, Password: cfg.AdminPassword, Tier: adminTier, IsAdmin: true}
+		if _, err := svc.CreateUser(ctx, nil, nu); err != nil {
 			if tierpix.ErrorCode(err) == tierpix.ECONFLICT {
 				return err
 			}
