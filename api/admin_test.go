@@ -361,8 +361,7 @@ func TestAdminsDemoteEachOther(t *testing.T) {
 			case err != nil:
 				t.Fatalf("find admin: %v", err)
 			case !id.User.IsAdmin:
-				id.User.IsAdmin = true
-				if err := ts.st.UpdateUser(t.Context(), &id.User); err != nil {
+				if _, err := ts.st.ModifyUser(t.Context(), "admin", func(u *tierpix.User) error { u.IsAdmin = true; return nil }); err != nil {
 					t.Fatalf("promote admin: %v", err)
 				}
 			}
@@ -450,13 +449,11 @@ func TestCredentialCache(t *testing.T) {
 		if n := checks(func() { me(t, basic("alice", "second-password")).wantStatus(t, http.StatusOK) }); n != 0 {
 			t.Fatalf("the current password: got %d password checks, want 0 (remembered)", n)
 		}
-		u := ts.user(t, "alice").User
 		hash, err := store.HashPassword("third-password", testBcryptCost)
 		if err != nil {
 			t.Fatalf("HashPassword: %v", err)
 		}
-		u.PasswordHash = hash
-		if err := ts.st.UpdateUser(context.Background(), &u); err != nil {
+		if _, err := ts.st.ModifyUser(context.Background(), "alice", func(u *tierpix.User) error { u.PasswordHash = hash; return nil }); err != nil {
 			t.Fatalf("update user: %v", err)
 		}
 		me(t, basic("alice", "second-password")).wantProblem(t, http.StatusUnauthorized)

@@ -166,7 +166,7 @@ func (s *Store) DeleteSession(ctx context.Context, token string) error {
 }
 
 // DeleteUserSessions ends every session of a user ("sign out everywhere"), and returns how
-// many there were, expired ones included. A password change through UpdateUser or ModifyUser
+// many there were, expired ones included. A password change through ModifyUser
 // does this itself.
 func (s *Store) DeleteUserSessions(ctx context.Context, userID int64) (int, error) {
 	res, err := s.exec(ctx, s.db, `DELETE FROM sessions WHERE user_id = ?`, userID)

@@ -303,7 +303,7 @@ func TestPasswordChangeEndsSessions(t *testing.T) {
 				mustOK(t, err)
 				u := id.User
 				fn(&u)
-				return s.UpdateUser(ctx, &u)
+				return updateUser(ctx, s, &u)
 			}
 		}
 		modify := func(fn func(u *tierpix.User)) func() error {

@@ -17,7 +17,7 @@
 // The change epoch (ChangeEpoch) lets caches of FindImageForServing's answers, on any node,
 // keep them until something changes: every method that can change such an answer moves it
 // in the transaction that makes the change, as its last statement (DeleteImage, DeleteUser,
-// UpdateUser, ModifyUser when the tier changes, UpdateTier, ModifyTier). A method that adds
+// ModifyUser when the tier changes, UpdateTier, ModifyTier). A method that adds
 // one must do the same.
 //
 // Originals live at DataDir/originals/{id[0:2]}/{id}; uploads are spooled in DataDir/tmp on

@@ -163,81 +163,18 @@ func (s *Store) CreateUser(ctx context.Context, u *tierpix.User) error {
 	return nil
 }
 
-// UpdateUser saves u's password hash, tier and admin flag by u.ID (ENOTFOUND; EINVALID with
-// field "tier" if the tier does not exist; ECONFLICT if it would demote the last admin). u gets
-// the stored tier name's spelling and timestamps. It writes what u holds, so a caller that read
-// u earlier overwrites changes made since; ModifyUser reads and writes in one transaction.
-// A new password hash ends all the user's web sessions in the same transaction, so that a
-// password changed because it leaked also signs out whoever used it; a caller that changes
-// the password of the browser it serves starts a new session afterwards.
-//
-// The tier is resolved by UPDATE ... FROM tiers, so the common case is one statement (and the
-// change epoch's, see below): an update that keeps the password hash and cannot take an admin
-// away (u stays an admin, or the row is not an admin now) needs no guard. Only when that
-// statement updates nothing does a second transaction follow, which demotes an admin only if
-// another remains (see keepAnAdmin), ends the sessions if the hash changed, and tells a
-// missing tier from a missing user.
-//
-// Either transaction moves the change epoch (see ChangeEpoch) as it commits, whether or not
-// the tier changed: UpdateUser has not read what it overwrites, and it serves the command
-// line and the start-up's admin, not the API, so needless moves are rare (each costs every
-// node one lookup per hot image). ModifyUser moves it only when the tier changes.
-func (s *Store) UpdateUser(ctx context.Context, u *tierpix.User) error {
-	now, us := s.nowMicros()
-	var r updatedUserRow
-	err := s.tx(ctx, func(tx *sqlx.Tx) error {
-		if err := s.get(ctx, tx, &r, updateUserQuery, u.PasswordHash, u.IsAdmin, us,
-			u.ID, u.TierName, u.IsAdmin, false, u.PasswordHash); err != nil {
-			return dbError(err, "update user", "The user")
-		}
-		return s.bumpEpoch(ctx, tx)
-	})
-	if err != nil {
-		if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
-			return err
-		}
-		err = s.tx(ctx, func(tx *sqlx.Tx) error {
-			if err := s.lockUsers(ctx, tx); err != nil {
-				return err
-			}
-			if !u.IsAdmin {
-				if err := s.keepAnAdmin(ctx, tx, func(a adminRow) bool { return a.ID == u.ID }, "demote"); err != nil {
-					return err
-				}
-			}
-			// Conditional in SQL: this transaction has not read the stored hash.
-			if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ?
-				AND EXISTS (SELECT 1 FROM users WHERE id = ? AND password_hash <> ?)`,
-				u.ID, u.ID, u.PasswordHash); err != nil {
-				return dbError(err, "update user: end sessions", "The session")
-			}
-			if err := s.saveUser(ctx, tx, u, us, &r); err != nil {
-				return err
-			}
-			return s.bumpEpoch(ctx, tx)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	u.TierName, u.Username = r.Tier, r.Username
-	u.CreatedAt, u.UpdatedAt = fromMicros(r.CreatedAt), now
-	return nil
-}
-
 // ModifyUser changes the user named username with fn and saves the result (ENOTFOUND; EINVALID
 // with field "tier" if fn names a tier that does not exist; ECONFLICT if it would demote the last
 // admin; any error of fn). fn gets the user as stored, and may change the password hash, the
 // tier and the admin flag. The read, fn and the write are one transaction that holds the users
 // lock (see lockUsers), so two changes to one user at once, say a new password and a new
 // tier, cannot undo each other. fn should be quick: hash passwords before. A new password hash
-// ends all the user's web sessions in the same transaction, as with UpdateUser. A new tier
-// moves the change epoch (see ChangeEpoch) in it too.
+// ends all the user's web sessions in the same transaction. A new tier moves the change
+// epoch (see ChangeEpoch) in it too. It is the store's one way to change a user.
 //
 // On PostgreSQL the read also locks the user's row (NO KEY: sessions, tokens and images may
-// go on referencing it), because UpdateUser's one-statement path does not take the users
-// lock: without it, a tier UpdateUser set between the read and the write would be undone
-// with no move of the epoch, the tier read being the one written back.
+// go on referencing it), so that the row read is the row written even for a writer that
+// does not take the users lock.
 func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tierpix.User) error) (tierpix.User, error) {
 	now, us := s.nowMicros()
 	query := `SELECT ` + userColumns + ` FROM users u WHERE u.username = ?`
@@ -290,8 +227,7 @@ func (s *Store) ModifyUser(ctx context.Context, username string, fn func(u *tier
 // saveUser runs updateUserQuery on tx, with the last-admin guard already passed, into r
 // (ENOTFOUND; EINVALID with field "tier" if the tier does not exist).
 func (s *Store) saveUser(ctx context.Context, tx *sqlx.Tx, u *tierpix.User, us int64, r *updatedUserRow) error {
-	err := s.get(ctx, tx, r, updateUserQuery, u.PasswordHash, u.IsAdmin, us,
-		u.ID, u.TierName, true, true, u.PasswordHash)
+	err := s.get(ctx, tx, r, updateUserQuery, u.PasswordHash, u.IsAdmin, us, u.ID, u.TierName)
 	err = dbError(err, "update user", "The user")
 	if tierpix.ErrorCode(err) != tierpix.ENOTFOUND {
 		return err
@@ -306,16 +242,12 @@ func (s *Store) saveUser(ctx context.Context, tx *sqlx.Tx, u *tierpix.User, us i
 	return err
 }
 
-// updateUserQuery is the statement of UpdateUser and saveUser. Its sixth parameter says whether
-// it may demote an admin; false leaves a row that is an admin now alone unless u stays one.
-// The seventh says whether it may change the password hash; false leaves a row alone unless
-// its hash is the last parameter, so that UpdateUser's one-statement path never has to end
-// sessions.
+// updateUserQuery is saveUser's statement: the tier is resolved by its name,
+// case-insensitively, in the same statement.
 const updateUserQuery = `UPDATE users
 	SET password_hash = ?, tier = t.name, is_admin = ?, updated_at = ?
 	FROM tiers t
-	WHERE users.id = ? AND lower(t.name) = lower(?) AND (? OR NOT users.is_admin)
-		AND (? OR users.password_hash = ?)
+	WHERE users.id = ? AND lower(t.name) = lower(?)
 	RETURNING users.tier AS tier, users.username AS username, users.created_at AS created_at`
 
 type updatedUserRow struct {
