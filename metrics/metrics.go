@@ -28,24 +28,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/tierpix/tierpix/api"
-	"github.com/tierpix/tierpix/origin"
-	"github.com/tierpix/tierpix/signin"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
 
-// OriginStats is what the metrics read from the origin (origin.Origin) at scrape time.
-type OriginStats interface {
-	Stats() origin.Stats
-	CacheMisses() (memory, disk uint64)
-	RenderQueue() (waiting, running int)
-	RenderDurations() origin.DurationHistogram
+// The metrics read the counters of the parts they report on through functions called at
+// scrape time, wired in main, so that this package depends on none of those parts.
+
+// OriginCounts is what the metrics read from the origin at scrape time.
+type OriginCounts struct {
+	Renders, MemoryHits, DiskHits, MemoryMisses, DiskMisses uint64
+	Shared, Rejected, Evictions                             uint64
+	DiskBytes                                               int64
+	QueueWaiting, QueueRunning                              int
+	RenderDurations                                         Histogram
 }
 
-// APIStats is what the metrics read from the API (api.API) at scrape time.
-type APIStats interface {
-	Stats() api.Stats
+// Histogram is a histogram of durations in seconds, counted by its owner.
+type Histogram struct {
+	Bounds []float64 // bucket upper bounds, ascending; +Inf is implicit
+	Counts []uint64  // cumulative: Counts[i] observations were at most Bounds[i]
+	Count  uint64    // observations in all
+	Sum    float64   // seconds, all observations together
+}
+
+// UploadCounts is what the metrics read from the API at scrape time.
+type UploadCounts struct {
+	Accepted, Rejected, Bytes uint64
+}
+
+// SignInCounts is what the metrics read from the sign-in service at scrape time.
+type SignInCounts struct {
+	PasswordChecks, Throttled, Busy uint64
 }
 
 // Unmatched is the route label of requests no route matched: 404s, 405s, trailing-slash
@@ -89,7 +103,7 @@ type requestSeries struct {
 
 // New builds the registry over the origin's and the API's counters, plus the Go runtime and
 // process collectors. logger receives errors met while serving a scrape; it may be nil.
-func New(org OriginStats, uploads APIStats, logger *slog.Logger) (*Metrics, error) {
+func New(org func() OriginCounts, uploads func() UploadCounts, logger *slog.Logger) (*Metrics, error) {
 	if org == nil || uploads == nil {
 		return nil, errors.New("metrics: the origin and the API are required")
 	}
@@ -237,15 +251,15 @@ func statusLabel(code int) string {
 	return strconv.Itoa(code)
 }
 
-// originCollector exposes origin.Stats, the cache misses, the render queue and the
-// render-time histogram as they are at scrape time.
+// originCollector exposes the origin's counts, cache misses, render queue and render-time
+// histogram as they are at scrape time.
 type originCollector struct {
-	o                                                    OriginStats
+	o                                                    func() OriginCounts
 	renders, hits, misses, shared, rejected, evictions   *prometheus.Desc
 	diskBytes, queueDepth, inProgress, renderDurationsDs *prometheus.Desc
 }
 
-func newOriginCollector(o OriginStats) *originCollector {
+func newOriginCollector(o func() OriginCounts) *originCollector {
 	layer := []string{"layer"}
 	return &originCollector{
 		o:          o,
@@ -271,26 +285,24 @@ func (c *originCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *originCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.o.Stats()
+	s := c.o()
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	counter(c.renders, s.Renders)
 	counter(c.hits, s.MemoryHits, "memory")
 	counter(c.hits, s.DiskHits, "disk")
-	memMisses, diskMisses := c.o.CacheMisses()
-	counter(c.misses, memMisses, "memory")
-	counter(c.misses, diskMisses, "disk")
+	counter(c.misses, s.MemoryMisses, "memory")
+	counter(c.misses, s.DiskMisses, "disk")
 	counter(c.shared, s.Shared)
 	counter(c.rejected, s.Rejected)
 	counter(c.evictions, s.Evictions)
 	ch <- prometheus.MustNewConstMetric(c.diskBytes, prometheus.GaugeValue, float64(s.DiskBytes))
 
-	waiting, running := c.o.RenderQueue()
-	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(waiting))
-	ch <- prometheus.MustNewConstMetric(c.inProgress, prometheus.GaugeValue, float64(running))
+	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(s.QueueWaiting))
+	ch <- prometheus.MustNewConstMetric(c.inProgress, prometheus.GaugeValue, float64(s.QueueRunning))
 
-	h := c.o.RenderDurations()
+	h := s.RenderDurations
 	buckets := make(map[float64]uint64, len(h.Bounds))
 	for i, b := range h.Bounds {
 		buckets[b] = h.Counts[i]
@@ -298,13 +310,13 @@ func (c *originCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.renderDurationsDs, h.Count, h.Sum, buckets)
 }
 
-// apiCollector exposes api.Stats at scrape time.
+// apiCollector exposes the API's upload counts at scrape time.
 type apiCollector struct {
-	a                APIStats
+	a                func() UploadCounts
 	uploads, upBytes *prometheus.Desc
 }
 
-func newAPICollector(a APIStats) *apiCollector {
+func newAPICollector(a func() UploadCounts) *apiCollector {
 	return &apiCollector{
 		a:       a,
 		uploads: prometheus.NewDesc("tierpix_uploads_total", "Upload requests past authentication, by outcome: accepted (stored) or rejected (anything else).", []string{"outcome"}, nil),
@@ -318,21 +330,15 @@ func (c *apiCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *apiCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.a.Stats()
-	ch <- prometheus.MustNewConstMetric(c.uploads, prometheus.CounterValue, float64(s.UploadsAccepted), "accepted")
-	ch <- prometheus.MustNewConstMetric(c.uploads, prometheus.CounterValue, float64(s.UploadsRejected), "rejected")
-	ch <- prometheus.MustNewConstMetric(c.upBytes, prometheus.CounterValue, float64(s.UploadBytes))
-}
-
-// SignInStats is what the metrics read from the sign-in service (signin.Service) at scrape
-// time.
-type SignInStats interface {
-	Stats() signin.Stats
+	s := c.a()
+	ch <- prometheus.MustNewConstMetric(c.uploads, prometheus.CounterValue, float64(s.Accepted), "accepted")
+	ch <- prometheus.MustNewConstMetric(c.uploads, prometheus.CounterValue, float64(s.Rejected), "rejected")
+	ch <- prometheus.MustNewConstMetric(c.upBytes, prometheus.CounterValue, float64(s.Bytes))
 }
 
 // AddSignIn adds the sign-in service's counters: password checks (bcrypt runs) and attempts
 // refused by the throttle or for want of a bcrypt slot.
-func (m *Metrics) AddSignIn(s SignInStats) error {
+func (m *Metrics) AddSignIn(s func() SignInCounts) error {
 	if err := m.reg.Register(&signInCollector{
 		s:       s,
 		checks:  prometheus.NewDesc("tierpix_signin_password_checks_total", "bcrypt comparisons run by sign-in and Basic authentication.", nil, nil),
@@ -344,7 +350,7 @@ func (m *Metrics) AddSignIn(s SignInStats) error {
 }
 
 type signInCollector struct {
-	s               SignInStats
+	s               func() SignInCounts
 	checks, refused *prometheus.Desc
 }
 
@@ -354,7 +360,7 @@ func (c *signInCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *signInCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.s.Stats()
+	s := c.s()
 	ch <- prometheus.MustNewConstMetric(c.checks, prometheus.CounterValue, float64(s.PasswordChecks))
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(s.Throttled), "throttled")
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(s.Busy), "busy")

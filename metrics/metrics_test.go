@@ -12,31 +12,19 @@ import (
 	"time"
 
 	"github.com/fasthttp/router"
-	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/metrics/metricstest"
-	"github.com/tierpix/tierpix/origin"
-	"github.com/tierpix/tierpix/signin"
 	"github.com/valyala/fasthttp"
 )
 
 // fakeOrigin and fakeAPI stand in for the origin and the API, whose counters are exercised
 // end to end in cmd/tierpix; here they pin every value so each series can be checked exactly.
-type fakeOrigin struct {
-	stats            origin.Stats
-	memMisses        uint64
-	diskMisses       uint64
-	waiting, running int
-	durations        origin.DurationHistogram
-}
+type fakeOrigin struct{ counts OriginCounts }
 
-func (f *fakeOrigin) Stats() origin.Stats                       { return f.stats }
-func (f *fakeOrigin) CacheMisses() (uint64, uint64)             { return f.memMisses, f.diskMisses }
-func (f *fakeOrigin) RenderQueue() (int, int)                   { return f.waiting, f.running }
-func (f *fakeOrigin) RenderDurations() origin.DurationHistogram { return f.durations }
+func (f *fakeOrigin) get() OriginCounts { return f.counts }
 
-type fakeAPI struct{ stats api.Stats }
+type fakeAPI struct{ counts UploadCounts }
 
-func (f *fakeAPI) Stats() api.Stats { return f.stats }
+func (f *fakeAPI) get() UploadCounts { return f.counts }
 
 // testServer serves a router with a few routes like the real ones, wrapped by m, on
 // 127.0.0.1, and returns its base URL.
@@ -71,7 +59,7 @@ func testServer(t *testing.T, m *Metrics) string {
 
 func newMetrics(t *testing.T, o *fakeOrigin, a *fakeAPI) *Metrics {
 	t.Helper()
-	m, err := New(o, a, nil)
+	m, err := New(o.get, a.get, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,21 +220,19 @@ func TestObserveRequestBoundsLabels(t *testing.T) {
 // TestOriginAndUploadSeries checks every origin and upload series against the values the
 // stand-ins report, including the render histogram rebuilt from the origin's buckets.
 func TestOriginAndUploadSeries(t *testing.T) {
-	o := &fakeOrigin{
-		stats: origin.Stats{
-			Renders: 7, MemoryHits: 100, DiskHits: 5, Shared: 3, Rejected: 2, Evictions: 11,
-			DiskBytes: 123456,
-		},
-		memMisses: 12, diskMisses: 7,
-		waiting: 4, running: 2,
-		durations: origin.DurationHistogram{
+	o := &fakeOrigin{OriginCounts{
+		Renders: 7, MemoryHits: 100, DiskHits: 5, Shared: 3, Rejected: 2, Evictions: 11,
+		DiskBytes:    123456,
+		MemoryMisses: 12, DiskMisses: 7,
+		QueueWaiting: 4, QueueRunning: 2,
+		RenderDurations: Histogram{
 			Bounds: []float64{0.005, 0.05, 0.5},
 			Counts: []uint64{1, 4, 6},
 			Count:  7,
 			Sum:    2.75,
 		},
-	}
-	a := &fakeAPI{stats: api.Stats{UploadsAccepted: 3, UploadBytes: 4096, UploadsRejected: 9}}
+	}}
+	a := &fakeAPI{UploadCounts{Accepted: 3, Bytes: 4096, Rejected: 9}}
 	m := newMetrics(t, o, a)
 	s := metricstest.Get(t, httpClient(t), testServer(t, m)+"/metrics")
 
@@ -373,10 +359,10 @@ func TestScrapeEncodings(t *testing.T) {
 }
 
 func TestNewRequiresSources(t *testing.T) {
-	if _, err := New(nil, &fakeAPI{}, nil); err == nil {
+	if _, err := New(nil, (&fakeAPI{}).get, nil); err == nil {
 		t.Error("New without an origin: got no error, want one")
 	}
-	if _, err := New(&fakeOrigin{}, nil, nil); err == nil {
+	if _, err := New((&fakeOrigin{}).get, nil, nil); err == nil {
 		t.Error("New without an API: got no error, want one")
 	}
 }
@@ -384,7 +370,7 @@ func TestNewRequiresSources(t *testing.T) {
 // BenchmarkWrap measures what Wrap adds to a request whose series is cached, the case of every
 // memory-cache hit: compare "wrapped" with "bare", run side by side.
 func BenchmarkWrap(b *testing.B) {
-	m, err := New(&fakeOrigin{}, &fakeAPI{}, nil)
+	m, err := New((&fakeOrigin{}).get, (&fakeAPI{}).get, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -407,14 +393,10 @@ func BenchmarkWrap(b *testing.B) {
 	}
 }
 
-type fakeSignIn struct{ stats signin.Stats }
-
-func (f *fakeSignIn) Stats() signin.Stats { return f.stats }
-
 // TestSignInSeries checks the sign-in service's series against the values it reports.
 func TestSignInSeries(t *testing.T) {
 	m := newMetrics(t, &fakeOrigin{}, &fakeAPI{})
-	if err := m.AddSignIn(&fakeSignIn{stats: signin.Stats{PasswordChecks: 5, Throttled: 7, Busy: 2}}); err != nil {
+	if err := m.AddSignIn(func() SignInCounts { return SignInCounts{PasswordChecks: 5, Throttled: 7, Busy: 2} }); err != nil {
 		t.Fatalf("AddSignIn: %v", err)
 	}
 	s := metricstest.Get(t, httpClient(t), testServer(t, m)+"/metrics")

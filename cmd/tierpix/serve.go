@@ -149,11 +149,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		return fmt.Errorf("start api: %w", err)
 	}
 
-	mx, err := metrics.New(org, a, logger)
+	mx, err := metrics.New(originCounts(org), uploadCounts(a), logger)
 	if err != nil {
 		return fmt.Errorf("start metrics: %w", err)
 	}
-	if err := mx.AddSignIn(si); err != nil {
+	if err := mx.AddSignIn(signInCounts(si)); err != nil {
 		return fmt.Errorf("start metrics: %w", err)
 	}
 
