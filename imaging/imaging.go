@@ -100,6 +100,9 @@ func Start(cfg Config, logger *slog.Logger) error {
 	return startErr
 }
 
+// Started reports whether Start has run and succeeded.
+func Started() bool { return started.Load() }
+
 func start(cfg Config, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -496,8 +496,8 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 	}
 	realClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
-	if err := imaging.Start(imaging.Config{}, logger); err != nil {
-		return nil, fmt.Errorf("start imaging: %w", err)
+	if !imaging.Started() {
+		return nil, errors.New("origin: libvips is not started; call imaging.Start first")
 	}
 	o := &Origin{
 		cfg:          cfg,

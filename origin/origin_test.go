@@ -46,6 +46,14 @@ type env struct {
 	tier   tierpix.Tier
 }
 
+func TestMain(m *testing.M) {
+	if err := imaging.Start(imaging.Config{}, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "start imaging:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
 // newEnv starts an origin whose owner is on a fresh tier t. cfg.CacheDir defaults to a temp
 // dir and cfg.Now to testNow.
 func newEnv(t testing.TB, tier tierpix.Tier, cfg Config) *env {

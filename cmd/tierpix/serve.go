@@ -105,6 +105,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		cfg.PublicURL = defaultPublicURL(ln.Addr().String())
 	}
 
+	// libvips serves the uploads' validation and the origin's renders: started once, here,
+	// before either.
+	if err := imaging.Start(imaging.Config{}, logger); err != nil {
+		return fmt.Errorf("start imaging: %w", err)
+	}
 	// One budget of decode memory for the API's validations and the origin's renders.
 	decode := imaging.NewBudget(cfg.DecodeBudgetBytes, cfg.DecodeQueue, 0)
 	org, err := origin.New(origin.Config{
