@@ -446,3 +446,41 @@ func BenchmarkMetaEntryFresh(b *testing.B) {
 		}
 	}
 }
+
+// TestMetadataFollowsOwnNode makes changes through the origin's own store with the change
+// epoch read only every 4.9 s (the longest the configuration allows), in well under that: unwired, a revoked height keeps being served from the cached grant;
+// with Changed wired to the store's OnChange, as main does, each change shows on the very
+// next request.
+func TestMetadataFollowsOwnNode(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		e := newEnvOn(t, st, tierpix.Tier{Name: "Small", ThumbnailHeights: []int{200, 400}}, Config{MetadataTTL: 5 * time.Second, MetadataPoll: 4900 * time.Millisecond})
+		img, _ := e.addImage(t, tierpix.FormatJPEG, 800, 600)
+		h400 := e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(400)})
+		waitForEpochRead(t, e.origin)
+		wantStatus(t, h400, http.StatusOK)
+		heights := func(hs ...int) {
+			t.Helper()
+			if _, err := st.ModifyTier(ctx, "Small", func(t *tierpix.Tier) error { t.ThumbnailHeights = hs; return nil }); err != nil {
+				t.Fatalf("ModifyTier: %v", err)
+			}
+		}
+
+		heights(200)
+		wantStatus(t, h400, http.StatusOK) // the cached grant, for want of a read of the epoch
+		heights(200, 400)
+
+		st.OnChange(e.origin.Changed)
+		heights(200)
+		wantStatus(t, h400, http.StatusForbidden)
+		heights(200, 400)
+		wantStatus(t, h400, http.StatusOK)
+		if _, err := st.ModifyUser(ctx, e.owner.Username, func(u *tierpix.User) error { u.TierName = "Basic"; return nil }); err != nil {
+			t.Fatalf("ModifyUser: %v", err)
+		}
+		wantStatus(t, h400, http.StatusForbidden)
+		if s := e.origin.Stats(); s.EpochReads < 4 {
+			t.Errorf("epoch reads: got %d, want one more after each wired change", s.EpochReads)
+		}
+	})
+}

@@ -272,6 +272,11 @@ type Origin struct {
 	metas  flight[*metaEntry]
 	// epoch is the change epoch as last read; every metaEntry points at it. See watchEpoch.
 	epoch atomic.Pointer[epochRead]
+	// localChanges counts Changed calls; each publishes an epoch read of minus its count,
+	// which no entry (and no read of the store, whose epochs are not negative) holds.
+	localChanges atomic.Int64
+	// reread asks watchEpoch to read the epoch now (Changed), without waiting for the tick.
+	reread chan struct{}
 
 	mem     *ristretto.Cache[uint64, *entry]
 	memSeed maphash.Seed // hashes variants into memory cache keys; see memKey
@@ -432,7 +437,7 @@ func (o *Origin) watchEpoch(ctx context.Context) {
 	var warned time.Time   // when the last warning was logged
 	var warnedSinceOK bool // a warning was logged since the last success
 	for {
-		start := time.Now()
+		start, prev := time.Now(), o.epoch.Load()
 		rctx, cancel := context.WithTimeout(ctx, epochReadTimeout)
 		epoch, err := o.store.ChangeEpoch(rctx)
 		cancel()
@@ -449,7 +454,9 @@ func (o *Origin) watchEpoch(ctx context.Context) {
 			}
 		default:
 			o.epochReads.Add(1)
-			o.epoch.Store(&epochRead{epoch: epoch, trustedUntil: start.Add(o.cfg.MetadataTTL)})
+			// Not over a Changed made during the read: the read may predate that change, and
+			// Changed has asked for another.
+			o.epoch.CompareAndSwap(prev, &epochRead{epoch: epoch, trustedUntil: start.Add(o.cfg.MetadataTTL)})
 			if warnedSinceOK {
 				o.logger.Info("change epoch read again", "failures", failing)
 			}
@@ -459,7 +466,20 @@ func (o *Origin) watchEpoch(ctx context.Context) {
 		case <-o.done:
 			return
 		case <-t.C:
+		case <-o.reread:
 		}
+	}
+}
+
+// Changed makes the origin distrust its cached metadata at once: every image's next lookup
+// queries the store, and the change epoch is read again now. Wire it to the store's OnChange,
+// so that a change made through this node (a tier gained, an image deleted) is served by
+// this node's origin from the next request on; other nodes see it at their next epoch read.
+func (o *Origin) Changed() {
+	o.epoch.Store(&epochRead{epoch: -o.localChanges.Add(1)})
+	select {
+	case o.reread <- struct{}{}:
+	default:
 	}
 }
 
@@ -513,6 +533,7 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 		idx:          make(map[string]map[int]*entry),
 		workers:      make(chan struct{}, cfg.RenderWorkers),
 		done:         make(chan struct{}),
+		reread:       make(chan struct{}, 1),
 	}
 	// No read yet: trusted until the zero time, so entries live MetadataTTL until the first.
 	o.epoch.Store(&epochRead{})

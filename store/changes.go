@@ -41,5 +41,19 @@ func (s *Store) bumpEpoch(ctx context.Context, tx *sqlx.Tx) error {
 	if _, err := s.exec(ctx, tx, `UPDATE changes SET epoch = epoch + 1 WHERE id = 1`); err != nil {
 		return dbError(err, "move change epoch", "The change epoch")
 	}
+	s.moved.Store(tx, struct{}{})
 	return nil
+}
+
+// OnChange registers fn to be called after every commit, through this Store, of a change that
+// moves the change epoch, in the goroutine that committed it: this process's caches (the
+// origin's metadata) see their own node's changes at once instead of at their next read of
+// the epoch. fn must be quick and must not call the Store. Register before serving.
+func (s *Store) OnChange(fn func()) {
+	var fns []func()
+	if cur := s.onChange.Load(); cur != nil {
+		fns = append(fns, *cur...)
+	}
+	fns = append(fns, fn)
+	s.onChange.Store(&fns)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,4 +315,38 @@ func TestChangesMigration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOnChange checks that OnChange's functions run after each committed change that moves
+// the epoch, and never for a change refused, rolled back, or that moves nothing.
+func TestOnChange(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		var calls atomic.Int64
+		s.OnChange(func() { calls.Add(1) })
+		want := func(what string, n int64) {
+			t.Helper()
+			if got := calls.Load(); got != n {
+				t.Fatalf("%s: got %d calls, want %d", what, got, n)
+			}
+		}
+		mustOK(t, s.CreateTier(ctx, &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{100}}))
+		alice := createUser(t, s, "alice", "Basic")
+		want("creating a tier and a user", 0)
+		_, err := s.ModifyTier(ctx, "Gold", func(t *tierpix.Tier) error { t.ThumbnailHeights = []int{100, 200}; return nil })
+		mustOK(t, err)
+		want("a tier edited", 1)
+		_, err = s.ModifyUser(ctx, "alice", func(u *tierpix.User) error { u.TierName = "Nope"; return nil })
+		wantCode(t, err, tierpix.EINVALID)
+		want("a refused change", 1)
+		_, err = s.ModifyUser(ctx, "alice", func(u *tierpix.User) error { u.TierName = "gold"; return nil })
+		mustOK(t, err)
+		want("a user moved", 2)
+		_, err = s.ModifyUser(ctx, "alice", func(u *tierpix.User) error { u.PasswordHash = "other"; return nil })
+		mustOK(t, err)
+		want("a password changed, the tier kept", 2)
+		_, err = s.DeleteUser(ctx, alice.Username)
+		mustOK(t, err)
+		want("a user deleted", 3)
+	})
 }

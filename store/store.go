@@ -38,6 +38,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,6 +102,11 @@ type Store struct {
 
 	// queries counts statements run since Open; see Queries.
 	queries atomic.Uint64
+
+	// moved holds the transactions that moved the change epoch until they end; onChange is
+	// called after each of them commits (see OnChange).
+	moved    sync.Map // *sqlx.Tx -> struct{}
+	onChange atomic.Pointer[[]func()]
 
 	// beforeTempLock, when set (by tests), runs in CreateTemp between creating a temp file and
 	// locking it: the moment a sweep could take the file for a dead upload's.
@@ -423,11 +429,19 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 		return fmt.Errorf("begin transaction: %w", trouble(err))
 	}
 	defer tx.Rollback()
+	defer s.moved.Delete(tx)
 	if err := fn(tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit transaction: %w", trouble(err))
+	}
+	if _, ok := s.moved.Load(tx); ok {
+		if fns := s.onChange.Load(); fns != nil {
+			for _, fn := range *fns {
+				fn()
+			}
+		}
 	}
 	return nil
 }

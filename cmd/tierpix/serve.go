@@ -125,6 +125,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		return fmt.Errorf("start origin: %w", err)
 	}
 	defer org.Close()
+	st.OnChange(org.Changed)
 	spec, err := openapi.Load()
 	if err != nil {
 		return fmt.Errorf("load the OpenAPI document: %w", err)
