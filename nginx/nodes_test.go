@@ -115,3 +115,40 @@ func TestSeveralNodes(t *testing.T) {
 		t.Fatalf("nginx served h400 for %v after the tier change, want at most %v", took, bound)
 	}
 }
+
+// TestUpgradeThenLinkAcrossNodes moves a user up a tier through node 1 and at once fetches,
+// through node 2's origin, an expiring link (which only the new tier allows) that node 1's
+// API has just handed out, a hundred times: node 2 holds the owner's old tier in its
+// metadata cache until its next read of the change epoch, but re-checks a refusal against the
+// store before sending it, so a fresh link is never refused.
+func TestUpgradeThenLinkAcrossNodes(t *testing.T) {
+	t.Parallel()
+	dbURL := storetest.NewSchema(t, storetest.PostgresURL(t))
+	data := t.TempDir()
+	n1 := startNode(t, data, dbURL)
+	n2 := startNode(t, data, dbURL)
+
+	admin1 := newClient(t, n1.URL, adminName, adminPW)
+	admin1.createUser("prem", "Premium")
+	img := newClient(t, n1.URL, "prem", userPW).upload(testJPEG(t, 300, 480))
+	user1 := newClient(t, n1.URL, "prem", userPW)
+	anon2 := newClient(t, n2.URL, "", "")
+	h200 := img.thumbnailPath(t, 200)
+
+	for i := range 100 {
+		admin1.json(http.MethodPatch, "/api/admin/users/prem", map[string]any{"tier": "Premium"}, http.StatusOK, nil)
+		// Node 2 caches the owner on Premium (or keeps what it had): a cached tier without
+		// expiring links is what the next fetch meets, sooner or later.
+		resp, b := anon2.get(h200)
+		wantStatus(t, "h200 through node 2", resp, b, http.StatusOK)
+		admin1.json(http.MethodPatch, "/api/admin/users/prem", map[string]any{"tier": "Enterprise"}, http.StatusOK, nil)
+		var link struct {
+			URL string `json:"url"`
+		}
+		user1.json(http.MethodPost, "/api/images/"+img.ID+"/expiring-links", map[string]any{"expires_in": 300, "height": 200}, http.StatusCreated, &link)
+		resp, b = anon2.get(pathOf(t, link.URL))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("iteration %d: node 2 answered a link node 1 handed out right after the upgrade with %d %s, want 200", i, resp.StatusCode, b)
+		}
+	}
+}
