@@ -141,6 +141,25 @@ func ContentTypeOf(format string) string {
 	return "application/octet-stream"
 }
 
+// ImageIDLength is the length of every image id: 15 random bytes in lowercase base32.
+const ImageIDLength = 24
+
+// ValidImageID reports whether id has the shape of an image id: ImageIDLength characters of
+// a-z and 2-7. It is the one definition: the store refuses anything else before a query or a
+// file path, the link parser (on bytes, without allocating) before a signature check.
+func ValidImageID[T ~string | ~[]byte](id T) bool {
+	if len(id) != ImageIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < 'a' || c > 'z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
+}
+
 // Image is an uploaded original. Width and Height are as displayed, after EXIF orientation.
 // Seq orders a user's images newest first and serves as the pagination key; ID is random so
 // that ids reveal nothing about other users' uploads.

@@ -70,7 +70,7 @@ func readHeader(path string) (fileHeader, error) {
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 4096)
-	magic, err := r.Peek(len(pngMagic))
+	magic, err := r.Peek(len(PNGMagic))
 	if err != nil {
 		return fileHeader{}, errCorrupt()
 	}

@@ -14,7 +14,7 @@ import (
 
 // pngWithHeader returns the start of a PNG: its signature and an IHDR chunk.
 func pngWithHeader(w, h int, depth, colour, interlace byte) []byte {
-	b := append([]byte{}, pngMagic...)
+	b := append([]byte{}, PNGMagic...)
 	b = binary.BigEndian.AppendUint32(b, 13)
 	b = append(b, "IHDR"...)
 	b = binary.BigEndian.AppendUint32(b, uint32(w))
@@ -55,7 +55,7 @@ func TestDecodeCost(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]byte{pngMagic, append(append([]byte{}, jpegMagic...), 0xFF, 0xD9), []byte("GIF89a..")} {
+	for _, bad := range [][]byte{PNGMagic, append(append([]byte{}, jpegMagic...), 0xFF, 0xD9), []byte("GIF89a..")} {
 		path := filepath.Join(t.TempDir(), "bad")
 		os.WriteFile(path, bad, 0o600)
 		if _, err := DecodeCost(path); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE && tierpix.ErrorCode(err) != tierpix.EUNSUPPORTED {

@@ -148,16 +148,16 @@ func start(cfg Config, logger *slog.Logger) error {
 	return nil
 }
 
-var (
-	pngMagic  = []byte("\x89PNG\r\n\x1a\n")
-	jpegMagic = []byte{0xFF, 0xD8, 0xFF}
-)
+// PNGMagic starts every PNG file; the origin checks cached renders against it too.
+var PNGMagic = []byte("\x89PNG\r\n\x1a\n")
+
+var jpegMagic = []byte{0xFF, 0xD8, 0xFF}
 
 // Sniff returns tierpix.FormatJPEG or tierpix.FormatPNG from the magic bytes at the start of a
 // file, or "" for anything else. It needs at most the first 8 bytes.
 func Sniff(head []byte) string {
 	switch {
-	case bytes.HasPrefix(head, pngMagic):
+	case bytes.HasPrefix(head, PNGMagic):
 		return tierpix.FormatPNG
 	case bytes.HasPrefix(head, jpegMagic):
 		return tierpix.FormatJPEG
@@ -172,7 +172,7 @@ func sniffFile(path string) (string, error) {
 		return "", fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	head := make([]byte, len(pngMagic))
+	head := make([]byte, len(PNGMagic))
 	n, err := io.ReadFull(f, head)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read %s: %w", path, err)

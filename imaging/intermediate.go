@@ -171,11 +171,11 @@ func pngAsServed(path string, w, h int) (Rendered, error) {
 
 // checkPNG reports why b is not a whole 8-bit, non-interlaced PNG of w x h, or nil.
 func checkPNG(b []byte, w, h int) error {
-	if !bytes.HasPrefix(b, pngMagic) {
+	if !bytes.HasPrefix(b, PNGMagic) {
 		return errors.New("no PNG signature")
 	}
 	idat := false
-	for p, first := len(pngMagic), true; ; first = false {
+	for p, first := len(PNGMagic), true; ; first = false {
 		if len(b)-p < 12 {
 			return fmt.Errorf("truncated chunk at byte %d", p)
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/imaging"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
 )
@@ -106,8 +107,8 @@ func (o *Origin) diskPass(evict bool) (grew bool) {
 		}
 	}
 	if evict && budget >= 0 && total > budget {
-		if hook := o.beforeEvict.Load(); hook != nil {
-			(*hook)()
+		if hook := o.cfg.Hooks.BeforeEvict; hook != nil {
+			hook()
 		}
 		slices.SortFunc(files, func(a, b diskFile) int {
 			return cmp.Or(cmp.Compare(a.mtime, b.mtime), strings.Compare(a.path, b.path))
@@ -495,7 +496,6 @@ func (c *fileCache) forgetImage(id string) {
 var (
 	jpegSOI    = []byte{0xFF, 0xD8}
 	jpegEOI    = []byte{0xFF, 0xD9}
-	pngMagic   = []byte("\x89PNG\r\n\x1a\n")
 	pngTrailer = []byte("IEND\xaeB`\x82") // the IEND chunk's type and CRC, which end every PNG
 )
 
@@ -508,7 +508,7 @@ func validBody(format string, body []byte) bool {
 	case tierpix.FormatJPEG:
 		return len(body) > len(jpegSOI)+len(jpegEOI) && bytes.HasPrefix(body, jpegSOI) && bytes.HasSuffix(body, jpegEOI)
 	case tierpix.FormatPNG:
-		return bytes.HasPrefix(body, pngMagic) && bytes.HasSuffix(body, pngTrailer)
+		return bytes.HasPrefix(body, imaging.PNGMagic) && bytes.HasSuffix(body, pngTrailer)
 	}
 	return len(body) > 0
 }

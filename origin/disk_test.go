@@ -265,9 +265,6 @@ func TestDiskCachePurgeCounts(t *testing.T) {
 func TestCloseStopsJanitor(t *testing.T) {
 	d := newDiskEnv(t, 6)
 	dir := t.TempDir()
-	o, base := startOrigin(t, Config{CacheDir: dir, DiskCacheBytes: d.thumb * 11 / 2, Now: tickingClock()}, d.st, d.signer)
-	settle(t, o)
-
 	entered := make(chan struct{}, 1)
 	gate := make(chan struct{})
 	var once sync.Once
@@ -277,7 +274,8 @@ func TestCloseStopsJanitor(t *testing.T) {
 		entered <- struct{}{}
 		<-gate
 	}
-	o.beforeEvict.Store(&hook)
+	o, base := startOrigin(t, Config{CacheDir: dir, DiskCacheBytes: d.thumb * 11 / 2, Now: tickingClock(), Hooks: Hooks{BeforeEvict: hook}}, d.st, d.signer)
+	settle(t, o)
 
 	for _, img := range d.imgs {
 		res := get(t, base+d.signer.Path(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(100)}))

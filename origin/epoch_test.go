@@ -165,7 +165,7 @@ func TestMetadataFollowsOtherNode(t *testing.T) {
 			status int
 		}{
 			{name: "tier edited", status: http.StatusForbidden, change: func() error {
-				return b.UpdateTier(ctx, &tierpix.Tier{Name: "Small", ThumbnailHeights: []int{200}})
+				return storetest.UpdateTier(ctx, b, &tierpix.Tier{Name: "Small", ThumbnailHeights: []int{200}})
 			}},
 			{name: "owner moved", status: http.StatusOK, change: func() error {
 				_, err := b.ModifyUser(ctx, e.owner.Username, func(u *tierpix.User) error { u.TierName = "Large"; return nil })
@@ -231,7 +231,7 @@ func TestMetadataDegraded(t *testing.T) {
 		reads := e.origin.Stats().EpochReads
 		m = metaOf(t, e.origin, img.ID)
 		tier.ThumbnailHeights = []int{200}
-		if err := st.UpdateTier(ctx, &tier); err != nil {
+		if err := storetest.UpdateTier(ctx, st, &tier); err != nil {
 			t.Fatalf("UpdateTier: %v", err)
 		}
 		waitFor(t, "the entry to pass its TTL", func() bool { return !time.Now().Before(m.expires) })
@@ -286,7 +286,7 @@ func TestNotFoundExpires(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		const ttl = 200 * time.Millisecond
 		e := newEnvOn(t, st, fullTier, Config{MetadataTTL: ttl, MetadataPoll: testPoll})
-		id := strings.Repeat("a", store.ImageIDLength)
+		id := strings.Repeat("a", tierpix.ImageIDLength)
 		u := e.url(signing.Link{ImageID: id, Variant: signing.Thumbnail(200)})
 		waitForEpochRead(t, e.origin)
 		wantProblem(t, get(t, u), http.StatusNotFound, "No such image.")

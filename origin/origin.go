@@ -159,7 +159,10 @@ type Config struct {
 	// DecodeBudget admits renders by the memory their decode takes, shared with the API's
 	// upload validation; nil admits every render.
 	DecodeBudget *imaging.Budget
-	Now          func() time.Time
+	// Hooks are points where the caller may hold the origin's work; nil functions are
+	// skipped. Tests use them to make races deterministic.
+	Hooks Hooks
+	Now   func() time.Time
 }
 
 // withDefaults returns cfg with its zero values replaced by the defaults.
@@ -226,6 +229,12 @@ func (cfg Config) Validate() error {
 		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The origin configuration is not valid.", Fields: fields}
 	}
 	return nil
+}
+
+// Hooks are the points of Config.Hooks.
+type Hooks struct {
+	BeforeRender func(key string) // in a worker slot, just before a render
+	BeforeEvict  func()           // in the disk cache's janitor, after its walk, before it deletes
 }
 
 // Stats counts what the origin did since New. The counters only grow; DiskBytes is a gauge.
@@ -316,13 +325,6 @@ type Origin struct {
 	renderTimes                                                durationHistogram // see stats.go
 	intermediates, fromIntermediate                            atomic.Uint64
 	lookups, epochReads, epochFailures                         atomic.Uint64
-
-	// beforeRender, when set (by tests only), runs in a worker slot just before a render, so
-	// tests can hold renders to fill the queue or gather waiters deterministically.
-	beforeRender atomic.Pointer[func(key string)]
-	// beforeEvict, when set (by tests only), runs in the janitor after its walk, just before
-	// it deletes files, so tests can catch it mid-pass.
-	beforeEvict atomic.Pointer[func()]
 }
 
 // pin marks work in flight for an image; Purge sets purged so the work stores nothing.
@@ -928,8 +930,8 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 	o.workers <- struct{}{}
 	defer func() { <-o.workers }()
 
-	if hook := o.beforeRender.Load(); hook != nil {
-		(*hook)(key)
+	if hook := o.cfg.Hooks.BeforeRender; hook != nil {
+		hook(key)
 	}
 	o.renders.Add(1)
 	defer o.renderTimes.since(time.Now())
@@ -1250,7 +1252,7 @@ func (o *Origin) sweepTemp(age time.Duration) {
 // imageDir returns CacheDir/{id[0:2]}/{id}, or false for an id that is unsafe as a path
 // element. Ids come from verified links, so this is defence in depth.
 func (o *Origin) imageDir(id string) (string, bool) {
-	if !validID(id) {
+	if !tierpix.ValidImageID(id) {
 		return "", false
 	}
 	return filepath.Join(o.cfg.CacheDir, id[:2], id), true
@@ -1270,21 +1272,6 @@ func (o *Origin) diskPath(id string, eff int) (string, bool) {
 // intermediateName is the file name of an intermediate h high in its image dir.
 func intermediateName(h int) string {
 	return "i" + strconv.Itoa(h) + "-v" + renderVersion
-}
-
-// validID accepts 2 to 128 letters, digits, '-' and '_': enough for any random id encoding,
-// never a path separator or a dot.
-func validID(id string) bool {
-	if len(id) < 2 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // variantKey names a variant in flights and in render hooks.

@@ -527,7 +527,7 @@ func testTierChangeApplies(t *testing.T, st *store.Store) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			tier := tierpix.Tier{Name: tier.Name, ThumbnailHeights: s.heights}
-			if err := e.st.UpdateTier(context.Background(), &tier); err != nil {
+			if err := storetest.UpdateTier(context.Background(), e.st, &tier); err != nil {
 				t.Fatalf("UpdateTier: %v", err)
 			}
 			var last int
@@ -564,7 +564,7 @@ func TestMetadataIsCached(t *testing.T) {
 	// A tier change, and the entry marked stale by hand as Purge would, whether or not a read
 	// of the epoch has come meanwhile: links that remember it must look the image up again.
 	tier.ThumbnailHeights = []int{100}
-	if err := e.st.UpdateTier(context.Background(), &tier); err != nil {
+	if err := storetest.UpdateTier(context.Background(), e.st, &tier); err != nil {
 		t.Fatalf("UpdateTier: %v", err)
 	}
 	e.origin.metaMu.RLock()
@@ -791,9 +791,9 @@ func TestEffectiveHeightSharesRender(t *testing.T) {
 	}
 }
 
-// holdRenders makes every render wait in its worker slot until release is called (or the
-// test ends). entered receives the variant key of each render that started.
-func holdRenders(t *testing.T, o *Origin) (entered <-chan string, release func()) {
+// holdRenders returns hooks that make every render wait in its worker slot until release is
+// called (or the test ends). entered receives the variant key of each render that started.
+func holdRenders(t *testing.T) (hooks Hooks, entered <-chan string, release func()) {
 	t.Helper()
 	in := make(chan string, 64)
 	gate := make(chan struct{})
@@ -803,15 +803,14 @@ func holdRenders(t *testing.T, o *Origin) (entered <-chan string, release func()
 		in <- key
 		<-gate
 	}
-	o.beforeRender.Store(&hook)
 	t.Cleanup(release)
-	return in, release
+	return Hooks{BeforeRender: hook}, in, release
 }
 
 func TestConcurrentRequestsShareOneRender(t *testing.T) {
-	e := newEnv(t, fullTier, Config{})
+	hooks, entered, release := holdRenders(t)
+	e := newEnv(t, fullTier, Config{Hooks: hooks})
 	img, _ := e.addImage(t, tierpix.FormatJPEG, 1200, 800)
-	entered, release := holdRenders(t, e.origin)
 	u := e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(400)})
 
 	const n = 8
@@ -842,9 +841,9 @@ func TestConcurrentRequestsShareOneRender(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	e := newEnv(t, fullTier, Config{RenderWorkers: 1, RenderQueue: 1})
+	hooks, entered, release := holdRenders(t)
+	e := newEnv(t, fullTier, Config{RenderWorkers: 1, RenderQueue: 1, Hooks: hooks})
 	img, _ := e.addImage(t, tierpix.FormatJPEG, 1200, 800)
-	entered, release := holdRenders(t, e.origin)
 	link := func(h int) string {
 		return e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(h)})
 	}
@@ -875,9 +874,9 @@ func TestQueueFull(t *testing.T) {
 }
 
 func TestPurgeDuringRender(t *testing.T) {
-	e := newEnv(t, fullTier, Config{})
+	hooks, entered, release := holdRenders(t)
+	e := newEnv(t, fullTier, Config{Hooks: hooks})
 	img, _ := e.addImage(t, tierpix.FormatPNG, 500, 500)
-	entered, release := holdRenders(t, e.origin)
 	u := e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(200)})
 
 	result := getAsync(u)

@@ -386,7 +386,7 @@ func etagMatches(header, etag []byte) bool {
 // private: the answer depends on who asks, so no shared cache may keep it.
 func (o *Origin) ServePreview(ctx *fasthttp.RequestCtx, id string, h int) {
 	ctx.Response.Header.SetCanonical(headerCSP, valueCSP)
-	if !validID(id) || h < 1 || h > tierpix.MaxThumbnailHeight {
+	if !tierpix.ValidImageID(id) || h < 1 || h > tierpix.MaxThumbnailHeight {
 		problem.Error(ctx, o.logger, errNoImage)
 		return
 	}

@@ -424,7 +424,7 @@ func (s *Service) AddImage(ctx context.Context, actor *tierpix.Identity, tmpPath
 // FindImage returns one of the actor's own images. Another user's image is as absent as a
 // missing one, so ids cannot be probed.
 func (s *Service) FindImage(ctx context.Context, actor *tierpix.Identity, id string) (tierpix.Image, error) {
-	if !store.ValidImageID(id) {
+	if !tierpix.ValidImageID(id) {
 		return tierpix.Image{}, errNoImage()
 	}
 	img, err := s.st.FindImage(ctx, id)
@@ -460,7 +460,7 @@ func (s *Service) FindAnyImage(ctx context.Context, actor *tierpix.Identity, id 
 	if err := tierpix.RequireAdmin(actor); err != nil {
 		return tierpix.OwnedImage{}, err
 	}
-	if !store.ValidImageID(id) {
+	if !tierpix.ValidImageID(id) {
 		return tierpix.OwnedImage{}, errNoImage()
 	}
 	img, err := s.st.FindImage(ctx, id)
@@ -480,7 +480,7 @@ func (s *Service) DeleteAnyImage(ctx context.Context, actor *tierpix.Identity, i
 	if err := tierpix.RequireAdmin(actor); err != nil {
 		return err
 	}
-	if !store.ValidImageID(id) {
+	if !tierpix.ValidImageID(id) {
 		return errNoImage()
 	}
 	img, err := s.st.FindImage(ctx, id)

@@ -18,9 +18,9 @@ func FuzzVerify(f *testing.F) {
 	for _, l := range []signing.Link{
 		{ImageID: testID, Variant: signing.Thumbnail(200)},
 		{ImageID: testID, Variant: signing.Original},
-		{ImageID: "0", Variant: signing.Thumbnail(10000), Expires: now.Unix() + 300},
+		{ImageID: "222222222222222222222222", Variant: signing.Thumbnail(10000), Expires: now.Unix() + 300},
 		{ImageID: testID, Variant: signing.Thumbnail(1), Expires: now.Unix() - 300},
-		{ImageID: "z", Variant: signing.Original, Expires: 1<<63 - 1},
+		{ImageID: "zzzzzzzzzzzzzzzzzzzzzzzz", Variant: signing.Original, Expires: 1<<63 - 1},
 	} {
 		f.Add([]byte(cur.Path(l)))
 		f.Add([]byte(old.Path(l)))
@@ -66,7 +66,7 @@ func FuzzVerify(f *testing.F) {
 func FuzzPathRoundTrip(f *testing.F) {
 	s := newSigner(f, keyA)
 	f.Add(testID, 200, int64(0))
-	f.Add("a", 0, now.Unix()+1)
+	f.Add("a", 0, now.Unix()+1) // too short for an id
 	f.Add("a/b", 10001, int64(-1))
 	f.Add("a\nh200", 0, int64(0))
 	f.Fuzz(func(t *testing.T, id string, height int, exp int64) {

@@ -48,12 +48,9 @@ var (
 	ErrExpired   = errors.New("signing: link expired")
 )
 
-// Limits of the path components. An id is what the store makes (24 lowercase base32
-// characters) with room to spare; a height is bounded like a tier's thumbnail heights.
-const (
-	MaxImageIDLength = 64
-	MaxHeight        = tierpix.MaxThumbnailHeight
-)
+// MaxHeight bounds a link's height like a tier's thumbnail heights. An image id is checked
+// by tierpix.ValidImageID.
+const MaxHeight = tierpix.MaxThumbnailHeight
 
 const (
 	pathPrefix      = "/i/"
@@ -68,8 +65,8 @@ const (
 	// maxExpLength is the number of decimal digits of the largest int64.
 	maxExpLength = 19
 
-	maxPathLength      = len(pathPrefix) + sigLength + 1 + MaxImageIDLength + 1 + maxVariantLength + 1 + maxExpLength
-	maxCanonicalLength = len(canonicalPrefix) + MaxImageIDLength + 1 + maxVariantLength + 1 + maxExpLength
+	maxPathLength      = len(pathPrefix) + sigLength + 1 + tierpix.ImageIDLength + 1 + maxVariantLength + 1 + maxExpLength
+	maxCanonicalLength = len(canonicalPrefix) + tierpix.ImageIDLength + 1 + maxVariantLength + 1 + maxExpLength
 )
 
 // sigEncoding is unpadded base64url. Signatures are compared in their encoded form, never
@@ -113,16 +110,8 @@ func (v Variant) Validate() error {
 	return nil
 }
 
-// ParseVariant parses a path segment made by String. It accepts only what String makes, so
-// "h0200" or "h0" are ErrMalformed rather than other spellings of a valid variant.
-func ParseVariant(s string) (Variant, error) {
-	v, ok := parseVariant(s)
-	if !ok {
-		return Variant{}, ErrMalformed
-	}
-	return v, nil
-}
-
+// parseVariant parses a path segment made by String. It accepts only what String makes, so
+// "h0200" or "h0" are refused rather than taken as other spellings of a valid variant.
 func parseVariant[T ~string | ~[]byte](s T) (Variant, bool) {
 	if string(s) == originalSegment {
 		return Original, true
@@ -158,20 +147,6 @@ func parseDecimal[T ~string | ~[]byte](s T, limit int64) (int64, bool) {
 	return n, true
 }
 
-// validImageID reports whether id is 1 to MaxImageIDLength characters of [a-z0-9].
-func validImageID[T ~string | ~[]byte](id T) bool {
-	if len(id) == 0 || len(id) > MaxImageIDLength {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // validSig reports whether sig has the length and alphabet of an encoded HMAC-SHA256.
 func validSig(sig []byte) bool {
 	if len(sig) != sigLength {
@@ -196,8 +171,8 @@ type Link struct {
 // check (signing happens for every link of every list page, from ids the store made), so
 // callers that build links from client input validate first. The error wraps ErrMalformed.
 func (l Link) Validate() error {
-	if !validImageID(l.ImageID) {
-		return fmt.Errorf("%w: image id must be 1 to %d characters of a-z and 0-9", ErrMalformed, MaxImageIDLength)
+	if !tierpix.ValidImageID(l.ImageID) {
+		return fmt.Errorf("%w: image id must be %d characters of a-z and 2-7", ErrMalformed, tierpix.ImageIDLength)
 	}
 	if err := l.Variant.Validate(); err != nil {
 		return err
@@ -349,7 +324,7 @@ func (s *Signer) Verify(path []byte, now time.Time) (Link, error) {
 		return Link{}, ErrMalformed
 	}
 	sig, id, variantSeg := segs[0], segs[1], segs[2]
-	if !validSig(sig) || !validImageID(id) {
+	if !validSig(sig) || !tierpix.ValidImageID(id) {
 		return Link{}, ErrMalformed
 	}
 	variant, ok := parseVariant(variantSeg)

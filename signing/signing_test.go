@@ -111,8 +111,9 @@ func TestLinkValidate(t *testing.T) {
 		ok   bool
 	}{
 		{name: "permanent original", link: signing.Link{ImageID: testID, Variant: signing.Original}, ok: true},
-		{name: "expiring thumbnail", link: signing.Link{ImageID: "a", Variant: signing.Thumbnail(1), Expires: 1}, ok: true},
-		{name: "longest id", link: signing.Link{ImageID: strings.Repeat("z9", 32), Variant: signing.Thumbnail(200)}, ok: true},
+		{name: "expiring thumbnail", link: signing.Link{ImageID: "a234567abcdefghijklmnopq", Variant: signing.Thumbnail(1), Expires: 1}, ok: true},
+		{name: "short id", link: signing.Link{ImageID: "a", Variant: signing.Thumbnail(200)}},
+		{name: "digit 1 in id", link: signing.Link{ImageID: "1bcdefghijklmnopqrstuvwx", Variant: signing.Thumbnail(200)}},
 		{name: "empty id", link: signing.Link{Variant: signing.Original}},
 		{name: "long id", link: signing.Link{ImageID: strings.Repeat("a", 65), Variant: signing.Original}},
 		{name: "upper case id", link: signing.Link{ImageID: "ABC", Variant: signing.Original}},
@@ -167,13 +168,13 @@ func TestRoundTrip(t *testing.T) {
 		},
 		{
 			name: "expiring original far ahead",
-			link: signing.Link{ImageID: "0", Variant: signing.Original, Expires: 1<<63 - 1},
-			want: "/i/SIG/0/original/9223372036854775807",
+			link: signing.Link{ImageID: "222222222222222222222222", Variant: signing.Original, Expires: 1<<63 - 1},
+			want: "/i/SIG/222222222222222222222222/original/9223372036854775807",
 		},
 		{
-			name: "longest id and height",
-			link: signing.Link{ImageID: strings.Repeat("9a", 32), Variant: signing.Thumbnail(10000), Expires: now.Unix() + 30000},
-			want: "/i/SIG/" + strings.Repeat("9a", 32) + "/h10000/1700030000",
+			name: "largest height",
+			link: signing.Link{ImageID: strings.Repeat("7a", 12), Variant: signing.Thumbnail(10000), Expires: now.Unix() + 30000},
+			want: "/i/SIG/" + strings.Repeat("7a", 12) + "/h10000/1700030000",
 		},
 	}
 	s := newSigner(t, keyA)
@@ -620,7 +621,7 @@ func TestConcurrent(t *testing.T) {
 			defer wg.Done()
 			var buf []byte
 			for i := range rounds {
-				l := signing.Link{ImageID: fmt.Sprintf("img%d", w), Variant: signing.Thumbnail(1 + i), Expires: now.Unix() + int64(i) + 1}
+				l := signing.Link{ImageID: "img" + strings.Repeat(string(rune('a'+w)), 21), Variant: signing.Thumbnail(1 + i), Expires: now.Unix() + int64(i) + 1}
 				signer := s
 				if i%2 == 1 {
 					signer = old

@@ -111,10 +111,10 @@ func TestChangeEpoch(t *testing.T) {
 				return err
 			}},
 			{name: "UpdateTier invalid", code: tierpix.EINVALID, run: func() error {
-				return s.UpdateTier(ctx, &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{tierpix.MaxThumbnailHeight + 1}})
+				return storetest.UpdateTier(ctx, s, &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{tierpix.MaxThumbnailHeight + 1}})
 			}},
 			{name: "UpdateTier unknown", code: tierpix.ENOTFOUND, run: func() error {
-				return s.UpdateTier(ctx, &tierpix.Tier{Name: "Platinum", ThumbnailHeights: []int{100}})
+				return storetest.UpdateTier(ctx, s, &tierpix.Tier{Name: "Platinum", ThumbnailHeights: []int{100}})
 			}},
 			{name: "ModifyTier refused by fn", code: tierpix.EINTERNAL, run: func() error {
 				_, err := s.ModifyTier(ctx, "Gold", func(t *tierpix.Tier) error {
@@ -165,7 +165,7 @@ func TestChangeEpoch(t *testing.T) {
 				return err
 			}},
 			{name: "UpdateTier", move: true, run: func() error {
-				return s.UpdateTier(ctx, &tierpix.Tier{Name: "gold", ThumbnailHeights: []int{100, 200}})
+				return storetest.UpdateTier(ctx, s, &tierpix.Tier{Name: "gold", ThumbnailHeights: []int{100, 200}})
 			}},
 			{name: "ModifyTier", move: true, run: func() error {
 				_, err := s.ModifyTier(ctx, "Gold", func(t *tierpix.Tier) error { t.OriginalLink = true; return nil })
@@ -230,7 +230,7 @@ func TestChangeEpochConcurrent(t *testing.T) {
 				other := fmt.Sprintf("T%d", (w+1)%workers)
 				for i := range rounds {
 					// The next worker's tier, which that worker edits meanwhile.
-					if err := s.UpdateTier(ctx, &tierpix.Tier{Name: other, ThumbnailHeights: []int{100, 100 + i}}); err != nil {
+					if err := storetest.UpdateTier(ctx, s, &tierpix.Tier{Name: other, ThumbnailHeights: []int{100, 100 + i}}); err != nil {
 						errs <- fmt.Errorf("UpdateTier: %w", err)
 					}
 					tier := fmt.Sprintf("T%d", (w+i)%workers)

@@ -18,9 +18,6 @@ const (
 	ListOwnerImagesQuery = listOwnerImagesQuery
 )
 
-// SetBeforeTempLock makes CreateTemp call fn between creating a temp file and locking it.
-func SetBeforeTempLock(s *Store, fn func(path string)) { s.beforeTempLock = fn }
-
 // Migrations returns how many migrations the store's dialect has, all of which Open applies.
 func Migrations(t interface{ Fatalf(string, ...any) }, s *Store) int {
 	ms, err := loadMigrations(s.dialect)

@@ -22,9 +22,6 @@ import (
 // enumerated, and encode to 24 base32 characters without padding.
 const imageIDBytes = 15
 
-// ImageIDLength is the length of every image id.
-const ImageIDLength = 24
-
 var imageIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // newImageID returns a fresh random image id: lowercase base32, safe in URLs and file names.
@@ -32,22 +29,6 @@ func newImageID() string {
 	b := make([]byte, imageIDBytes)
 	rand.Read(b) // crypto/rand.Read never fails (Go 1.24+): it crashes the program instead
 	return imageIDEncoding.EncodeToString(b)
-}
-
-// ValidImageID reports whether id has the shape of an image id (24 characters of a-z and
-// 2-7). Callers can refuse anything else before a query, and OriginalPath relies on it to keep
-// ids from reaching outside the originals directory.
-func ValidImageID(id string) bool {
-	if len(id) != ImageIDLength {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if (c < 'a' || c > 'z') && (c < '2' || c > '7') {
-			return false
-		}
-	}
-	return true
 }
 
 // imageColumns selects an image aliased as i.
@@ -108,8 +89,8 @@ func (s *Store) CreateTemp() (*os.File, error) {
 		if err != nil {
 			return nil, FileError(err, "create upload temp file")
 		}
-		if s.beforeTempLock != nil {
-			s.beforeTempLock(f.Name())
+		if hook := s.hooks.BeforeTempLock; hook != nil {
+			hook(f.Name())
 		}
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil && stillAt(f) {
@@ -165,7 +146,7 @@ func removeUnlocked(path string) (bool, error) {
 // a valid image id maps to a path that never exists inside the originals directory, so a
 // hostile id cannot name another file.
 func (s *Store) OriginalPath(id string) string {
-	if !ValidImageID(id) {
+	if !tierpix.ValidImageID(id) {
 		return filepath.Join(s.originalsDir, "invalid-id")
 	}
 	return filepath.Join(s.originalsDir, id[:2], id)
@@ -272,7 +253,7 @@ func syncDir(dir string) error {
 
 // FindImage returns an image by id (ENOTFOUND).
 func (s *Store) FindImage(ctx context.Context, id string) (tierpix.Image, error) {
-	if !ValidImageID(id) {
+	if !tierpix.ValidImageID(id) {
 		return tierpix.Image{}, imageNotFound()
 	}
 	var r imageRow
@@ -284,7 +265,7 @@ func (s *Store) FindImage(ctx context.Context, id string) (tierpix.Image, error)
 
 // FindImageForServing returns an image and its owner's current tier in one query (ENOTFOUND).
 func (s *Store) FindImageForServing(ctx context.Context, id string) (tierpix.Image, tierpix.Tier, error) {
-	if !ValidImageID(id) {
+	if !tierpix.ValidImageID(id) {
 		return tierpix.Image{}, tierpix.Tier{}, imageNotFound()
 	}
 	var r struct {
@@ -344,7 +325,7 @@ func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, 
 // is tried once more after the store gives back its ballast file: deleting is how space is
 // freed, so it must not be the thing a full disk stops.
 func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error {
-	if !ValidImageID(id) {
+	if !tierpix.ValidImageID(id) {
 		return imageNotFound()
 	}
 	err := s.deleteImageRow(ctx, ownerID, id)
@@ -441,7 +422,7 @@ func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult
 			return res, fmt.Errorf("sweep: read shard directory: %w", err)
 		}
 		for _, f := range files {
-			if f.Type().IsRegular() && ValidImageID(f.Name()) && f.Name()[:2] == shard.Name() && olderThanCutoff(f, cutoff) {
+			if f.Type().IsRegular() && tierpix.ValidImageID(f.Name()) && f.Name()[:2] == shard.Name() && olderThanCutoff(f, cutoff) {
 				batch = append(batch, f.Name())
 			}
 			if len(batch) == sweepBatch {

@@ -71,6 +71,16 @@ type Config struct {
 	// MinFreeBytes is the free space uploads must leave in the data dir (see CheckSpace);
 	// zero means DefaultMinFreeBytes, negative no reserve.
 	MinFreeBytes int64
+	// Hooks are points where the caller may hold the store's work; nil functions are
+	// skipped. Tests use them to make races deterministic.
+	Hooks Hooks
+}
+
+// Hooks are the points of Config.Hooks.
+type Hooks struct {
+	// BeforeTempLock runs in CreateTemp between creating a temp file and locking it: the
+	// moment a sweep could take the file for a dead upload's.
+	BeforeTempLock func(path string)
 }
 
 // Validate reports a configuration the store cannot open.
@@ -107,10 +117,7 @@ type Store struct {
 	// called after each of them commits (see OnChange).
 	moved    sync.Map // *sqlx.Tx -> struct{}
 	onChange atomic.Pointer[[]func()]
-
-	// beforeTempLock, when set (by tests), runs in CreateTemp between creating a temp file and
-	// locking it: the moment a sweep could take the file for a dead upload's.
-	beforeTempLock func(path string)
+	hooks    Hooks
 }
 
 //go:embed migrations
@@ -131,6 +138,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		dataDir:      cfg.DataDir,
 		timeout:      cfg.Timeout,
 		minFree:      cfg.MinFreeBytes,
+		hooks:        cfg.Hooks,
 		originalsDir: filepath.Join(cfg.DataDir, "originals"),
 		tmpDir:       filepath.Join(cfg.DataDir, "tmp"),
 	}

@@ -136,7 +136,7 @@ func TestTiers(t *testing.T) {
 		}
 
 		up := tierpix.Tier{Name: "GOLD", ThumbnailHeights: []int{300}, ExpiringLinks: true}
-		mustOK(t, s.UpdateTier(ctx, &up))
+		mustOK(t, storetest.UpdateTier(ctx, s, &up))
 		if up.Name != "Gold" || up.Builtin || !slices.Equal(up.ThumbnailHeights, []int{300}) || up.OriginalLink || !up.ExpiringLinks {
 			t.Fatalf("got updated tier %+v, want Gold [300] expiring", up)
 		}
@@ -147,7 +147,7 @@ func TestTiers(t *testing.T) {
 		}
 
 		builtin := tierpix.Tier{Name: "basic", ThumbnailHeights: []int{200, 300}}
-		mustOK(t, s.UpdateTier(ctx, &builtin))
+		mustOK(t, storetest.UpdateTier(ctx, s, &builtin))
 		if builtin.Name != "Basic" || !builtin.Builtin {
 			t.Errorf("got %+v, want the builtin Basic", builtin)
 		}
@@ -174,10 +174,10 @@ func TestTiers(t *testing.T) {
 				return err
 			}},
 			{name: "update unknown", code: tierpix.ENOTFOUND, run: func() error {
-				return s.UpdateTier(ctx, &tierpix.Tier{Name: "Platinum"})
+				return storetest.UpdateTier(ctx, s, &tierpix.Tier{Name: "Platinum"})
 			}},
 			{name: "update invalid", code: tierpix.EINVALID, run: func() error {
-				return s.UpdateTier(ctx, &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{tierpix.MaxThumbnailHeight + 1}})
+				return storetest.UpdateTier(ctx, s, &tierpix.Tier{Name: "Gold", ThumbnailHeights: []int{tierpix.MaxThumbnailHeight + 1}})
 			}},
 			{name: "delete unknown", code: tierpix.ENOTFOUND, run: func() error {
 				return s.DeleteTier(ctx, "Platinum")
@@ -689,7 +689,7 @@ func TestImagesPagination(t *testing.T) {
 		}
 		seen := map[string]bool{}
 		for _, img := range created {
-			if !store.ValidImageID(img.ID) || seen[img.ID] {
+			if !tierpix.ValidImageID(img.ID) || seen[img.ID] {
 				t.Fatalf("got id %q, want a fresh 24-character base32 id", img.ID)
 			}
 			seen[img.ID] = true
@@ -850,7 +850,7 @@ func TestFindImageForServingFollowsTier(t *testing.T) {
 				mustOK(t, updateUser(ctx, s, &alice))
 			}, tier: "Premium", heights: []int{200, 400}},
 			{name: "premium tier edited", change: func() {
-				mustOK(t, s.UpdateTier(ctx, &tierpix.Tier{Name: "Premium", ThumbnailHeights: []int{200, 400, 800}, OriginalLink: true}))
+				mustOK(t, storetest.UpdateTier(ctx, s, &tierpix.Tier{Name: "Premium", ThumbnailHeights: []int{200, 400, 800}, OriginalLink: true}))
 			}, tier: "Premium", heights: []int{200, 400, 800}},
 		}
 		for _, st := range steps {
@@ -1024,17 +1024,17 @@ func TestSweep(t *testing.T) {
 // and locking it, when the file looks like a dead upload's: the upload must still get a temp
 // file that stays in the directory, and later sweeps must leave it alone.
 func TestCreateTempRacesSweep(t *testing.T) {
-	s := storetest.SQLite(t)
 	ctx := t.Context()
 	swept := 0
-	store.SetBeforeTempLock(s, func(path string) {
+	var s *store.Store
+	s = storetest.SQLite(t, storetest.WithHooks(store.Hooks{BeforeTempLock: func(path string) {
 		if swept > 0 {
 			return
 		}
 		res, err := s.Sweep(ctx, time.Hour)
 		mustOK(t, err)
 		swept += res.TempFiles
-	})
+	}}))
 	f, err := s.CreateTemp()
 	mustOK(t, err)
 	defer f.Close()
@@ -1246,7 +1246,7 @@ func TestValidImageID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := store.ValidImageID(tt.id); got != tt.want {
+			if got := tierpix.ValidImageID(tt.id); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})

@@ -103,14 +103,6 @@ func (s *Store) CreateTier(ctx context.Context, t *tierpix.Tier) error {
 	return nil
 }
 
-// UpdateTier replaces the heights and flags of the tier named t.Name (ENOTFOUND). t is updated
-// with the stored name's spelling, Builtin and timestamps. It writes what t holds, so a caller
-// that read t earlier overwrites changes made since; ModifyTier reads and writes in one
-// transaction. The change epoch moves with it (see ChangeEpoch), even when nothing differs.
-func (s *Store) UpdateTier(ctx context.Context, t *tierpix.Tier) error {
-	return s.tx(ctx, func(tx *sqlx.Tx) error { return s.updateTier(ctx, tx, t) })
-}
-
 // ModifyTier changes the tier named name (case-insensitively) with fn and saves the result
 // (ENOTFOUND; EINVALID if the result is not a valid tier; any error of fn). fn gets the tier as
 // stored and may change its heights and flags. The read, fn and the write are one transaction

@@ -17,6 +17,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 
+	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/store"
 )
 
@@ -30,6 +31,11 @@ type Option func(*store.Config)
 // time instead of sleeping.
 func WithNow(now func() time.Time) Option {
 	return func(c *store.Config) { c.Now = now }
+}
+
+// WithHooks gives the store hooks (see store.Hooks).
+func WithHooks(h store.Hooks) Option {
+	return func(c *store.Config) { c.Hooks = h }
 }
 
 // Clock is a clock that moves only when told. It is safe for concurrent use.
@@ -206,4 +212,17 @@ func EachPair(t *testing.T, fn func(t *testing.T, a, b *store.Store), opts ...Op
 		cfg := store.Config{DatabaseURL: NewSchema(t, PostgresURL(t)), DataDir: t.TempDir()}
 		fn(t, open(t, cfg, opts), open(t, cfg, opts))
 	})
+}
+
+// UpdateTier sets the heights and flags of the tier named t.Name to t's through ModifyTier,
+// the store's one way to change a tier, and sets t to what was stored.
+func UpdateTier(ctx context.Context, s *store.Store, t *tierpix.Tier) error {
+	got, err := s.ModifyTier(ctx, t.Name, func(cur *tierpix.Tier) error {
+		cur.ThumbnailHeights, cur.OriginalLink, cur.ExpiringLinks = t.ThumbnailHeights, t.OriginalLink, t.ExpiringLinks
+		return nil
+	})
+	if err == nil {
+		*t = got
+	}
+	return err
 }
