@@ -1,9 +1,7 @@
-// Package tierpix holds the domain types and the error type shared by every part of the
-// service: the store persists these types, the API and the origin speak them.
-//
-// The packages below it are named for what they provide: store (persistence), signing (link
-// signatures), imaging (libvips work), origin (serving signed image URLs), api (the REST API),
-// problem (RFC 9457 error responses) and cmd/tierpix (the binary that wires them).
+// Package tierpix is the domain: the types every part speaks (Tier, User, Image, Identity),
+// the one error type, the rules that belong to the types themselves (validation, what a
+// tier's links reach), and the services the adapters call (TierService, UserService,
+// ImageService), implemented once in package service. docs/ARCHITECTURE.md maps the rest.
 package tierpix
 
 import (

@@ -24,11 +24,9 @@
 //   - Keep up to 16 MiB free at the top of an arena and serve blocks up to 16 MiB from the
 //     arenas. With glibc's defaults (trim above 128 KiB, at first) a render gave its pixel
 //     buffers back to the kernel and took them again, page-faulting and zeroing them afresh
-//     (libvips clears every buffer it allocates): a 0.75 MP JPEG decoded at full size took 420-620
-//     page faults and 23-28 ms of CPU per render, 16-60 faults and 15-18 ms with these
-//     settings; a 2 MP PNG, 550-990 faults and 74-84 ms against 96 and 67-69 ms. Setting the
-//     trim threshold stops glibc adjusting the mmap threshold, so that one is set too, above
-//     the largest buffers a render takes: with 4 MiB the PNG render took 1 150 faults.
+//     (libvips clears every buffer it allocates). Setting the trim threshold stops glibc
+//     adjusting the mmap threshold, so that one is set too, above the largest buffers a
+//     render takes. docs/BENCHMARKS.md ("Measurements behind imaging/vips.c") has the figures.
 //
 // mallopt must run before most threads have created their arenas; the arena limit only binds
 // arenas created after it.
@@ -60,10 +58,9 @@ tp_block_untrusted(void)
 // VIPS_NOVECTOR environment variable would. libvips 8.14 compiles an orc program for every
 // resize it builds (reducev's vector path), and liborc's allocator of executable memory is not
 // safe against two threads compiling at once: under concurrent renders tierpix crashed in
-// orc_code_allocate_codemem (SIGSEGV, about once in 3 000 renders of a 0.75 MP JPEG at eight
-// connections; libvips issue #1211 reports the same race in orc_code_chunk_merge). libvips
-// falls back to its plain C loops, which on this kind of machine render as fast to within the
-// noise (12 MP to 200 px: 47-48 ms against 50 ms; 0.75 MP: 11.6 ms against 9.9-11.0 ms).
+// orc_code_allocate_codemem (libvips issue #1211 reports the same race in
+// orc_code_chunk_merge). libvips falls back to its plain C loops, which render as fast to
+// within the noise (docs/BENCHMARKS.md).
 void
 tp_disable_vectors(void)
 {
@@ -78,9 +75,8 @@ tp_vectors_enabled(void)
 }
 
 // TpSource is a file source that reads ahead in 64 KiB blocks. libvips' loaders ask their
-// source for 4 KiB at a time, and a plain file source turns each request into a read(2):
-// 1 900 system calls for a 7.7 MB JPEG, 5.5 ms of CPU on this kind of machine where reading
-// it in 64 KiB blocks takes 1.6 ms. The source is made from a descriptor rather than a file
+// source for 4 KiB at a time, and a plain file source turns each request into a read(2),
+// which costs several times the CPU of reading in 64 KiB blocks. The source is made from a descriptor rather than a file
 // name so that libvips never closes and reopens it behind the buffer's back ("minimising"
 // file sources re-seeks the descriptor to the position the reader has reached, which would
 // replay the buffered bytes).
@@ -348,11 +344,9 @@ tp_finish(VipsImage *in, VipsImage **out)
 //
 // libvips' thumbnail picks one step less, to leave "at least a factor of two" for its
 // Lanczos resize; on photographs the difference to a render from the full decode is beyond
-// 50 dB PSNR either way (12 MP to 200 px high: 51.7 dB at shrink 8, 52.6 dB at 4; 0.75 MP:
-// 50.0 dB at 2, identical at 1), about 2 dB less only on a zone plate, made to alias;
-// TestThumbnailShrinkOnLoad holds it. The factor it saves is the one that costs: a 200 px
-// render took 46 ms of CPU from 12 MP shrunk by 8 against 63 ms by 4, and 13 ms from
-// 0.75 MP shrunk by 2 against 23.5 ms unshrunk. ThumbnailWithIntermediate and
+// 50 dB PSNR either way, less only on a zone plate made to alias; TestThumbnailShrinkOnLoad
+// holds it. The factor it saves is the one that costs most of a render's CPU.
+// ThumbnailWithIntermediate and
 // ThumbnailFromIntermediate pick their factors with it too.
 int
 tp_jpeg_shrink(int w, int h, int tw, int th)
@@ -371,13 +365,11 @@ tp_jpeg_shrink(int w, int h, int tw, int th)
 // tp_reduce and its helpers resample an 8-bit image with one or three bands (grey or sRGB,
 // no alpha) to a smaller size with a Lanczos 3 kernel, as vips_resize does, and several times
 // faster. libvips 8.14 runs its reduce in plain C loops once liborc is off (tp_disable_vectors),
-// one multiply per tap and sample with the bands interleaved: taking a 1000x750 decode (a
-// 12 MP JPEG shrunk by 4 on load) to an intermediate of 533x400 cost 14-19 ms of CPU, as much
-// as everything else a first render does besides the decode. Here the vertical pass runs
+// one multiply per tap and sample with the bands interleaved, which cost as much as
+// everything else a first render does besides the decode. Here the vertical pass runs
 // first, over whole rows at a time with SIMD (SSE2, or AVX2 where the CPU has it), two taps
 // per instruction, and the horizontal pass works on the few rows it leaves, two taps of a
-// pixel's three bands per vector of eight floats: the same reduction takes 2.7 ms, and 2 MP
-// to 711x400 4.8 ms against 30.
+// pixel's three bands per vector of eight floats.
 //
 // The kernel, its width (2·3·shrink + 1 taps) and where it is centred (output pixel x at input
 // position (x + 0.5)·shrink − 0.5, edges extended by copying) are libvips' own, so the result
@@ -866,14 +858,10 @@ done:
 // PNG thumbnails (and PNG intermediates, which are served as thumbnails too) are written with
 // libpng directly rather than vips_pngsave, for the one choice libvips does not offer:
 // zlib's strategy. On photographs, deflate's search for repeated strings finds next to
-// nothing and costs most of the encode, whatever the level (a 711x400 thumbnail of the
-// benchmark's 2 MP PNG: 21-24 ms at levels 1 to 6): Huffman coding alone, after the "sub"
-// filter (each byte less the one a pixel to its left), is 3-4 times as fast and no bigger
-// (533x400 of a photograph: 4.5 ms and 345 KB, against 16 ms and 590 KB at level 6 unfiltered
-// as before, 35 ms and 359 KB at level 6 with "sub"). On synthetic pictures (screenshots,
-// charts, icons) the string search is what compresses, and unfiltered rows do best (9% smaller
-// than "sub" on a chart, 4% on an icon): those keep level 6 unfiltered, libvips' default, and
-// come out as before. tp_png_encode tells the two apart before encoding.
+// nothing and costs most of the encode, whatever the level: Huffman coding alone, after the
+// "sub" filter (each byte less the one a pixel to its left), is several times as fast and no
+// bigger. On synthetic pictures (screenshots, charts, icons) the string search is what
+// compresses, and unfiltered rows do best: those keep level 6 unfiltered, libvips' default. tp_png_encode tells the two apart before encoding.
 
 // tp_png_entropy is the order-0 entropy, in bits per byte, of im's rows after the "sub"
 // filter: close to what Huffman coding alone makes of them (each byte in that many bits).
@@ -1021,9 +1009,8 @@ tp_encode(VipsImage *im, int format, tp_rendered *r)
 		// Chroma subsampling is set rather than left to "auto" (which
 		// switches it off from Q 90 up), so the output does not change
 		// character if the quality is ever tuned: 4:2:0, as the web expects.
-		// Optimised Huffman tables take a second pass over the coefficients,
-		// 0.25 ms for a 267x200 thumbnail, and make it 5% smaller for every
-		// time it is served. Interlacing and the mozjpeg options (trellis
+		// Optimised Huffman tables take a cheap second pass over the
+		// coefficients and make the file smaller every time it is served. Interlacing and the mozjpeg options (trellis
 		// quantisation, deringing, scan optimisation) stay off, as they are by
 		// default: Debian's libjpeg-turbo ignores the latter anyway.
 		res = vips_jpegsave_buffer(im, &r->buf, &r->len,
@@ -1036,9 +1023,8 @@ tp_encode(VipsImage *im, int format, tp_rendered *r)
 	case TP_FORMAT_PNG:
 		// See tp_png_encode. Level 6 rather than 1 costs nothing on
 		// photographs, which skip the string search, and makes synthetic
-		// pictures, the kind PNG originals often are, 28% smaller for 7 ms
-		// more at 356x200. A thumbnail is rendered once and served many times,
-		// so the bytes win.
+		// pictures, the kind PNG originals often are, markedly smaller. A
+		// thumbnail is rendered once and served many times, so the bytes win.
 		res = tp_png_encode(im, r);
 		break;
 	default:

@@ -16,8 +16,8 @@ import (
 	"github.com/tierpix/tierpix"
 )
 
-// maxCoord is VIPS_MAX_COORD, the largest width or height libvips handles. Thumbnails ask for
-// this width so that the height alone decides the scale.
+// maxCoord is VIPS_MAX_COORD, the largest width or height libvips handles: the bound of the
+// heights a thumbnail may be asked for.
 const maxCoord = C.VIPS_MAX_COORD
 
 // header is what the loader learnt from a file's header, before any pixel is decoded.

@@ -1,99 +1,14 @@
-// Package origin serves signed image links: verify, authorize against the owner's current
-// tier, then answer from memory, from disk, or from one render per variant at a time.
+// Package origin serves signed image links (/i/...): it verifies the signature and expiry,
+// authorizes the variant against the owner's current tier (tierpix.Tier.Grants), and answers
+// from a memory cache (ristretto), a disk cache under CacheDir, or one render per variant at
+// a time on a bounded pool (503 with Retry-After past its queue).
 //
-// A request goes through these steps, in this order:
-//
-//  1. The path is verified by the signing.Signer (malformed 404, bad signature 403, expired 410).
-//     Paths that verified are remembered (a 4-way set-associative table of 16 384 paths, read without a
-//     lock), so a link seen before costs a hash and a comparison instead of an HMAC; its
-//     expiry is still checked on every request.
-//  2. The image and its owner's current tier are looked up through the metadata cache (see
-//     below), so the database is not asked per request, nor per image every few seconds, while
-//     a tier change or a delete made on any node applies within a second or two. Not-found
-//     answers are cached too, for MetadataTTL, so a deleted image's links cost nothing. A
-//     remembered path keeps the entry it last used, and uses it while it is fresh.
-//  3. The variant is authorized against that tier (403 otherwise). Only now is If-None-Match
-//     honoured, so a revoked link never gets a 304.
-//  4. Originals are streamed from disk. Thumbnails come from a ristretto memory cache, then a
-//     disk cache under CacheDir, then a render; concurrent renders of the same variant share
-//     one, and renders run on a bounded pool with a bounded queue (503 when it is full).
-//     A memory hit allocates nothing: the entry carries its ETag and content type, and the
-//     headers of permanent links are precomputed. A disk hit reads its file with one pread
-//     through a descriptor kept open for up to openFileTTL (as nginx's open_file_cache), and
-//     Front lets image links skip the router.
-//
-// The metadata cache keeps each lookup (the image row and its owner's tier, one query) for as
-// long as the store's change epoch (store.ChangeEpoch) stays where it stood when the lookup
-// began. Every store method that changes what a lookup answers (deleting an image or a user,
-// moving a user to another tier, editing a tier) moves the epoch in its own transaction, and
-// a goroutine reads it every MetadataPoll (default 1 s): one query a second however many
-// images are hot, where a time-to-live would re-read every hot image every few seconds. When
-// the epoch moves, every entry is stale at once, with no work per entry: fresh compares the
-// epoch an entry was looked up under with the one last read (an atomic load on the hit path).
-// Three rules bound an entry's life further:
-//   - Degraded mode: while the last successful read of the epoch began more than MetadataTTL
-//     ago (the database cannot be reached, the read fails), an entry is fresh only for
-//     MetadataTTL after its lookup began, as if there were no epoch. A node that cannot see
-//     changes never serves on older metadata than that, so a tier change applies within
-//     MetadataTTL (2 s) on every node whatever happens, and within MetadataPoll plus a query
-//     while the epoch can be read.
-//   - Not-found entries live MetadataTTL whatever the epoch, which creating an image does not
-//     move.
-//   - No entry outlives maxMetaAge (10 minutes), a safety net for a change that did not move
-//     the epoch (an edit made by hand in SQL, say).
-//
-// Purge still marks this node's entry of an image stale at once, without waiting for a read.
-// A lookup records the epoch it loaded before its query, so a change committed while the query
-// runs leaves it on an epoch that the next read replaces: it is looked up again, never kept.
-// The price of one number for everything: any change anywhere has every node look its hot
-// images up again, so changes more often than MetadataPoll cost one query per hot image per
-// MetadataPoll, at worst twice what a 2-second time-to-live would.
-//
-// Thumbnails are cached by effective height, min(requested, original height), because a
-// smaller original is served at its own size: h400 and h800 of a 300 px image are one render.
-//
-// Intermediates: when a thumbnail is rendered from the original and the owner's tier has
-// other heights, the same decode also yields an intermediate at the tier's largest height
-// (if the original is at least twice as high, below which it does not pay; see
-// intermediateHeight), kept in the disk cache as i{height}-v{renderVersion} (JPEG Q95, or PNG for PNG originals; see
-// imaging.ThumbnailWithIntermediate). Later sizes of that image up to the intermediate's height are rendered from it, which costs
-// a small fraction of a decode of the original, and are within about 43 dB of a direct render
-// on photographs. The requested thumbnail itself is rendered from the intermediate's pixels
-// too, so every size of an image comes from the same intermediate. The price is in the first
-// render: the original is shrunk on load only as far as the intermediate allows (a 12 MP
-// JPEG by 4 rather than 8 for h200) and there are two more libvips passes (resample, encode),
-// each with a fixed cost of a few milliseconds. Intermediates live on disk
-// only: each is read once per further size, which the page cache serves, and they would
-// otherwise take memory from the thumbnails that are served. They are files of the image's
-// directory like the thumbnails, so Purge and the janitor treat them alike.
-//
-// The disk cache is bounded by DiskCacheBytes (default 10 GiB). An atomic counter tracks the
-// bytes of rendered files: a background walk at New adds up what is already there, installs
-// add, Purge subtracts. When it passes the budget, one janitor goroutine at a time walks
-// CacheDir and deletes the least recently used files until the cache is at most 90% of the
-// budget. "Used" is the file's modification time: installs set it and disk hits touch it once
-// it is older than touchAfter (a minute), on the origin's clock, so a file read thousands of
-// times a second costs one extra system call a minute (memory hits, the common case, do not
-// reach the disk and need not: a variant hot in memory is rendered again at worst once if its
-// file goes). Files are written to a temp file and renamed into place, without fsync: the
-// cache can be rebuilt from the originals, and a crash can at worst leave an empty, short or
-// zero-filled file behind a rename whose data the kernel had not written out yet. A disk hit
-// therefore serves a file only if it runs from its format's start to its end marker (JPEG SOI
-// to EOI, PNG signature to IEND) and renders anything else anew, and a damaged intermediate
-// fails to decode and is replaced, so no render waits for the disk (see writeTemp). Every
-// file can be recreated from the original, so a file evicted under a reader is simply
-// rendered again (or, when its descriptor is still open, served for up to openFileTTL), and
-// each pass resets the counter from its own walk, so it never drifts far from the truth. Nodes
-// sharing CacheDir each hold the whole directory to their budget. A negative DiskCacheBytes
-// leaves the cache unbounded, for operators who prune it themselves (find -atime); nothing is
-// evicted then, and Stats.DiskBytes does not see files removed from outside.
-//
-// Purge(id) forgets an image everywhere: metadata, memory and disk variants, intermediates.
-// Work in flight for an image holds a pin; Purge marks the pins of the image, and a pinned
-// operation stores nothing once its pin is marked, so a render that finishes after a delete
-// leaves no cached copy behind. Disk hits take no pin (they are frequent); one that would
-// promote its file into memory does so only if no Purge ran since it opened the file, and
-// Purge closes the image's open files.
+// Its contract: a memory hit allocates nothing and queries nothing; image metadata is cached
+// for as long as the store's change epoch stands (a change made through this process's store
+// is seen at once through Changed, one made on another node within MetadataPoll); a refusal
+// decided on cached metadata is re-checked against the store before it is sent; Purge forgets
+// an image everywhere, work in flight included. Every file it writes can be rendered again.
+// docs/ARCHITECTURE.md ("Requests", "Data on disk") gives the design and its reasons.
 package origin
 
 import (

@@ -45,15 +45,14 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 // logDedupEvery is how often one kind of trouble is logged at most.
 const logDedupEvery = 10 * time.Second
 
-// serve runs the server until ctx is done, then drains in-flight requests for at most
-// cfg.ShutdownTimeout. ln may be nil (listen on cfg.Addr); tests pass their own listener.
 // gcPercent is the Go garbage collector's target unless GOGC says otherwise. Once warm, most
-// of the heap is the memory cache's thumbnails (TIERPIX_MEMORY_CACHE_BYTES), byte slices the
-// collector need not scan, so collecting more often costs little; with Go's default of 100 the
-// heap may grow to twice the cache before a collection (a 256 MiB cache of PNG thumbnails
-// peaked at 500 MiB RSS in make bench).
+// of the heap is the memory cache's thumbnails, byte slices the collector need not scan, so
+// collecting more often costs little, and with Go's default of 100 the heap may grow to twice
+// the cache before a collection (docs/BENCHMARKS.md has the figures).
 const gcPercent = 50
 
+// serve runs the server until ctx is done, then drains in-flight requests for at most
+// cfg.ShutdownTimeout. ln may be nil (listen on cfg.Addr); tests pass their own listener.
 func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
