@@ -120,11 +120,7 @@ func (a *API) handleUpdateTier(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 
 // handleDeleteTier serves DELETE /api/admin/tiers/{name}.
 func (a *API) handleDeleteTier(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
-	if err := a.svc.DeleteTier(dbContext(ctx), caller, pathParam(ctx, "name")); err != nil {
-		return err
-	}
-	writeNoContent(ctx)
-	return nil
+	return noContent(ctx, a.svc.DeleteTier(dbContext(ctx), caller, pathParam(ctx, "name")))
 }
 
 type userJSON struct {
@@ -264,9 +260,5 @@ func (a *API) handleUpdateUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identit
 // handleDeleteUser serves DELETE /api/admin/users/{username}: the user, their tokens, images
 // and originals go, and every cached render of those images is purged.
 func (a *API) handleDeleteUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
-	if err := a.svc.DeleteUser(dbContext(ctx), caller, pathParam(ctx, "username")); err != nil {
-		return err
-	}
-	writeNoContent(ctx)
-	return nil
+	return noContent(ctx, a.svc.DeleteUser(dbContext(ctx), caller, pathParam(ctx, "username")))
 }

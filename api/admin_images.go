@@ -83,9 +83,5 @@ func (a *API) handleListAllImages(ctx *fasthttp.RequestCtx, caller *tierpix.Iden
 // handleDeleteAnyImage serves DELETE /api/admin/images/{id}: any user's image, as its owner
 // would delete it.
 func (a *API) handleDeleteAnyImage(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
-	if err := a.svc.DeleteAnyImage(dbContext(ctx), caller, pathParam(ctx, "id")); err != nil {
-		return err
-	}
-	writeNoContent(ctx)
-	return nil
+	return noContent(ctx, a.svc.DeleteAnyImage(dbContext(ctx), caller, pathParam(ctx, "id")))
 }

@@ -449,6 +449,16 @@ func (a *API) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetBody(body)
 }
 
+// noContent answers 204 when err is nil, and returns err for the handler wrapper otherwise:
+// the end of every handler whose success has no body.
+func noContent(ctx *fasthttp.RequestCtx, err error) error {
+	if err != nil {
+		return err
+	}
+	writeNoContent(ctx)
+	return nil
+}
+
 // writeNoContent answers 204 with the same caching headers as writeJSON.
 func writeNoContent(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(http.StatusNoContent)

@@ -32,7 +32,7 @@ import (
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/api/openapi/openapitest"
-	"github.com/tierpix/tierpix/imaging"
+	"github.com/tierpix/tierpix/imaging/imagingtest"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signin"
@@ -42,13 +42,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-func TestMain(m *testing.M) {
-	if err := imaging.Start(imaging.Config{}, slog.New(slog.DiscardHandler)); err != nil {
-		fmt.Fprintln(os.Stderr, "start imaging:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { imagingtest.Main(m) }
 
 // NewTestBrowser builds the web UI as the browsable API's Browser, with its routes. It is set
 // by browser_web_test.go (package api_test), which may import package web: web imports api,

@@ -160,11 +160,7 @@ func (a *API) handleGetImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) err
 
 // handleDeleteImage serves DELETE /api/images/{id}.
 func (a *API) handleDeleteImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) error {
-	if err := a.svc.DeleteImage(dbContext(ctx), id, pathParam(ctx, "id")); err != nil {
-		return err
-	}
-	writeNoContent(ctx)
-	return nil
+	return noContent(ctx, a.svc.DeleteImage(dbContext(ctx), id, pathParam(ctx, "id")))
 }
 
 type expiringLinkRequest struct {

@@ -67,19 +67,12 @@ func (a *API) handleDeleteToken(ctx *fasthttp.RequestCtx, caller *tierpix.Identi
 		}
 		return tierpix.Errorf(tierpix.ENOTFOUND, "The token does not exist.")
 	}
-	if err := a.svc.DeleteToken(dbContext(ctx), caller, username, tokenID); err != nil {
-		return err
-	}
-	writeNoContent(ctx)
-	return nil
+	return noContent(ctx, a.svc.DeleteToken(dbContext(ctx), caller, username, tokenID))
 }
 
 // handleDeleteSessions serves DELETE /api/admin/users/{username}/sessions: the user is signed
 // out of every browser. Their API tokens and password are untouched.
 func (a *API) handleDeleteSessions(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
-	if _, err := a.svc.EndSessions(dbContext(ctx), caller, pathParam(ctx, "username")); err != nil {
-		return err
-	}
-	writeNoContent(ctx)
-	return nil
+	_, err := a.svc.EndSessions(dbContext(ctx), caller, pathParam(ctx, "username"))
+	return noContent(ctx, err)
 }

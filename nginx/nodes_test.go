@@ -16,11 +16,7 @@ import (
 // nginx within TIERPIX_CACHE_MAX_AGE more.
 func TestSeveralNodes(t *testing.T) {
 	t.Parallel()
-	dbURL := storetest.NewSchema(t, storetest.PostgresURL(t))
-	data := t.TempDir()
-	// One after the other: the first applies the migrations and creates the admin.
-	n1 := startNode(t, data, dbURL)
-	n2 := startNode(t, data, dbURL)
+	n1, n2 := startTwoNodes(t)
 	f := startFront(t, "", n1, n2)
 
 	admin1 := newClient(t, n1.URL, adminName, adminPW)
@@ -123,10 +119,7 @@ func TestSeveralNodes(t *testing.T) {
 // store before sending it, so a fresh link is never refused.
 func TestUpgradeThenLinkAcrossNodes(t *testing.T) {
 	t.Parallel()
-	dbURL := storetest.NewSchema(t, storetest.PostgresURL(t))
-	data := t.TempDir()
-	n1 := startNode(t, data, dbURL)
-	n2 := startNode(t, data, dbURL)
+	n1, n2 := startTwoNodes(t)
 
 	admin1 := newClient(t, n1.URL, adminName, adminPW)
 	admin1.createUser("prem", "Premium")
@@ -151,4 +144,15 @@ func TestUpgradeThenLinkAcrossNodes(t *testing.T) {
 			t.Fatalf("iteration %d: node 2 answered a link node 1 handed out right after the upgrade with %d %s, want 200", i, resp.StatusCode, b)
 		}
 	}
+}
+
+// startTwoNodes starts two nodes on one fresh PostgreSQL schema and one data directory, as
+// docker-compose.yml deploys them, one after the other: the first applies the migrations
+// and creates the admin.
+func startTwoNodes(t *testing.T) (*node, *node) {
+	t.Helper()
+	dbURL := storetest.NewSchema(t, storetest.PostgresURL(t))
+	data := t.TempDir()
+	n1 := startNode(t, data, dbURL)
+	return n1, startNode(t, data, dbURL)
 }

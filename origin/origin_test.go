@@ -26,6 +26,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/imaging"
+	"github.com/tierpix/tierpix/imaging/imagingtest"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
 	"github.com/tierpix/tierpix/store/storetest"
@@ -46,13 +47,7 @@ type env struct {
 	tier   tierpix.Tier
 }
 
-func TestMain(m *testing.M) {
-	if err := imaging.Start(imaging.Config{}, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "start imaging:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { imagingtest.Main(m) }
 
 // newEnv starts an origin whose owner is on a fresh tier t. cfg.CacheDir defaults to a temp
 // dir and cfg.Now to testNow.

@@ -3,9 +3,7 @@ package service_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"image/jpeg"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/tierpix/tierpix"
-	"github.com/tierpix/tierpix/imaging"
+	"github.com/tierpix/tierpix/imaging/imagingtest"
 	"github.com/tierpix/tierpix/imaging/testimage"
 	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signin"
@@ -21,13 +19,7 @@ import (
 	"github.com/tierpix/tierpix/store/storetest"
 )
 
-func TestMain(m *testing.M) {
-	if err := imaging.Start(imaging.Config{}, slog.New(slog.DiscardHandler)); err != nil {
-		fmt.Fprintln(os.Stderr, "start imaging:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { imagingtest.Main(m) }
 
 // purges records what the services purged.
 type purges struct {

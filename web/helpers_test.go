@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -11,16 +10,14 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/api/openapi"
-	"github.com/tierpix/tierpix/imaging"
+	"github.com/tierpix/tierpix/imaging/imagingtest"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signin"
@@ -31,13 +28,7 @@ import (
 	"golang.org/x/net/html"
 )
 
-func TestMain(m *testing.M) {
-	if err := imaging.Start(imaging.Config{}, slog.New(slog.DiscardHandler)); err != nil {
-		fmt.Fprintln(os.Stderr, "start imaging:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { imagingtest.Main(m) }
 
 // testBcryptCost keeps password hashing cheap in tests.
 const testBcryptCost = 4
@@ -181,43 +172,6 @@ func (ts *testServer) signedIn(t *testing.T, username string) (*http.Client, str
 	return c, sess.CSRFToken
 }
 
-// testClock is a settable clock shared by a store and the web UI, so that expiry decided by
-// either is exact in tests.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// sqliteWithClock opens a fresh SQLite store whose clock is clock, closed when the test ends.
-func sqliteWithClock(t *testing.T, clock *testClock) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir(), Now: clock.Now})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-	return st
-}
 
 // reply is an answer read in full, its body parsed as HTML.
 type reply struct {

@@ -116,8 +116,8 @@ func TestSessionCookieOverHTTPS(t *testing.T) {
 }
 
 func TestSessionIdleExpiry(t *testing.T) {
-	clock := newTestClock()
-	st := sqliteWithClock(t, clock)
+	clock := storetest.NewClock()
+	st := storetest.SQLite(t, storetest.WithNow(clock.Now))
 	ts := newTestServerWith(t, st, Config{Now: clock.Now, SessionIdleTimeout: 10 * time.Minute, SessionMaxAge: time.Hour})
 	c := ts.client(t)
 	ts.login(t, c, "alice", testPassword, "", nil).wantRedirect(t, "/api")
@@ -136,8 +136,8 @@ func TestSessionIdleExpiry(t *testing.T) {
 }
 
 func TestSessionAbsoluteExpiry(t *testing.T) {
-	clock := newTestClock()
-	st := sqliteWithClock(t, clock)
+	clock := storetest.NewClock()
+	st := storetest.SQLite(t, storetest.WithNow(clock.Now))
 	ts := newTestServerWith(t, st, Config{Now: clock.Now, SessionIdleTimeout: 10 * time.Minute, SessionMaxAge: 30 * time.Minute})
 	c := ts.client(t)
 	ts.login(t, c, "alice", testPassword, "", nil).wantRedirect(t, "/api")
@@ -152,8 +152,8 @@ func TestSessionAbsoluteExpiry(t *testing.T) {
 // TestSessionAbsoluteExpiryByWebClock checks that the web's own limits hold even when the
 // store's clock (here the real one) would keep the session.
 func TestSessionAbsoluteExpiryByWebClock(t *testing.T) {
-	clock := newTestClock()
-	clock.now = time.Now()
+	clock := storetest.NewClock()
+	clock.Advance(time.Since(clock.Now())) // the real time: the store runs on it
 	ts := newTestServer(t, Config{Now: clock.Now, SessionIdleTimeout: 2 * time.Hour, SessionMaxAge: 2 * time.Hour})
 	c, _ := ts.signedIn(t, "alice") // a store session of one hour
 	ts.wantSignedIn(t, c, true)
@@ -162,8 +162,8 @@ func TestSessionAbsoluteExpiryByWebClock(t *testing.T) {
 }
 
 func TestSessionTouchedAtMostOncePerMinute(t *testing.T) {
-	clock := newTestClock()
-	st := sqliteWithClock(t, clock)
+	clock := storetest.NewClock()
+	st := storetest.SQLite(t, storetest.WithNow(clock.Now))
 	ts := newTestServerWith(t, st, Config{Now: clock.Now})
 	c := ts.client(t)
 	ts.login(t, c, "alice", testPassword, "", nil).wantRedirect(t, "/api")

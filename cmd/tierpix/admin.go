@@ -56,24 +56,17 @@ func cmdCreateUser(ctx context.Context, cfg config, args []string, stdout, stder
 	if pw == "" {
 		pw, generated = randomPassword(), true
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	svc, err := operator(st)
-	if err != nil {
-		return err
-	}
-	u, err := svc.CreateUser(ctx, nil, tierpix.NewUser{Username: fs.Arg(0), Password: pw, Tier: *tier, IsAdmin: *admin})
-	if err != nil {
-		return describe(err)
-	}
-	fmt.Fprintf(stdout, "created user %s (tier %s, admin %t)\n", u.Username, u.TierName, u.IsAdmin)
-	if generated {
-		fmt.Fprintf(stdout, "password: %s\n", pw)
-	}
-	return nil
+	return withOperator(ctx, cfg, func(svc *service.Service) error {
+		u, err := svc.CreateUser(ctx, nil, tierpix.NewUser{Username: fs.Arg(0), Password: pw, Tier: *tier, IsAdmin: *admin})
+		if err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(stdout, "created user %s (tier %s, admin %t)\n", u.Username, u.TierName, u.IsAdmin)
+		if generated {
+			fmt.Fprintf(stdout, "password: %s\n", pw)
+		}
+		return nil
+	})
 }
 
 func cmdSetTier(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
