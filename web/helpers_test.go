@@ -172,7 +172,6 @@ func (ts *testServer) signedIn(t *testing.T, username string) (*http.Client, str
 	return c, sess.CSRFToken
 }
 
-
 // reply is an answer read in full, its body parsed as HTML.
 type reply struct {
 	status int
