@@ -23,6 +23,9 @@ type TierService interface {
 	UpdateTier(ctx context.Context, actor *Identity, name string, upd TierUpdate) (Tier, error)
 	// DeleteTier refuses builtin tiers and tiers users are on (ECONFLICT).
 	DeleteTier(ctx context.Context, actor *Identity, name string) error
+	// CheckDeleteTier returns the tier and why DeleteTier would refuse it (ECONFLICT), or
+	// nil: the admin pages ask before they offer a confirmation.
+	CheckDeleteTier(ctx context.Context, actor *Identity, name string) (Tier, error)
 }
 
 // TierUpdate holds the fields of a tier to change; nil leaves a field as it is. Name, when
@@ -51,6 +54,13 @@ type UserService interface {
 	// purges every cached render of those images. An admin cannot delete themselves, and
 	// the last admin stays.
 	DeleteUser(ctx context.Context, actor *Identity, username string) error
+	// PlanDeleteUser says what deleting the user would take along and whether it would be
+	// refused, without deleting anything: the confirmation shows it.
+	PlanDeleteUser(ctx context.Context, actor *Identity, username string) (UserDeletion, error)
+	// ChangePassword changes the actor's own password given the current one (checked as a
+	// sign-in from addr, throttled alike) and ends every session of theirs, as an admin's
+	// change does.
+	ChangePassword(ctx context.Context, actor *Identity, current, next, addr string) error
 
 	ListTokens(ctx context.Context, actor *Identity, username string) (User, []Token, error)
 	// CreateToken returns the token and its secret, shown once and kept only as a hash.
@@ -82,6 +92,14 @@ type Services interface {
 	TierService
 	UserService
 	ImageService
+	AuditService
+}
+
+// UserDeletion is what deleting a user takes along, and why it would be refused, if it would.
+type UserDeletion struct {
+	User                     User
+	Images, Tokens, Sessions int
+	Refusal                  error // ECONFLICT: the actor's own account, or the last admin
 }
 
 // DefaultTier is the tier of a user created without one.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,7 +128,16 @@ func (s *Service) CreateTier(ctx context.Context, actor *tierpix.Identity, t tie
 	if err := t.Validate(); err != nil {
 		return tierpix.Tier{}, err
 	}
-	if err := s.st.CreateTier(ctx, &t); err != nil {
+	c := &tierpix.Change{Action: tierpix.ActionCreate, ObjectType: tierpix.ObjectTier}
+	err := s.audited(ctx, actor, c, func(ctx context.Context) error {
+		if err := s.st.CreateTier(ctx, &t); err != nil {
+			return err
+		}
+		c.ObjectID, c.ObjectRepr = t.Name, t.Name
+		c.Fields = tierFields(nil, &t)
+		return nil
+	})
+	if err != nil {
 		return tierpix.Tier{}, fmt.Errorf("create tier %q: %w", t.Name, err)
 	}
 	return t, nil
@@ -139,25 +149,77 @@ func (s *Service) UpdateTier(ctx context.Context, actor *tierpix.Identity, name 
 	if err := tierpix.RequireAdmin(actor); err != nil {
 		return tierpix.Tier{}, err
 	}
-	t, err := s.st.ModifyTier(ctx, name, func(t *tierpix.Tier) error {
-		if upd.Name != nil && !strings.EqualFold(*upd.Name, t.Name) {
-			return tierpix.Invalid("name", "cannot be changed; create a new tier and move its users")
+	var t, old tierpix.Tier
+	c := &tierpix.Change{Action: tierpix.ActionUpdate, ObjectType: tierpix.ObjectTier}
+	err := s.audited(ctx, actor, c, func(ctx context.Context) error {
+		var err error
+		t, err = s.st.ModifyTier(ctx, name, func(t *tierpix.Tier) error {
+			old = *t
+			return applyTier(upd, t)
+		})
+		if err != nil {
+			return err
 		}
-		if upd.ThumbnailHeights != nil {
-			t.ThumbnailHeights = append([]int(nil), (*upd.ThumbnailHeights)...)
-		}
-		if upd.OriginalLink != nil {
-			t.OriginalLink = *upd.OriginalLink
-		}
-		if upd.ExpiringLinks != nil {
-			t.ExpiringLinks = *upd.ExpiringLinks
-		}
+		c.ObjectID, c.ObjectRepr = t.Name, t.Name
+		c.Fields = tierFields(&old, &t)
 		return nil
 	})
 	if err != nil {
 		return tierpix.Tier{}, notFound(err, tierNotFound, fmt.Sprintf("update tier %q", name))
 	}
 	return t, nil
+}
+
+// applyTier sets the fields upd holds on t.
+func applyTier(upd tierpix.TierUpdate, t *tierpix.Tier) error {
+	if upd.Name != nil && !strings.EqualFold(*upd.Name, t.Name) {
+		return tierpix.Invalid("name", "cannot be changed; create a new tier and move its users")
+	}
+	if upd.ThumbnailHeights != nil {
+		t.ThumbnailHeights = append([]int(nil), (*upd.ThumbnailHeights)...)
+	}
+	if upd.OriginalLink != nil {
+		t.OriginalLink = *upd.OriginalLink
+	}
+	if upd.ExpiringLinks != nil {
+		t.ExpiringLinks = *upd.ExpiringLinks
+	}
+	return nil
+}
+
+// CheckDeleteTier returns the tier named name and why it cannot be deleted, if it cannot.
+func (s *Service) CheckDeleteTier(ctx context.Context, actor *tierpix.Identity, name string) (tierpix.Tier, error) {
+	if err := tierpix.RequireAdmin(actor); err != nil {
+		return tierpix.Tier{}, err
+	}
+	t, err := s.FindTier(ctx, name)
+	if err != nil {
+		return tierpix.Tier{}, err
+	}
+	return t, s.deleteTierRefusal(ctx, &t)
+}
+
+// deleteTierRefusal is the rule of which tiers stay: builtin ones, and those users are on
+// (the store's foreign key also refuses the latter, should a user join meanwhile).
+func (s *Service) deleteTierRefusal(ctx context.Context, t *tierpix.Tier) error {
+	if err := tierpix.BuiltinRefusal(t); err != nil {
+		return err
+	}
+	n, err := s.st.CountTierUsers(ctx, t.Name)
+	if err != nil {
+		return fmt.Errorf("count users of tier %q: %w", t.Name, err)
+	}
+	if n > 0 {
+		return tierpix.Errorf(tierpix.ECONFLICT, "The tier %s has %s; move them to another tier first.", t.Name, plural(n, "user", "users"))
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // DeleteTier deletes a tier no user is on.
@@ -169,10 +231,15 @@ func (s *Service) DeleteTier(ctx context.Context, actor *tierpix.Identity, name 
 	if err != nil {
 		return err
 	}
-	if err := tierpix.BuiltinRefusal(&t); err != nil {
+	if err := s.deleteTierRefusal(ctx, &t); err != nil {
 		return err
 	}
-	if err := s.st.DeleteTier(ctx, t.Name); err != nil {
+	c := &tierpix.Change{Action: tierpix.ActionDelete, ObjectType: tierpix.ObjectTier,
+		ObjectID: t.Name, ObjectRepr: t.Name, Fields: tierFields(&t, nil)}
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		return s.st.DeleteTier(ctx, t.Name)
+	})
+	if err != nil {
 		return notFound(err, tierNotFound, fmt.Sprintf("delete tier %q", t.Name))
 	}
 	return nil
@@ -230,7 +297,16 @@ func (s *Service) CreateUser(ctx context.Context, actor *tierpix.Identity, nu ti
 		return tierpix.User{}, err
 	}
 	u.PasswordHash = hash
-	if err := s.st.CreateUser(ctx, &u); err != nil {
+	c := &tierpix.Change{Action: tierpix.ActionCreate, ObjectType: tierpix.ObjectUser}
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		if err := s.st.CreateUser(ctx, &u); err != nil {
+			return err
+		}
+		c.ObjectID, c.ObjectRepr = userObject(&u)
+		c.Fields = append(userFields(nil, &u), tierpix.FieldChange{Field: "password", Note: "set"})
+		return nil
+	})
+	if err != nil {
 		return tierpix.User{}, fmt.Errorf("create user %q: %w", u.Username, err)
 	}
 	return u, nil
@@ -251,22 +327,19 @@ func (s *Service) UpdateUser(ctx context.Context, actor *tierpix.Identity, usern
 			return tierpix.User{}, err
 		}
 	}
-	u, err := s.st.ModifyUser(ctx, username, func(u *tierpix.User) error {
-		if upd.Username != nil && *upd.Username != u.Username {
-			return tierpix.Invalid("username", "cannot be changed")
+	var u, old tierpix.User
+	c := &tierpix.Change{Action: tierpix.ActionUpdate, ObjectType: tierpix.ObjectUser}
+	err := s.audited(ctx, actor, c, func(ctx context.Context) error {
+		var err error
+		u, err = s.st.ModifyUser(ctx, username, func(u *tierpix.User) error {
+			old = *u
+			return applyUser(actor, upd, hash, u)
+		})
+		if err != nil {
+			return err
 		}
-		if upd.IsAdmin != nil && !*upd.IsAdmin && u.IsAdmin && actor != nil && u.ID == actor.User.ID {
-			return tierpix.Errorf(tierpix.ECONFLICT, "You cannot demote yourself.")
-		}
-		if upd.Tier != nil {
-			u.TierName = *upd.Tier
-		}
-		if upd.IsAdmin != nil {
-			u.IsAdmin = *upd.IsAdmin
-		}
-		if hash != "" {
-			u.PasswordHash = hash
-		}
+		c.ObjectID, c.ObjectRepr = userObject(&u)
+		c.Fields = userFields(&old, &u)
 		return nil
 	})
 	if err != nil {
@@ -278,6 +351,98 @@ func (s *Service) UpdateUser(ctx context.Context, actor *tierpix.Identity, usern
 	return u, nil
 }
 
+// applyUser sets the fields upd holds on u, a new password as its hash, for actor.
+func applyUser(actor *tierpix.Identity, upd tierpix.UserUpdate, hash string, u *tierpix.User) error {
+	if upd.Username != nil && *upd.Username != u.Username {
+		return tierpix.Invalid("username", "cannot be changed")
+	}
+	if upd.IsAdmin != nil && !*upd.IsAdmin && u.IsAdmin && actor != nil && u.ID == actor.User.ID {
+		return tierpix.Errorf(tierpix.ECONFLICT, "You cannot demote yourself.")
+	}
+	if upd.Tier != nil {
+		u.TierName = *upd.Tier
+	}
+	if upd.IsAdmin != nil {
+		u.IsAdmin = *upd.IsAdmin
+	}
+	if hash != "" {
+		u.PasswordHash = hash
+	}
+	return nil
+}
+
+// ChangePassword changes the actor's own password, given the current one, with the rules of
+// an admin's change: the length rules, and every session of the user ends (the caller signs
+// the browser it came from in again). A wrong current password is EINVALID on the field
+// "current_password", and counts as a failed sign-in from addr (the client's address) for
+// the throttle.
+func (s *Service) ChangePassword(ctx context.Context, actor *tierpix.Identity, current, next, addr string) error {
+	if actor == nil {
+		return tierpix.Errorf(tierpix.EINVALID, "The command line sets passwords with set-password.")
+	}
+	fields := map[string]string{}
+	if current == "" {
+		fields["current_password"] = "This field is required."
+	}
+	if err := tierpix.ValidatePassword(next); err != nil {
+		fields["new_password"] = tierpix.ErrorFields(err)["password"]
+	}
+	if len(fields) > 0 {
+		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The request has invalid fields.", Fields: fields}
+	}
+	if _, err := s.signin.SignIn(ctx, actor.User.Username, current, addr); err != nil {
+		if tierpix.ErrorCode(err) == tierpix.EUNAUTHORIZED {
+			return tierpix.Invalid("current_password", "This is not your current password.")
+		}
+		return err
+	}
+	hash, err := s.signin.HashPassword(ctx, next, s.cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+	c := &tierpix.Change{Action: tierpix.ActionPassword, ObjectType: tierpix.ObjectUser}
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		u, err := s.st.ModifyUser(ctx, actor.User.Username, func(u *tierpix.User) error {
+			u.PasswordHash = hash
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		c.ObjectID, c.ObjectRepr = userObject(&u)
+		c.Fields = []tierpix.FieldChange{{Field: "password", Note: "changed"}}
+		return nil
+	})
+	if err != nil {
+		return notFound(err, userNotFound, fmt.Sprintf("change password of %q", actor.User.Username))
+	}
+	s.signin.Forget(actor.User.Username)
+	return nil
+}
+
+// PlanDeleteUser counts what deleting the user takes along and says whether the delete
+// would be refused.
+func (s *Service) PlanDeleteUser(ctx context.Context, actor *tierpix.Identity, username string) (tierpix.UserDeletion, error) {
+	target, err := s.adminFind(ctx, actor, username)
+	if err != nil {
+		return tierpix.UserDeletion{}, err
+	}
+	d := tierpix.UserDeletion{User: target, Refusal: tierpix.SelfDeleteRefusal(actor, &target)}
+	if d.Images, d.Tokens, d.Sessions, err = s.st.UserCounts(ctx, target.ID); err != nil {
+		return tierpix.UserDeletion{}, fmt.Errorf("count what %q owns: %w", target.Username, err)
+	}
+	if d.Refusal == nil && target.IsAdmin {
+		admins, err := s.st.CountAdmins(ctx)
+		if err != nil {
+			return tierpix.UserDeletion{}, fmt.Errorf("count admins: %w", err)
+		}
+		if admins == 1 {
+			d.Refusal = tierpix.Errorf(tierpix.ECONFLICT, "You cannot delete the last admin.")
+		}
+	}
+	return d, nil
+}
+
 // DeleteUser deletes a user and everything they own.
 func (s *Service) DeleteUser(ctx context.Context, actor *tierpix.Identity, username string) error {
 	target, err := s.adminFind(ctx, actor, username)
@@ -287,7 +452,19 @@ func (s *Service) DeleteUser(ctx context.Context, actor *tierpix.Identity, usern
 	if err := tierpix.SelfDeleteRefusal(actor, &target); err != nil {
 		return err
 	}
-	ids, err := s.st.DeleteUser(ctx, target.Username)
+	var ids []string
+	c := &tierpix.Change{Action: tierpix.ActionDelete, ObjectType: tierpix.ObjectUser}
+	c.ObjectID, c.ObjectRepr = userObject(&target)
+	c.Fields = userFields(&target, nil)
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		var err error
+		ids, err = s.st.DeleteUser(ctx, target.Username)
+		if err != nil {
+			return err
+		}
+		c.Fields = append(c.Fields, tierpix.FieldChange{Field: "images", Old: strconv.Itoa(len(ids))})
+		return nil
+	})
 	// The images of ids are gone even when originals stayed on disk: purge them either way.
 	for _, id := range ids {
 		s.purger.Purge(id)
@@ -318,7 +495,18 @@ func (s *Service) CreateToken(ctx context.Context, actor *tierpix.Identity, user
 	if err != nil {
 		return tierpix.User{}, tierpix.Token{}, "", err
 	}
-	t, secret, err := s.st.CreateToken(ctx, target.ID)
+	var t tierpix.Token
+	var secret string
+	c := &tierpix.Change{Action: tierpix.ActionMintToken, ObjectType: tierpix.ObjectUser}
+	c.ObjectID, c.ObjectRepr = userObject(&target)
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		var err error
+		if t, secret, err = s.st.CreateToken(ctx, target.ID); err != nil {
+			return err
+		}
+		c.Fields = []tierpix.FieldChange{{Field: "token", New: strconv.FormatInt(t.ID, 10)}}
+		return nil
+	})
 	if err != nil {
 		return tierpix.User{}, tierpix.Token{}, "", fmt.Errorf("create token for %q: %w", target.Username, err)
 	}
@@ -335,7 +523,12 @@ func (s *Service) DeleteToken(ctx context.Context, actor *tierpix.Identity, user
 	if tokenID < 1 {
 		return tierpix.Errorf(tierpix.ENOTFOUND, "The user has no token %d.", tokenID)
 	}
-	err = s.st.DeleteToken(ctx, target.ID, tokenID)
+	c := &tierpix.Change{Action: tierpix.ActionRevokeToken, ObjectType: tierpix.ObjectUser,
+		Fields: []tierpix.FieldChange{{Field: "token", Old: strconv.FormatInt(tokenID, 10)}}}
+	c.ObjectID, c.ObjectRepr = userObject(&target)
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		return s.st.DeleteToken(ctx, target.ID, tokenID)
+	})
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 		return tierpix.Errorf(tierpix.ENOTFOUND, "The user has no token %d.", tokenID)
 	} else if err != nil {
@@ -363,7 +556,17 @@ func (s *Service) EndSessions(ctx context.Context, actor *tierpix.Identity, user
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.st.DeleteUserSessions(ctx, target.ID)
+	var n int
+	c := &tierpix.Change{Action: tierpix.ActionEndSessions, ObjectType: tierpix.ObjectUser}
+	c.ObjectID, c.ObjectRepr = userObject(&target)
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		var err error
+		if n, err = s.st.DeleteUserSessions(ctx, target.ID); err != nil {
+			return err
+		}
+		c.Fields = []tierpix.FieldChange{{Field: "sessions", Old: strconv.Itoa(n), New: "0"}}
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("delete sessions of %q: %w", target.Username, err)
 	}
@@ -415,7 +618,16 @@ func (s *Service) AddImage(ctx context.Context, actor *tierpix.Identity, tmpPath
 		Height:    info.Height,
 		SizeBytes: size,
 	}
-	if err := s.st.CreateImage(ctx, &img, tmpPath); err != nil {
+	c := &tierpix.Change{Action: tierpix.ActionCreate, ObjectType: tierpix.ObjectImage}
+	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
+		if err := s.st.CreateImage(ctx, &img, tmpPath); err != nil {
+			return err
+		}
+		c.ObjectID, c.ObjectRepr = img.ID, img.Name
+		c.Fields = imageFields(&img, actor.User.Username, false)
+		return nil
+	})
+	if err != nil {
 		return tierpix.Image{}, fmt.Errorf("create image: %w", err)
 	}
 	return img, nil
@@ -439,7 +651,11 @@ func (s *Service) FindImage(ctx context.Context, actor *tierpix.Identity, id str
 
 // DeleteImage deletes one of the actor's own images.
 func (s *Service) DeleteImage(ctx context.Context, actor *tierpix.Identity, id string) error {
-	return s.deleteImage(ctx, actor.User.ID, id)
+	img, err := s.FindImage(ctx, actor, id)
+	if err != nil {
+		return err
+	}
+	return s.deleteImage(ctx, actor, tierpix.OwnedImage{Image: img, Owner: actor.User.Username})
 }
 
 // ListAllImages returns a page of every user's images, or of the user ownerID's when it is
@@ -477,30 +693,28 @@ func (s *Service) FindAnyImage(ctx context.Context, actor *tierpix.Identity, id 
 
 // DeleteAnyImage deletes any user's image, as its owner would, for admins.
 func (s *Service) DeleteAnyImage(ctx context.Context, actor *tierpix.Identity, id string) error {
-	if err := tierpix.RequireAdmin(actor); err != nil {
+	img, err := s.FindAnyImage(ctx, actor, id)
+	if err != nil {
 		return err
 	}
-	if !tierpix.ValidImageID(id) {
-		return errNoImage()
-	}
-	img, err := s.st.FindImage(ctx, id)
-	if err != nil {
-		return notFound(err, imageNotFound, fmt.Sprintf("find image %q", id))
-	}
-	return s.deleteImage(ctx, img.OwnerID, id)
+	return s.deleteImage(ctx, actor, img)
 }
 
 // deleteImage removes the row and the original and purges every cached render, so the
 // image's links stop working on this node at once.
-func (s *Service) deleteImage(ctx context.Context, owner int64, id string) error {
-	err := s.st.DeleteImage(ctx, owner, id)
+func (s *Service) deleteImage(ctx context.Context, actor *tierpix.Identity, img tierpix.OwnedImage) error {
+	c := &tierpix.Change{Action: tierpix.ActionDelete, ObjectType: tierpix.ObjectImage,
+		ObjectID: img.ID, ObjectRepr: img.Name, Fields: imageFields(&img.Image, img.Owner, true)}
+	err := s.audited(ctx, actor, c, func(ctx context.Context) error {
+		return s.st.DeleteImage(ctx, img.OwnerID, img.ID)
+	})
 	if tierpix.ErrorCode(err) == tierpix.ENOTFOUND {
 		return errNoImage()
 	}
 	// Purge even on another error: whether the row went or not, a purge costs one render.
-	s.purger.Purge(id)
-	if err := s.kept("delete image "+id, err); err != nil {
-		return fmt.Errorf("delete image %q: %w", id, err)
+	s.purger.Purge(img.ID)
+	if err := s.kept("delete image "+img.ID, err); err != nil {
+		return fmt.Errorf("delete image %q: %w", img.ID, err)
 	}
 	return nil
 }

@@ -32,7 +32,8 @@ func (s *Store) ChangeEpoch(ctx context.Context) (int64, error) {
 // stands for, so that the change and the new epoch are seen together or not at all: a reader
 // that sees the new epoch sees the change, and one that sees the old data sees the old epoch.
 //
-// It must be the last statement before the commit. On PostgreSQL it locks the one row of the
+// It must be the last statement before the commit that may wait for a lock (the audit
+// entry that InTx's caller records after it waits for none). On PostgreSQL it locks the one row of the
 // changes table until the commit, so every transaction that changes something queues there;
 // taken last, the lock is held by a transaction that waits for nothing else, which keeps that
 // queue short and free of deadlocks (a transaction holding it never waits for a lock that

@@ -198,7 +198,7 @@ func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath str
 	}
 
 	var seq int64
-	err = s.get(ctx, s.db, &seq, `INSERT INTO images (id, owner_id, name, format, width, height, size_bytes, created_at)
+	err = s.get(ctx, s.q(ctx), &seq, `INSERT INTO images (id, owner_id, name, format, width, height, size_bytes, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		RETURNING seq`,
 		id, img.OwnerID, img.Name, img.Format, img.Width, img.Height, size, us)
@@ -211,6 +211,7 @@ func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath str
 		}
 		return err
 	}
+	onRollback(ctx, func() { os.Remove(final) })
 	img.ID, img.Seq, img.CreatedAt, img.SizeBytes = id, seq, now, size
 	return nil
 }
@@ -257,7 +258,7 @@ func (s *Store) FindImage(ctx context.Context, id string) (tierpix.Image, error)
 		return tierpix.Image{}, imageNotFound()
 	}
 	var r imageRow
-	if err := s.get(ctx, s.db, &r, `SELECT `+imageColumns+` FROM images i WHERE i.id = ?`, id); err != nil {
+	if err := s.get(ctx, s.q(ctx), &r, `SELECT `+imageColumns+` FROM images i WHERE i.id = ?`, id); err != nil {
 		return tierpix.Image{}, dbError(err, "find image", "The image")
 	}
 	return r.image(), nil
@@ -272,7 +273,7 @@ func (s *Store) FindImageForServing(ctx context.Context, id string) (tierpix.Ima
 		imageRow
 		tierRow
 	}
-	err := s.get(ctx, s.db, &r, `SELECT `+imageColumns+`, `+tierColumns+`
+	err := s.get(ctx, s.q(ctx), &r, `SELECT `+imageColumns+`, `+tierColumns+`
 		FROM images i
 		JOIN users u ON u.id = i.owner_id
 		JOIN tiers t ON t.name = u.tier
@@ -304,7 +305,7 @@ func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, 
 		beforeSeq = math.MaxInt64
 	}
 	var rows []imageRow
-	err := s.sel(ctx, s.db, &rows, listImagesQuery, ownerID, beforeSeq, limit)
+	err := s.sel(ctx, s.q(ctx), &rows, listImagesQuery, ownerID, beforeSeq, limit)
 	if err != nil {
 		return nil, dbError(err, "list images", "The image")
 	}
@@ -328,13 +329,22 @@ func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error
 	if !tierpix.ValidImageID(id) {
 		return imageNotFound()
 	}
+	if st := txFrom(ctx); st != nil {
+		st.freesSpace = true // InTx makes the second try
+	}
 	err := s.deleteImageRow(ctx, ownerID, id)
-	if tierpix.ErrorCode(err) == tierpix.ESTORAGE && s.releaseBallast() {
+	if tierpix.ErrorCode(err) == tierpix.ESTORAGE && txFrom(ctx) == nil && s.releaseBallast() {
 		err = s.deleteImageRow(ctx, ownerID, id)
 	}
 	if err != nil {
 		return err
 	}
+	return afterCommit(ctx, func() error { return s.removeOriginal(id) })
+}
+
+// removeOriginal removes the original of a deleted row; one that stays is ErrOriginalKept,
+// for the sweep.
+func (s *Store) removeOriginal(id string) error {
 	if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err)
 	}
@@ -460,7 +470,7 @@ func (s *Store) removeOrphans(ctx context.Context, ids []string) (int, error) {
 		return 0, fmt.Errorf("sweep: build query: %w", err)
 	}
 	var known []string
-	if err := s.sel(ctx, s.db, &known, query, args...); err != nil {
+	if err := s.sel(ctx, s.q(ctx), &known, query, args...); err != nil {
 		return 0, dbError(err, "sweep: find images", "The image")
 	}
 	exists := make(map[string]bool, len(known))
@@ -517,9 +527,9 @@ func (s *Store) ListAllImages(ctx context.Context, ownerID int64, beforeSeq int6
 	}
 	var err error
 	if ownerID == 0 {
-		err = s.sel(ctx, s.db, &rows, listAllImagesQuery, beforeSeq, limit)
+		err = s.sel(ctx, s.q(ctx), &rows, listAllImagesQuery, beforeSeq, limit)
 	} else {
-		err = s.sel(ctx, s.db, &rows, listOwnerImagesQuery, ownerID, beforeSeq, limit)
+		err = s.sel(ctx, s.q(ctx), &rows, listOwnerImagesQuery, ownerID, beforeSeq, limit)
 	}
 	if err != nil {
 		return nil, dbError(err, "list all images", "The image")

@@ -96,7 +96,7 @@ func (s *Store) CreateSession(ctx context.Context, userID int64, maxAge time.Dur
 		UserAgent:  clip(userAgent, maxSessionText),
 		Address:    clip(address, maxSessionText),
 	}
-	err := s.get(ctx, s.db, &sess.ID, `INSERT INTO sessions
+	err := s.get(ctx, s.q(ctx), &sess.ID, `INSERT INTO sessions
 		(user_id, token_hash, csrf_token, created_at, last_seen_at, expires_at, user_agent, address)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		RETURNING id`,
@@ -125,7 +125,7 @@ func (s *Store) FindSession(ctx context.Context, token string, idleSince time.Ti
 		sessionRow
 		identityRow
 	}
-	err := s.get(ctx, s.db, &r, `SELECT `+sessionColumns+`, `+userColumns+`, `+tierColumns+`
+	err := s.get(ctx, s.q(ctx), &r, `SELECT `+sessionColumns+`, `+userColumns+`, `+tierColumns+`
 		FROM sessions se
 		JOIN users u ON u.id = se.user_id
 		JOIN tiers t ON t.name = u.tier
@@ -147,7 +147,7 @@ func (s *Store) FindSession(ctx context.Context, token string, idleSince time.Ti
 // most requests.
 func (s *Store) TouchSession(ctx context.Context, id int64) error {
 	_, us := s.nowMicros()
-	if _, err := s.exec(ctx, s.db, `UPDATE sessions SET last_seen_at = ? WHERE id = ?`, us, id); err != nil {
+	if _, err := s.exec(ctx, s.q(ctx), `UPDATE sessions SET last_seen_at = ? WHERE id = ?`, us, id); err != nil {
 		return dbError(err, "touch session", "The session")
 	}
 	return nil
@@ -159,7 +159,7 @@ func (s *Store) DeleteSession(ctx context.Context, token string) error {
 	if len(token) != sessionTokenLength {
 		return nil
 	}
-	if _, err := s.exec(ctx, s.db, `DELETE FROM sessions WHERE token_hash = ?`, hashToken(token)); err != nil {
+	if _, err := s.exec(ctx, s.q(ctx), `DELETE FROM sessions WHERE token_hash = ?`, hashToken(token)); err != nil {
 		return dbError(err, "delete session", "The session")
 	}
 	return nil
@@ -169,7 +169,7 @@ func (s *Store) DeleteSession(ctx context.Context, token string) error {
 // many there were, expired ones included. A password change through ModifyUser
 // does this itself.
 func (s *Store) DeleteUserSessions(ctx context.Context, userID int64) (int, error) {
-	res, err := s.exec(ctx, s.db, `DELETE FROM sessions WHERE user_id = ?`, userID)
+	res, err := s.exec(ctx, s.q(ctx), `DELETE FROM sessions WHERE user_id = ?`, userID)
 	if err != nil {
 		return 0, dbError(err, "delete sessions of user", "The session")
 	}
@@ -181,7 +181,7 @@ func (s *Store) DeleteUserSessions(ctx context.Context, userID int64) (int, erro
 func (s *Store) ListUserSessions(ctx context.Context, userID int64, idleSince time.Time) ([]Session, error) {
 	_, us := s.nowMicros()
 	var rows []sessionRow
-	err := s.sel(ctx, s.db, &rows, `SELECT `+sessionColumns+` FROM sessions se
+	err := s.sel(ctx, s.q(ctx), &rows, `SELECT `+sessionColumns+` FROM sessions se
 		WHERE se.user_id = ? AND se.expires_at > ? AND se.last_seen_at >= ?
 		ORDER BY se.id DESC`, userID, us, idleSince.UnixMicro())
 	if err != nil {
@@ -199,7 +199,7 @@ func (s *Store) ListUserSessions(ctx context.Context, userID int64, idleSince ti
 // are harmless, so this is housekeeping, run now and then.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, idleSince time.Time) (int, error) {
 	_, us := s.nowMicros()
-	res, err := s.exec(ctx, s.db, `DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?`,
+	res, err := s.exec(ctx, s.q(ctx), `DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?`,
 		us, idleSince.UnixMicro())
 	if err != nil {
 		return 0, dbError(err, "delete expired sessions", "The session")
@@ -273,7 +273,7 @@ func (s *Store) LoginFailures(ctx context.Context, keys []string, window time.Du
 		Key   string `db:"key"`
 		Count int    `db:"count"`
 	}
-	if err := s.sel(ctx, s.db, &rows, query, args...); err != nil {
+	if err := s.sel(ctx, s.q(ctx), &rows, query, args...); err != nil {
 		return nil, dbError(err, "login failures", "The login failure")
 	}
 	counts := make(map[string]int, len(rows))
@@ -289,7 +289,7 @@ func (s *Store) LoginFailures(ctx context.Context, keys []string, window time.Du
 // ClearLoginFailures forgets the failures of a key (after a successful sign-in of an account).
 // A key with none is not an error.
 func (s *Store) ClearLoginFailures(ctx context.Context, key string) error {
-	if _, err := s.exec(ctx, s.db, `DELETE FROM login_failures WHERE key = ?`, key); err != nil {
+	if _, err := s.exec(ctx, s.q(ctx), `DELETE FROM login_failures WHERE key = ?`, key); err != nil {
 		return dbError(err, "clear login failures", "The login failure")
 	}
 	return nil
@@ -304,7 +304,7 @@ func (s *Store) DeleteStaleLoginFailures(ctx context.Context, window time.Durati
 		return 0, tierpix.Invalid("window", "must be positive")
 	}
 	_, us := s.nowMicros()
-	res, err := s.exec(ctx, s.db, `DELETE FROM login_failures WHERE window_start < ?`, us-window.Microseconds())
+	res, err := s.exec(ctx, s.q(ctx), `DELETE FROM login_failures WHERE window_start < ?`, us-window.Microseconds())
 	if err != nil {
 		return 0, dbError(err, "delete stale login failures", "The login failure")
 	}
@@ -315,7 +315,7 @@ func (s *Store) DeleteStaleLoginFailures(ctx context.Context, window time.Durati
 // its time. The address is cut like a session's.
 func (s *Store) RecordSignInAddress(ctx context.Context, userID int64, address string) error {
 	_, us := s.nowMicros()
-	_, err := s.exec(ctx, s.db, `INSERT INTO signin_addresses (user_id, address, last_seen_at) VALUES (?, ?, ?)
+	_, err := s.exec(ctx, s.q(ctx), `INSERT INTO signin_addresses (user_id, address, last_seen_at) VALUES (?, ?, ?)
 		ON CONFLICT (user_id, address) DO UPDATE SET last_seen_at = excluded.last_seen_at`,
 		userID, clip(address, maxSessionText), us)
 	if err != nil {
@@ -332,7 +332,7 @@ func (s *Store) RecordSignInAddress(ctx context.Context, userID int64, address s
 // SignedInFrom reports whether a user signed in from address at or after since.
 func (s *Store) SignedInFrom(ctx context.Context, userID int64, address string, since time.Time) (bool, error) {
 	var n int
-	err := s.get(ctx, s.db, &n, `SELECT COUNT(*) FROM signin_addresses
+	err := s.get(ctx, s.q(ctx), &n, `SELECT COUNT(*) FROM signin_addresses
 		WHERE user_id = ? AND address = ? AND last_seen_at >= ?`,
 		userID, clip(address, maxSessionText), since.UnixMicro())
 	if err != nil {
@@ -344,7 +344,7 @@ func (s *Store) SignedInFrom(ctx context.Context, userID int64, address string, 
 // DeleteStaleSignInAddresses forgets the sign-in addresses last used before before, and
 // returns how many went: housekeeping, run now and then, with the age the throttle trusts.
 func (s *Store) DeleteStaleSignInAddresses(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.exec(ctx, s.db, `DELETE FROM signin_addresses WHERE last_seen_at < ?`, before.UnixMicro())
+	res, err := s.exec(ctx, s.q(ctx), `DELETE FROM signin_addresses WHERE last_seen_at < ?`, before.UnixMicro())
 	if err != nil {
 		return 0, dbError(err, "delete stale sign-in addresses", "The sign-in address")
 	}

@@ -424,12 +424,104 @@ func (s *Store) exec(ctx context.Context, q queryer, query string, args ...any) 
 	return res, trouble(err)
 }
 
-// tx runs fn in a transaction, committing if fn returns nil. On SQLite the transaction starts
-// with BEGIN IMMEDIATE (see openSQLite), so read-then-write transactions do not deadlock.
+// txState is the transaction a context carries (see InTx): the store calls made with that
+// context run in it, and what must wait for its end waits here.
+type txState struct {
+	tx          *sqlx.Tx
+	afterCommit []func() error // file removals, once the rows that pointed at the files are gone
+	onRollback  []func()       // removals of files put in place for rows that never came
+	freesSpace  bool           // a delete ran: worth a second try without the ballast
+}
+
+type txKey struct{}
+
+func txFrom(ctx context.Context) *txState {
+	st, _ := ctx.Value(txKey{}).(*txState)
+	return st
+}
+
+// q is what a statement runs on: the transaction ctx carries, or the pool.
+func (s *Store) q(ctx context.Context) queryer {
+	if st := txFrom(ctx); st != nil {
+		return st.tx
+	}
+	return s.db
+}
+
+// afterCommit runs fn once the transaction ctx carries commits, or at once outside one.
+func afterCommit(ctx context.Context, fn func() error) error {
+	if st := txFrom(ctx); st != nil {
+		st.afterCommit = append(st.afterCommit, fn)
+		return nil
+	}
+	return fn()
+}
+
+// onRollback runs fn if the transaction ctx carries ends without a commit.
+func onRollback(ctx context.Context, fn func()) {
+	if st := txFrom(ctx); st != nil {
+		st.onRollback = append(st.onRollback, fn)
+	}
+}
+
+// InTx runs fn in one transaction that every store call fn makes with the context it is
+// given joins, committing if fn returns nil: the services change something and record the
+// change in the audit log together or not at all. Files follow the transaction: an original
+// put in place is removed if it rolls back, and originals of deleted rows are removed only
+// after the commit (an error wrapping ErrOriginalKept then reports one that stayed). A
+// transaction that deleted something and failed for want of space is tried once more after
+// the store gives back its ballast file: deleting is how space is freed.
+//
+// fn should be quick and must not wait for anything but the store; on PostgreSQL the
+// transaction holds its locks until it ends. Calls made with the outer context, not fn's,
+// run outside the transaction.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	if txFrom(ctx) != nil {
+		return fn(ctx)
+	}
+	err := s.runTx(ctx, fn)
+	if tierpix.ErrorCode(err) == tierpix.ESTORAGE && errors.Is(err, errFreesSpace) && s.releaseBallast() {
+		err = s.runTx(ctx, fn)
+	}
+	return err
+}
+
+// errFreesSpace marks the failure of a transaction that deleted something.
+var errFreesSpace = errors.New("the transaction frees space")
+
+// runTx is one attempt of InTx.
+func (s *Store) runTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	st := &txState{}
+	err := s.tx(context.WithValue(ctx, txKey{}, st), func(tx *sqlx.Tx) error {
+		st.tx = tx
+		return fn(context.WithValue(ctx, txKey{}, st))
+	})
+	if err != nil {
+		for _, undo := range st.onRollback {
+			undo()
+		}
+		if st.freesSpace {
+			err = fmt.Errorf("%w (%w)", err, errFreesSpace)
+		}
+		return err
+	}
+	var errs []error
+	for _, fn := range st.afterCommit {
+		errs = append(errs, fn())
+	}
+	return errors.Join(errs...)
+}
+
+// tx runs fn in a transaction, committing if fn returns nil, or within the transaction ctx
+// carries (see InTx), whose end commits. On SQLite the transaction starts with BEGIN
+// IMMEDIATE (see openSQLite), so read-then-write transactions do not deadlock.
 //
 // The transaction as a whole is bounded by the store's timeout (a transaction holds a
 // connection, and on PostgreSQL locks, for as long as it lives).
 func (s *Store) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	if st := txFrom(ctx); st != nil && st.tx != nil {
+		return fn(st.tx)
+	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	tx, err := s.db.BeginTxx(ctx, nil)

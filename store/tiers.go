@@ -58,7 +58,7 @@ func tierSubject(name string) string { return fmt.Sprintf("The tier %q", name) }
 // ListTiers returns every tier ordered by name.
 func (s *Store) ListTiers(ctx context.Context) ([]tierpix.Tier, error) {
 	var rows []tierRow
-	err := s.sel(ctx, s.db, &rows, `SELECT `+tierColumns+` FROM tiers t ORDER BY lower(t.name), t.name`)
+	err := s.sel(ctx, s.q(ctx), &rows, `SELECT `+tierColumns+` FROM tiers t ORDER BY lower(t.name), t.name`)
 	if err != nil {
 		return nil, dbError(err, "list tiers", "The tier")
 	}
@@ -76,7 +76,7 @@ func (s *Store) ListTiers(ctx context.Context) ([]tierpix.Tier, error) {
 // FindTier returns a tier by name, case-insensitively (ENOTFOUND).
 func (s *Store) FindTier(ctx context.Context, name string) (tierpix.Tier, error) {
 	var r tierRow
-	err := s.get(ctx, s.db, &r, `SELECT `+tierColumns+` FROM tiers t WHERE lower(t.name) = lower(?)`, name)
+	err := s.get(ctx, s.q(ctx), &r, `SELECT `+tierColumns+` FROM tiers t WHERE lower(t.name) = lower(?)`, name)
 	if err != nil {
 		return tierpix.Tier{}, dbError(err, "find tier", tierSubject(name))
 	}
@@ -91,7 +91,7 @@ func (s *Store) CreateTier(ctx context.Context, t *tierpix.Tier) error {
 		return err
 	}
 	now, us := s.nowMicros()
-	_, err := s.exec(ctx, s.db, `INSERT INTO tiers
+	_, err := s.exec(ctx, s.q(ctx), `INSERT INTO tiers
 		(name, thumbnail_heights, original_link, expiring_links, builtin, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		t.Name, encodeHeights(t.ThumbnailHeights), t.OriginalLink, t.ExpiringLinks, false, us, us)
@@ -175,7 +175,7 @@ func (s *Store) updateTier(ctx context.Context, tx *sqlx.Tx, t *tierpix.Tier) er
 // It leaves the change epoch alone (see ChangeEpoch): the foreign key lets only a tier that
 // no user is on go, so no image was served by it.
 func (s *Store) DeleteTier(ctx context.Context, name string) error {
-	res, err := s.exec(ctx, s.db, `DELETE FROM tiers WHERE lower(name) = lower(?)`, name)
+	res, err := s.exec(ctx, s.q(ctx), `DELETE FROM tiers WHERE lower(name) = lower(?)`, name)
 	if err == nil {
 		n, err := res.RowsAffected()
 		if err != nil {
@@ -189,11 +189,15 @@ func (s *Store) DeleteTier(ctx context.Context, name string) error {
 	if !isForeignKeyViolation(err) {
 		return dbError(err, "delete tier", tierSubject(name))
 	}
+	if txFrom(ctx) != nil {
+		// On PostgreSQL the violation ended the transaction: nothing more can be asked in it.
+		return tierpix.Errorf(tierpix.ECONFLICT, "The tier %s is in use.", name)
+	}
 	var usage struct {
 		Name  string `db:"name"`
 		Users int    `db:"users"`
 	}
-	err = s.get(ctx, s.db, &usage, `SELECT t.name AS name, COUNT(u.id) AS users
+	err = s.get(ctx, s.q(ctx), &usage, `SELECT t.name AS name, COUNT(u.id) AS users
 		FROM tiers t JOIN users u ON u.tier = t.name
 		WHERE lower(t.name) = lower(?)
 		GROUP BY t.name`, name)
@@ -209,4 +213,13 @@ func (s *Store) DeleteTier(ctx context.Context, name string) error {
 		noun = "user"
 	}
 	return tierpix.Errorf(tierpix.ECONFLICT, "The tier %s has %d %s.", usage.Name, usage.Users, noun)
+}
+
+// CountTierUsers says how many users are on the tier named name (case-insensitively).
+func (s *Store) CountTierUsers(ctx context.Context, name string) (int, error) {
+	var n int
+	if err := s.get(ctx, s.q(ctx), &n, `SELECT COUNT(*) FROM users WHERE tier = (SELECT name FROM tiers WHERE lower(name) = lower(?))`, name); err != nil {
+		return 0, dbError(err, "count users of tier", tierSubject(name))
+	}
+	return n, nil
 }

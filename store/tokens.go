@@ -47,7 +47,7 @@ func (s *Store) CreateToken(ctx context.Context, userID int64) (Token, string, e
 
 	now, us := s.nowMicros()
 	k := Token{UserID: userID, Hint: TokenPrefix + secret[:tokenHintChars], CreatedAt: now}
-	err := s.get(ctx, s.db, &k.ID, `INSERT INTO tokens (user_id, token_hash, hint, created_at) VALUES (?, ?, ?, ?)
+	err := s.get(ctx, s.q(ctx), &k.ID, `INSERT INTO tokens (user_id, token_hash, hint, created_at) VALUES (?, ?, ?, ?)
 		RETURNING id`,
 		userID, hashToken(token), k.Hint, us)
 	if err != nil {
@@ -68,7 +68,7 @@ func (s *Store) FindIdentityByToken(ctx context.Context, token string) (tierpix.
 		return tierpix.Identity{}, tierpix.Errorf(tierpix.ENOTFOUND, "The token was not found.")
 	}
 	var r identityRow
-	err := s.get(ctx, s.db, &r, `SELECT `+userColumns+`, `+tierColumns+`
+	err := s.get(ctx, s.q(ctx), &r, `SELECT `+userColumns+`, `+tierColumns+`
 		FROM tokens k
 		JOIN users u ON u.id = k.user_id
 		JOIN tiers t ON t.name = u.tier
@@ -93,7 +93,7 @@ type tokenRow struct {
 // ListTokens returns a user's tokens, newest first (none, not ENOTFOUND, for an unknown user).
 func (s *Store) ListTokens(ctx context.Context, userID int64) ([]Token, error) {
 	var rows []tokenRow
-	err := s.sel(ctx, s.db, &rows, `SELECT id, user_id, hint, created_at FROM tokens
+	err := s.sel(ctx, s.q(ctx), &rows, `SELECT id, user_id, hint, created_at FROM tokens
 		WHERE user_id = ?
 		ORDER BY id DESC`, userID)
 	if err != nil {
@@ -110,7 +110,7 @@ func (s *Store) ListTokens(ctx context.Context, userID int64) ([]Token, error) {
 // including another user's token: an admin page for one user cannot revoke another's).
 // The token stops authenticating at once: FindIdentityByToken reads the table every time.
 func (s *Store) DeleteToken(ctx context.Context, userID, tokenID int64) error {
-	res, err := s.exec(ctx, s.db, `DELETE FROM tokens WHERE id = ? AND user_id = ?`, tokenID, userID)
+	res, err := s.exec(ctx, s.q(ctx), `DELETE FROM tokens WHERE id = ? AND user_id = ?`, tokenID, userID)
 	if err != nil {
 		return dbError(err, "delete token", "The token")
 	}

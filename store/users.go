@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -92,9 +91,9 @@ func (s *Store) ListUsers(ctx context.Context, search, after string, limit int) 
 	var rows []userRow
 	var err error
 	if search == "" {
-		err = s.sel(ctx, s.db, &rows, listUsersQuery, after, limit)
+		err = s.sel(ctx, s.q(ctx), &rows, listUsersQuery, after, limit)
 	} else {
-		err = s.sel(ctx, s.db, &rows, searchUsersQuery, after, "%"+likeEscaper.Replace(search)+"%", limit)
+		err = s.sel(ctx, s.q(ctx), &rows, searchUsersQuery, after, "%"+likeEscaper.Replace(search)+"%", limit)
 	}
 	if err != nil {
 		return nil, dbError(err, "list users", "The user")
@@ -109,7 +108,7 @@ func (s *Store) ListUsers(ctx context.Context, search, after string, limit int) 
 // FindUser returns a user and their current tier by username (ENOTFOUND), in one query.
 func (s *Store) FindUser(ctx context.Context, username string) (tierpix.Identity, error) {
 	var r identityRow
-	err := s.get(ctx, s.db, &r, `SELECT `+userColumns+`, `+tierColumns+`
+	err := s.get(ctx, s.q(ctx), &r, `SELECT `+userColumns+`, `+tierColumns+`
 		FROM users u JOIN tiers t ON t.name = u.tier
 		WHERE u.username = ?`, username)
 	if err != nil {
@@ -121,7 +120,7 @@ func (s *Store) FindUser(ctx context.Context, username string) (tierpix.Identity
 // FindUserByID returns a user and their current tier by id (ENOTFOUND), in one query.
 func (s *Store) FindUserByID(ctx context.Context, id int64) (tierpix.Identity, error) {
 	var r identityRow
-	err := s.get(ctx, s.db, &r, `SELECT `+userColumns+`, `+tierColumns+`
+	err := s.get(ctx, s.q(ctx), &r, `SELECT `+userColumns+`, `+tierColumns+`
 		FROM users u JOIN tiers t ON t.name = u.tier
 		WHERE u.id = ?`, id)
 	if err != nil {
@@ -146,7 +145,7 @@ func (s *Store) CreateUser(ctx context.Context, u *tierpix.User) error {
 		ID   int64  `db:"id"`
 		Tier string `db:"tier"`
 	}
-	err := s.get(ctx, s.db, &r, `INSERT INTO users (username, password_hash, tier, is_admin, created_at, updated_at)
+	err := s.get(ctx, s.q(ctx), &r, `INSERT INTO users (username, password_hash, tier, is_admin, created_at, updated_at)
 		SELECT ?, ?, t.name, CAST(? AS BOOLEAN), CAST(? AS BIGINT), CAST(? AS BIGINT)
 		FROM tiers t WHERE lower(t.name) = lower(?)
 		RETURNING id, tier`,
@@ -308,6 +307,9 @@ func (s *Store) keepAnAdmin(ctx context.Context, tx *sqlx.Tx, isTarget func(admi
 // uploaded while the user is deleted may go by the foreign key's cascade, unlisted.
 func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, error) {
 	var ids []string
+	if st := txFrom(ctx); st != nil {
+		st.freesSpace = true
+	}
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
 		ids = nil
 		if err := s.lockUsers(ctx, tx); err != nil {
@@ -337,22 +339,22 @@ func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, erro
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	for _, id := range ids {
-		if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err))
-		}
-	}
 	if ids == nil {
 		ids = []string{}
 	}
-	return ids, errors.Join(errs...)
+	return ids, afterCommit(ctx, func() error {
+		var errs []error
+		for _, id := range ids {
+			errs = append(errs, s.removeOriginal(id))
+		}
+		return errors.Join(errs...)
+	})
 }
 
 // CountAdmins returns how many users are admins.
 func (s *Store) CountAdmins(ctx context.Context) (int, error) {
 	var n int
-	if err := s.get(ctx, s.db, &n, `SELECT COUNT(*) FROM users WHERE is_admin = ?`, true); err != nil {
+	if err := s.get(ctx, s.q(ctx), &n, `SELECT COUNT(*) FROM users WHERE is_admin = ?`, true); err != nil {
 		return 0, dbError(err, "count admins", "The user")
 	}
 	return n, nil
@@ -373,4 +375,22 @@ func HashPassword(password string, cost int) (string, error) {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
 	return string(h), nil
+}
+
+// UserCounts says how many images, API tokens and web sessions a user has: what deleting
+// them takes along, for the confirmation. One statement.
+func (s *Store) UserCounts(ctx context.Context, userID int64) (images, tokens, sessions int, err error) {
+	var r struct {
+		Images   int `db:"images"`
+		Tokens   int `db:"tokens"`
+		Sessions int `db:"sessions"`
+	}
+	err = s.get(ctx, s.q(ctx), &r, `SELECT
+		(SELECT COUNT(*) FROM images WHERE owner_id = ?) AS images,
+		(SELECT COUNT(*) FROM tokens WHERE user_id = ?) AS tokens,
+		(SELECT COUNT(*) FROM sessions WHERE user_id = ?) AS sessions`, userID, userID, userID)
+	if err != nil {
+		return 0, 0, 0, dbError(err, "count what a user owns", "The user")
+	}
+	return r.Images, r.Tokens, r.Sessions, nil
 }
