@@ -200,7 +200,8 @@ func (a *API) Register(r *router.Router) {
 	route("GET", "/api", public, a.handleRoot)                 // GET /api
 	route("GET", "/api/openapi.json", public, a.handleOpenAPI) // GET /api/openapi.json
 
-	route("GET", "/api/me", users, a.handleMe) // GET /api/me
+	route("GET", "/api/me", users, a.handleMe)                       // GET /api/me
+	route("POST", "/api/me/password", users, a.handleChangePassword) // POST /api/me/password
 
 	route("GET", "/api/images", users, a.handleListImages)                        // GET /api/images
 	route("POST", "/api/images", users, a.handleUpload)                           // POST /api/images
@@ -226,6 +227,8 @@ func (a *API) Register(r *router.Router) {
 
 	route("GET", "/api/admin/images", adminOnly, a.handleListAllImages)          // GET /api/admin/images
 	route("DELETE", "/api/admin/images/{id}", adminOnly, a.handleDeleteAnyImage) // DELETE /api/admin/images/{id}
+
+	route("GET", "/api/admin/audit", adminOnly, a.handleListChanges) // GET /api/admin/audit
 
 	r.NotFound = a.handleNotFound
 	r.MethodNotAllowed = a.handleMethodNotAllowed

@@ -53,7 +53,7 @@ func TestLoad(t *testing.T) {
 			}
 		}
 	}
-	if got, want := len(s.Operations), 28; got != want {
+	if got, want := len(s.Operations), 30; got != want {
 		t.Errorf("operations: got %d, want %d", got, want)
 	}
 }

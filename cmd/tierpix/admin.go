@@ -83,6 +83,35 @@ func cmdSetTier(ctx context.Context, cfg config, args []string, stdout io.Writer
 	})
 }
 
+// cmdSetPassword sets a user's password as an admin would (their sessions end): how an
+// operator recovers a lost admin password.
+func cmdSetPassword(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("set-password", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	password := fs.String("password", "", "the new password (default: generate one and print it)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: tierpix set-password [-password P] USERNAME")
+	}
+	pw, generated := *password, false
+	if pw == "" {
+		pw, generated = randomPassword(), true
+	}
+	return withOperator(ctx, cfg, func(svc *service.Service) error {
+		u, err := svc.UpdateUser(ctx, nil, fs.Arg(0), tierpix.UserUpdate{Password: &pw})
+		if err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(stdout, "set the password of %s; their browser sessions have ended\n", u.Username)
+		if generated {
+			fmt.Fprintf(stdout, "password: %s\n", pw)
+		}
+		return nil
+	})
+}
+
 func cmdMintToken(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: tierpix mint-token USERNAME")

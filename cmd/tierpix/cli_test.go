@@ -58,11 +58,22 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("mint-token: got %q, %v; want a tpx_ token", tok, err)
 	}
 
-	// The server started on the same data dir accepts both the password and the token.
+	// set-password is how an operator recovers a lost password: carol's first one goes.
+	out, err = runCLI(t, env, "set-password", "carol")
+	m2 := regexp.MustCompile(`password: (\S+)`).FindStringSubmatch(out)
+	if err != nil || m2 == nil || m2[1] == m[1] {
+		t.Fatalf("set-password: got %q, %v; want a new generated password", out, err)
+	}
+	if _, err := runCLI(t, env, "set-password", "-password", "short", "carol"); err == nil || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("set-password with a short password: got %v, want an error about the password", err)
+	}
+
+	// The server started on the same data dir accepts both the new password and the token,
+	// and not the old password.
 	s := startServer(t, map[string]string{"TIERPIX_DATA_DIR": env["TIERPIX_DATA_DIR"]})
 	s.DataDir = env["TIERPIX_DATA_DIR"]
 	for name, c := range map[string]*client{
-		"password": s.basic(t, "carol", m[1]),
+		"password": s.basic(t, "carol", m2[1]),
 		"token":    s.bearer(t, strings.TrimSpace(tok)),
 	} {
 		var me struct {
@@ -76,6 +87,8 @@ func TestAdminCommands(t *testing.T) {
 			t.Fatalf("me with %s: got tier %q, want Enterprise", name, me.Tier.Name)
 		}
 	}
+	resp, body := s.basic(t, "carol", m[1]).json("GET", "/api/me", nil, nil)
+	wantStatus(t, "me with the old password", resp, body, http.StatusUnauthorized)
 }
 
 func TestFirstStartCreatesAdmin(t *testing.T) {

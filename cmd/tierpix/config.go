@@ -32,6 +32,7 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	SessionIdle       time.Duration
 	SessionMaxAge     time.Duration
+	AuditRetention    time.Duration // 0: keep the audit log forever
 	TrustedProxies    []netip.Prefix
 	MaxConns          int // 0: derived from the file limit
 	MaxConnsPerIP     int // 0: a quarter of MaxConns
@@ -68,6 +69,7 @@ var envVars = []envVar{
 	{"TIERPIX_SHUTDOWN_TIMEOUT", "30", "seconds to drain requests on SIGTERM"},
 	{"TIERPIX_SESSION_IDLE_TIMEOUT", "7200", "a browser session unused this many seconds ends"},
 	{"TIERPIX_SESSION_MAX_AGE", "43200", "a browser session ends this many seconds after sign-in"},
+	{"TIERPIX_AUDIT_RETENTION_DAYS", "365", "audit log entries older than this many days are deleted; 0: keep them forever"},
 	{"TIERPIX_TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs (nginx) whose X-Forwarded-For names the client, for sign-in and Basic throttling"},
 	{"TIERPIX_MAX_CONNS", "from the file limit", "open client connections at most; beyond, 503 and close. Default: (file limit - a quarter for the open-file cache - 64) / 2"},
 	{"TIERPIX_MAX_CONNS_PER_IP", "TIERPIX_MAX_CONNS / 4", "open connections from one client address at most (TIERPIX_TRUSTED_PROXIES are exempt)"},
@@ -114,6 +116,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.SessionIdle > c.SessionMaxAge {
 		bad("TIERPIX_SESSION_IDLE_TIMEOUT", "must not be longer than TIERPIX_SESSION_MAX_AGE")
 	}
+	c.AuditRetention = time.Duration(intVar(getenv, "TIERPIX_AUDIT_RETENTION_DAYS", 365, 0, 100*365, bad)) * 24 * time.Hour
 	c.MaxConns = int(intVar(getenv, "TIERPIX_MAX_CONNS", 0, 0, 1<<20, bad))
 	c.MaxConnsPerIP = int(intVar(getenv, "TIERPIX_MAX_CONNS_PER_IP", 0, 0, 1<<20, bad))
 	c.DecodeBudgetBytes = intVar(getenv, "TIERPIX_DECODE_BUDGET_BYTES", 768<<20, 16<<20, 1<<40, bad)

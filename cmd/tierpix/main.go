@@ -40,6 +40,8 @@ commands:
                                            create a user (a password is generated and printed
                                            when -password is not given)
   set-tier USERNAME TIER                   move a user to a tier
+  set-password [-password P] USERNAME      set a user's password (a lost admin password too;
+                                           generated and printed when -password is not given)
   mint-token USERNAME                      mint an API token and print it once
   env                                      list the environment variables tierpix reads
 
@@ -83,6 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdCreateUser(ctx, cfg, args, stdout, stderr)
 	case "set-tier":
 		return cmdSetTier(ctx, cfg, args, stdout)
+	case "set-password":
+		return cmdSetPassword(ctx, cfg, args, stdout, stderr)
 	case "mint-token":
 		return cmdMintToken(ctx, cfg, args, stdout)
 	}

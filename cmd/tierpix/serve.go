@@ -74,7 +74,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	}
 	// Leftovers of a crash: temp files and originals whose row never landed. At start, and
 	// then every sweepEvery, so leftovers of another node's crash go too.
-	if err := sweep(ctx, st, cfg.SessionIdle, logger); err != nil {
+	if err := sweep(ctx, st, cfg, logger); err != nil {
 		return err
 	}
 	go func() {
@@ -85,7 +85,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := sweep(ctx, st, cfg.SessionIdle, logger); err != nil && ctx.Err() == nil {
+				if err := sweep(ctx, st, cfg, logger); err != nil && ctx.Err() == nil {
 					logger.Error("periodic sweep", "err", err)
 				}
 			}
@@ -239,7 +239,7 @@ const (
 // sweep removes crash leftovers from the data dir, and sessions that have ended (idle for
 // sessionIdle or past their absolute expiry) and failed sign-ins past the throttle's window,
 // which count for nothing any more but would pile up in the database.
-func sweep(ctx context.Context, st *store.Store, sessionIdle time.Duration, logger *slog.Logger) error {
+func sweep(ctx context.Context, st *store.Store, cfg config, logger *slog.Logger) error {
 	res, err := st.Sweep(ctx, orphanAge)
 	if err != nil {
 		return fmt.Errorf("sweep data dir: %w", err)
@@ -247,7 +247,7 @@ func sweep(ctx context.Context, st *store.Store, sessionIdle time.Duration, logg
 	if res.TempFiles+res.Orphans > 0 {
 		logger.Info("swept leftovers", "temp_files", res.TempFiles, "orphan_originals", res.Orphans)
 	}
-	n, err := st.DeleteExpiredSessions(ctx, time.Now().Add(-sessionIdle))
+	n, err := st.DeleteExpiredSessions(ctx, time.Now().Add(-cfg.SessionIdle))
 	if err != nil {
 		return fmt.Errorf("sweep sessions: %w", err)
 	}
@@ -261,6 +261,33 @@ func sweep(ctx context.Context, st *store.Store, sessionIdle time.Duration, logg
 	}
 	if _, err := st.DeleteStaleSignInAddresses(ctx, time.Now().Add(-signin.DefaultKnownAddressAge)); err != nil {
 		return fmt.Errorf("sweep sign-in addresses: %w", err)
+	}
+	return sweepAudit(ctx, st, cfg.AuditRetention, logger)
+}
+
+// auditSweepBatch is how many audit entries one statement of the retention sweep deletes, so
+// that a first sweep over years of entries holds no lock for long.
+const auditSweepBatch = 5000
+
+// sweepAudit deletes the audit entries older than retention (0 keeps them all), a batch at a
+// time, for at most a minute per sweep; the next sweep goes on.
+func sweepAudit(ctx context.Context, st *store.Store, retention time.Duration, logger *slog.Logger) error {
+	if retention <= 0 {
+		return nil
+	}
+	cutoff, total := time.Now().Add(-retention), 0
+	for stop := time.Now().Add(time.Minute); time.Now().Before(stop); {
+		n, err := st.DeleteChangesBefore(ctx, cutoff, auditSweepBatch)
+		if err != nil {
+			return fmt.Errorf("sweep audit log: %w", err)
+		}
+		total += n
+		if n < auditSweepBatch {
+			break
+		}
+	}
+	if total > 0 {
+		logger.Info("swept old audit entries", "entries", total, "retention_days", int(retention/(24*time.Hour)))
 	}
 	return nil
 }
