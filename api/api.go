@@ -31,6 +31,7 @@ import (
 
 	"github.com/fasthttp/router"
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/api/openapi"
 	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/signin"
 	"github.com/tierpix/tierpix/signing"
@@ -135,6 +136,11 @@ type API struct {
 	// cursors seals image-list cursors (see encodeSeqCursor).
 	cursors cipher.Block
 
+	// spec is the OpenAPI document, for OPTIONS; allowed lists each route's methods, for
+	// the Allow header of its every answer (filled by Register, read-only after).
+	spec    *openapi.Spec
+	allowed map[string][]string
+
 	uploads uploadStats // see stats.go
 }
 
@@ -164,8 +170,14 @@ func New(cfg Config, svc Services, st Store, si *signin.Service, signer *signing
 	if err != nil {
 		return nil, fmt.Errorf("api: make cursor cipher: %w", err)
 	}
+	spec, err := openapi.Load()
+	if err != nil {
+		return nil, fmt.Errorf("api: load the OpenAPI document: %w", err)
+	}
 	return &API{
 		cursors: cursors,
+		spec:    spec,
+		allowed: map[string][]string{},
 		cfg:     cfg,
 		svc:     svc,
 		st:      st,
@@ -191,9 +203,15 @@ func (a *API) Register(r *router.Router) {
 	route := func(method, path string, who access, h handlerFunc) {
 		handler := a.handler(path, who, h)
 		r.Handle(method, path, handler)
+		if _, ok := a.allowed[path]; !ok {
+			r.Handle(http.MethodOptions, path, a.handleOptions(path))
+			a.allowed[path] = []string{http.MethodOptions}
+		}
+		a.allowed[path] = append(a.allowed[path], method)
 		if method == http.MethodGet {
 			// Every GET answers HEAD too: the same handler, and fasthttp sends the headers only.
 			r.Handle(http.MethodHead, path, handler)
+			a.allowed[path] = append(a.allowed[path], http.MethodHead)
 		}
 	}
 	route("GET", "/healthz", public, a.handleHealth)           // GET /healthz
@@ -337,6 +355,7 @@ func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHa
 				id = &ident
 			}
 		}
+		ctx.Response.Header.Set("Allow", strings.Join(a.allowed[path], ", "))
 		if err == nil {
 			err = h(ctx, id)
 		}

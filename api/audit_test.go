@@ -1,7 +1,9 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
+	"slices"
 	"testing"
 )
 
@@ -112,5 +114,52 @@ func TestChangePasswordAPI(t *testing.T) {
 	r.decode(t, &p)
 	if len(p.Results) != 1 || p.Results[0].Actor == nil || *p.Results[0].Actor != "alice" || p.Results[0].ObjectRepr != "alice" {
 		t.Fatalf("the log: got %+v, want alice's change of her own password", p.Results)
+	}
+}
+
+// TestOptionsAndAllow proves DRF's metadata on OPTIONS (from the OpenAPI document, with the
+// fields each write takes) and the Allow header on every answer of a route.
+func TestOptionsAndAllow(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	req, err := http.NewRequest(http.MethodOptions, ts.url+"/api/admin/users", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var meta struct {
+		Name    string   `json:"name"`
+		Allow   []string `json:"allow"`
+		Parses  []string `json:"parses"`
+		Actions map[string]map[string]struct {
+			Type      string `json:"type"`
+			Required  bool   `json:"required"`
+			WriteOnly bool   `json:"write_only"`
+			MinLength *int   `json:"min_length"`
+		} `json:"actions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&meta); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("OPTIONS: got %d, %v", resp.StatusCode, err)
+	}
+	pw := meta.Actions["POST"]["password"]
+	if meta.Name == "" || !slices.Contains(meta.Allow, "POST") || !slices.Contains(meta.Parses, "application/json") ||
+		!meta.Actions["POST"]["username"].Required || !pw.WriteOnly || pw.MinLength == nil || *pw.MinLength != 8 {
+		t.Fatalf("OPTIONS /api/admin/users: got %+v", meta)
+	}
+	if got := resp.Header.Get("Allow"); got != "OPTIONS, GET, HEAD, POST" {
+		t.Errorf("OPTIONS Allow: got %q", got)
+	}
+	for path, want := range map[string]string{
+		"/api/images":       "OPTIONS, GET, HEAD, POST",
+		"/api/me":           "OPTIONS, GET, HEAD",
+		"/api/images/aaaaa": "OPTIONS, GET, HEAD, DELETE",
+	} {
+		r := ts.do(t, http.MethodGet, path, asAlice, "", nil)
+		if got := r.header.Get("Allow"); got != want {
+			t.Errorf("GET %s: Allow %q, want %q", path, got, want)
+		}
 	}
 }

@@ -45,7 +45,13 @@ import (
 // by the most specific range that matches it (as RFC 9110 section 12.5.1 says). Every
 // browser's navigation Accept ranks text/html at 1 and */* at 0.8, so it gets HTML; a tie
 // gets JSON, the API's native answer.
+//
+// ?format=json asks for JSON whatever the Accept header says, as DRF's does: a browser can
+// open the raw answer of any page.
 func WantsHTML(ctx *fasthttp.RequestCtx) bool {
+	if string(ctx.QueryArgs().Peek("format")) == "json" {
+		return false
+	}
 	var parts []string
 	for _, h := range ctx.Request.Header.PeekAll(fasthttp.HeaderAccept) {
 		parts = append(parts, string(h))

@@ -23,6 +23,7 @@ const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*
 func TestWantsHTML(t *testing.T) {
 	tests := []struct {
 		name   string
+		uri    string
 		accept []string
 		want   bool
 	}{
@@ -51,10 +52,13 @@ func TestWantsHTML(t *testing.T) {
 		{name: "malformed q ignored", accept: []string{"text/html;q=x, */*;q=0.1"}, want: false},
 		{name: "two headers", accept: []string{"text/html", "*/*;q=0.8"}, want: true},
 		{name: "garbage", accept: []string{"nonsense, ,;;, /"}, want: false},
+		{name: "format=json", uri: "/api/me?format=json", accept: []string{"text/html"}, want: false},
+		{name: "another format", uri: "/api/me?format=api", accept: []string{"text/html"}, want: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var ctx fasthttp.RequestCtx
+			ctx.Request.SetRequestURI(tt.uri)
 			for _, a := range tt.accept {
 				ctx.Request.Header.Add("Accept", a)
 			}
