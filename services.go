@@ -141,6 +141,7 @@ type Session struct {
 	ExpiresAt  time.Time // absolute expiry, fixed at creation
 	UserAgent  string    // as sent at sign-in, cut to 256 bytes, for the admin's session list
 	Address    string    // client address at sign-in, cut to 256 bytes
+	Flash      string    // a notice for the session's next page, as the web UI keeps it; "" for none
 }
 
 // OwnedImage is an image with its owner's username.

@@ -210,7 +210,7 @@ func (s *Service) deleteTierRefusal(ctx context.Context, t *tierpix.Tier) error 
 		return fmt.Errorf("count users of tier %q: %w", t.Name, err)
 	}
 	if n > 0 {
-		return tierpix.Errorf(tierpix.ECONFLICT, "The tier %s has %s; move them to another tier first.", t.Name, plural(n, "user", "users"))
+		return tierpix.Errorf(tierpix.ECONFLICT, "The tier %s has %s. Move them to another tier first.", t.Name, plural(n, "user", "users"))
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ const maxSessionText = 256
 const sessionColumns = `se.id AS session_id, se.user_id AS session_user_id,
 	se.csrf_token AS session_csrf_token, se.created_at AS session_created_at,
 	se.last_seen_at AS session_last_seen_at, se.expires_at AS session_expires_at,
-	se.user_agent AS session_user_agent, se.address AS session_address`
+	se.user_agent AS session_user_agent, se.address AS session_address, se.flash AS session_flash`
 
 // sessionRow is a session as stored, without its token's hash.
 type sessionRow struct {
@@ -42,6 +42,7 @@ type sessionRow struct {
 	ExpiresAt  int64  `db:"session_expires_at"`
 	UserAgent  string `db:"session_user_agent"`
 	Address    string `db:"session_address"`
+	Flash      string `db:"session_flash"`
 }
 
 func (r sessionRow) session() Session {
@@ -54,6 +55,7 @@ func (r sessionRow) session() Session {
 		ExpiresAt:  fromMicros(r.ExpiresAt),
 		UserAgent:  r.UserAgent,
 		Address:    r.Address,
+		Flash:      r.Flash,
 	}
 }
 
@@ -161,6 +163,24 @@ func (s *Store) DeleteSession(ctx context.Context, token string) error {
 	}
 	if _, err := s.exec(ctx, s.q(ctx), `DELETE FROM sessions WHERE token_hash = ?`, hashToken(token)); err != nil {
 		return dbError(err, "delete session", "The session")
+	}
+	return nil
+}
+
+// SetSessionFlash keeps flash with the session for its next page (see migration 0007),
+// replacing any flash not yet shown.
+func (s *Store) SetSessionFlash(ctx context.Context, id int64, flash string) error {
+	if _, err := s.exec(ctx, s.q(ctx), `UPDATE sessions SET flash = ? WHERE id = ?`, flash, id); err != nil {
+		return dbError(err, "set session flash", "The session")
+	}
+	return nil
+}
+
+// ClearSessionFlash clears the session's flash once shown, unless another has replaced it
+// since (shown is the flash as read).
+func (s *Store) ClearSessionFlash(ctx context.Context, id int64, shown string) error {
+	if _, err := s.exec(ctx, s.q(ctx), `UPDATE sessions SET flash = '' WHERE id = ? AND flash = ?`, id, shown); err != nil {
+		return dbError(err, "clear session flash", "The session")
 	}
 	return nil
 }

@@ -6,14 +6,13 @@ package web
 // metadata TTL, on image links.
 //
 // Every handler starts with requireUser(ctx, true); every POST then calls checkForm before it
-// reads a field. A successful change answers 303 to a list with the outcome in the query
-// (?created=Gold), which the list turns into its flash line only when the value has the shape
-// of a name, so a crafted link cannot make the page say arbitrary sentences.
+// reads a field. A successful change answers 303 to a page (post, redirect, get), with its
+// outcome kept in the session's flash for that page only: a reload does not repeat it, and
+// no link can make a page say anything.
 
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -163,11 +162,18 @@ func (w *Web) adminFail(ctx *fasthttp.RequestCtx, l adminLayout, back, op string
 }
 
 // adminRedirect answers 303 to path with the query q (nil for none).
-func (w *Web) adminRedirect(ctx *fasthttp.RequestCtx, path string, q url.Values) {
-	if len(q) > 0 {
-		path += "?" + q.Encode()
+func (w *Web) adminRedirect(ctx *fasthttp.RequestCtx, path, notice string) {
+	if notice != "" {
+		w.setFlash(ctx, flash{Message: notice})
 	}
 	w.redirect(ctx, path)
+}
+
+// layoutFor is adminLayoutFor with the session's flash, which it takes: a notice shows once.
+func (w *Web) layoutFor(ctx *fasthttp.RequestCtx, id *tierpix.Identity, sess *tierpix.Session, title string) adminLayout {
+	l := adminLayoutFor(ctx, id, sess, title)
+	l.Flash = w.takeFlash(ctx).Message
+	return l
 }
 
 // adminParam returns a route parameter such as {name}.
@@ -235,7 +241,7 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	l := adminLayoutFor(ctx, id, sess, "Admin")
+	l := w.layoutFor(ctx, id, sess, "Admin")
 	dbctx := dbContext()
 	tiers, err := w.svc.ListTiers(dbctx)
 	if err != nil {

@@ -74,10 +74,7 @@ func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	l := adminLayoutFor(ctx, id, sess, "Images")
-	if adminQuery(ctx, "deleted") != "" {
-		l.Flash = "Image deleted."
-	}
+	l := w.layoutFor(ctx, id, sess, "Images")
 	d := adminImageList{adminLayout: l, Owner: strings.TrimSpace(adminQuery(ctx, "owner"))}
 	dbctx := dbContext()
 	var ownerID int64
@@ -141,7 +138,7 @@ func (w *Web) handleImageConfirm(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	l := adminLayoutFor(ctx, id, sess, "Delete image")
+	l := w.layoutFor(ctx, id, sess, "Delete image")
 	img, err := w.svc.FindAnyImage(dbContext(), id, adminParam(ctx, "id"))
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/images", "find image", err)
@@ -157,11 +154,11 @@ func (w *Web) handleImageDelete(ctx *fasthttp.RequestCtx) {
 	if !ok || !w.checkForm(ctx) {
 		return
 	}
-	l := adminLayoutFor(ctx, id, sess, "Delete image")
+	l := w.layoutFor(ctx, id, sess, "Delete image")
 	err := w.svc.DeleteAnyImage(dbContext(), id, adminParam(ctx, "id"))
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/images", "delete image", err)
 		return
 	}
-	w.adminRedirect(ctx, "/admin/images", url.Values{"deleted": {"1"}})
+	w.adminRedirect(ctx, "/admin/images", "Image deleted.")
 }

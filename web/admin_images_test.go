@@ -162,7 +162,7 @@ func TestAdminImageDelete(t *testing.T) {
 	confirm.wantBody(t, "Delete image cat.jpg", `<form method="post" action="`+path+`">`, `<a href="/admin/images?owner=alice">alice</a>`, "300×240")
 
 	got := ts.adminPostForm(t, c, path, csrf, nil)
-	got.wantRedirect(t, "/admin/images?deleted=1")
+	got.wantRedirect(t, "/admin/images")
 	list := ts.adminGet(t, c, got.location)
 	list.wantBody(t, "Image deleted.", "dog.jpg")
 	list.wantNoBody(t, "cat.jpg")

@@ -76,28 +76,17 @@ func adminParseHeights(s string) ([]int, string) {
 	return hs, ""
 }
 
-// adminValidTierName reports whether s has the shape of a tier name, for flash messages.
-func adminValidTierName(s string) bool {
-	t := tierpix.Tier{Name: s}
-	return t.Validate() == nil
-}
-
 // handleTierList serves GET /admin/tiers.
 func (w *Web) handleTierList(ctx *fasthttp.RequestCtx) {
 	id, sess, ok := w.requireUser(ctx, true)
 	if !ok {
 		return
 	}
-	l := adminLayoutFor(ctx, id, sess, "Tiers")
+	l := w.layoutFor(ctx, id, sess, "Tiers")
 	tiers, err := w.svc.ListTiers(dbContext())
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list tiers", err)
 		return
-	}
-	for _, f := range []struct{ key, verb string }{{"created", "created"}, {"updated", "saved"}, {"deleted", "deleted"}} {
-		if v := adminQuery(ctx, f.key); v != "" && adminValidTierName(v) {
-			l.Flash = fmt.Sprintf("Tier %s %s.", v, f.verb)
-		}
 	}
 	d := adminTierList{adminLayout: l, Tiers: make([]adminTierRow, len(tiers))}
 	for i, t := range tiers {
@@ -121,7 +110,7 @@ func (w *Web) handleTierNew(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	w.render(ctx, http.StatusOK, "admin_tier_form.html", adminTierForm{
-		adminLayout: adminLayoutFor(ctx, id, sess, "Add tier"),
+		adminLayout: w.layoutFor(ctx, id, sess, "Add tier"),
 		New:         true,
 		Action:      "/admin/tiers/new",
 	})
@@ -162,7 +151,7 @@ func (w *Web) handleTierCreate(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	d := adminTierForm{
-		adminLayout: adminLayoutFor(ctx, id, sess, "Add tier"),
+		adminLayout: w.layoutFor(ctx, id, sess, "Add tier"),
 		New:         true,
 		Action:      "/admin/tiers/new",
 		Name:        strings.TrimSpace(adminPost(ctx, "name")),
@@ -176,7 +165,7 @@ func (w *Web) handleTierCreate(ctx *fasthttp.RequestCtx) {
 	t, err := w.svc.CreateTier(dbContext(), id, t)
 	switch tierpix.ErrorCode(err) {
 	case "":
-		w.adminRedirect(ctx, "/admin/tiers", url.Values{"created": {t.Name}})
+		w.adminRedirect(ctx, "/admin/tiers", fmt.Sprintf("Tier %s created.", t.Name))
 	case tierpix.ECONFLICT:
 		// The one conflict a new tier can meet is its name.
 		d.adminForm = adminForm{Error: "Please correct the marked fields.", Fields: map[string]string{"name": tierpix.ErrorMessage(err)}}
@@ -196,7 +185,7 @@ func (w *Web) handleTierEdit(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	name := adminParam(ctx, "name")
-	l := adminLayoutFor(ctx, id, sess, "Edit tier "+name)
+	l := w.layoutFor(ctx, id, sess, "Edit tier "+name)
 	t, err := w.svc.FindTier(dbContext(), name)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)
@@ -223,7 +212,7 @@ func (w *Web) handleTierUpdate(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	name := adminParam(ctx, "name")
-	d := adminTierForm{adminLayout: adminLayoutFor(ctx, id, sess, "Edit tier "+name), Action: adminTierURL(name), Name: name}
+	d := adminTierForm{adminLayout: w.layoutFor(ctx, id, sess, "Edit tier "+name), Action: adminTierURL(name), Name: name}
 	t, msg := adminTierFromForm(ctx, &d)
 	if f := adminTierInvalid(&t, msg); f != nil {
 		if cur, err := w.svc.FindTier(dbContext(), name); err == nil {
@@ -239,7 +228,7 @@ func (w *Web) handleTierUpdate(ctx *fasthttp.RequestCtx) {
 	d.Builtin = saved.Builtin
 	switch tierpix.ErrorCode(err) {
 	case "":
-		w.adminRedirect(ctx, "/admin/tiers", url.Values{"updated": {saved.Name}})
+		w.adminRedirect(ctx, "/admin/tiers", fmt.Sprintf("Tier %s saved.", saved.Name))
 	case tierpix.EINVALID:
 		d.adminForm = adminFormFrom(err)
 		w.render(ctx, http.StatusBadRequest, "admin_tier_form.html", d)
@@ -256,15 +245,16 @@ func (w *Web) handleTierConfirm(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	name := adminParam(ctx, "name")
-	l := adminLayoutFor(ctx, id, sess, "Delete tier "+name)
-	t, err := w.svc.FindTier(dbContext(), name)
-	if err != nil {
+	l := w.layoutFor(ctx, id, sess, "Delete tier "+name)
+	t, err := w.svc.CheckDeleteTier(dbContext(), id, name)
+	if err != nil && tierpix.ErrorCode(err) != tierpix.ECONFLICT {
 		w.adminFail(ctx, l, "/admin/tiers", "find tier", err)
 		return
 	}
 	l.Title = "Delete tier " + t.Name
 	d := adminTierDelete{adminLayout: l, Name: t.Name, Action: adminTierURL(t.Name) + "/delete"}
-	if err := tierpix.BuiltinRefusal(&t); err != nil {
+	if err != nil {
+		// Refused before anyone confirms: builtin, or users are on it.
 		d.Refusal = tierpix.ErrorMessage(err)
 	}
 	w.render(ctx, http.StatusOK, "admin_tier_delete.html", d)
@@ -278,7 +268,7 @@ func (w *Web) handleTierDelete(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	name := adminParam(ctx, "name")
-	l := adminLayoutFor(ctx, id, sess, "Delete tier "+name)
+	l := w.layoutFor(ctx, id, sess, "Delete tier "+name)
 	dbctx := dbContext()
 	t, err := w.svc.FindTier(dbctx, name)
 	if err != nil {
@@ -290,12 +280,9 @@ func (w *Web) handleTierDelete(ctx *fasthttp.RequestCtx) {
 	err = w.svc.DeleteTier(dbctx, id, t.Name)
 	switch tierpix.ErrorCode(err) {
 	case "":
-		w.adminRedirect(ctx, "/admin/tiers", url.Values{"deleted": {t.Name}})
+		w.adminRedirect(ctx, "/admin/tiers", fmt.Sprintf("Tier %s deleted.", t.Name))
 	case tierpix.ECONFLICT:
 		d.Refusal = tierpix.ErrorMessage(err)
-		if !t.Builtin {
-			d.Refusal += " Move its users to another tier first."
-		}
 		w.render(ctx, http.StatusConflict, "admin_tier_delete.html", d)
 	default:
 		w.adminFail(ctx, l, "/admin/tiers", "delete tier", err)

@@ -112,18 +112,13 @@ func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	l := adminLayoutFor(ctx, id, sess, "Users")
+	l := w.layoutFor(ctx, id, sess, "Users")
 	q := strings.TrimSpace(adminQuery(ctx, "q"))
 	after := adminQuery(ctx, "after")
 	users, err := w.svc.ListUsers(dbContext(), id, q, after, adminPageSize+1)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list users", err)
 		return
-	}
-	for _, f := range []struct{ key, verb string }{{"created", "created"}, {"updated", "saved"}, {"deleted", "deleted"}} {
-		if v := adminQuery(ctx, f.key); v != "" && tierpix.ValidateUsername(v) == nil {
-			l.Flash = fmt.Sprintf("User %s %s.", v, f.verb)
-		}
 	}
 	d := adminUserList{adminLayout: l, Q: q}
 	if q != "" {
@@ -156,7 +151,7 @@ func (w *Web) handleUserNew(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	l := adminLayoutFor(ctx, id, sess, "Add user")
+	l := w.layoutFor(ctx, id, sess, "Add user")
 	tiers, err := w.adminTierOptions(tierpix.DefaultTier)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "new user", err)
@@ -172,7 +167,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	d := adminUserNew{
-		adminLayout: adminLayoutFor(ctx, id, sess, "Add user"),
+		adminLayout: w.layoutFor(ctx, id, sess, "Add user"),
 		Username:    strings.TrimSpace(adminPost(ctx, "username")),
 		IsAdmin:     adminChecked(ctx, "is_admin"),
 	}
@@ -189,7 +184,7 @@ func (w *Web) handleUserCreate(ctx *fasthttp.RequestCtx) {
 
 	u, err := w.svc.CreateUser(dbContext(), id, tierpix.NewUser{Username: d.Username, Password: password, Tier: tier, IsAdmin: d.IsAdmin})
 	if err == nil {
-		w.adminRedirect(ctx, "/admin/users", url.Values{"created": {u.Username}})
+		w.adminRedirect(ctx, "/admin/users", fmt.Sprintf("User %s created.", u.Username))
 		return
 	}
 	switch tierpix.ErrorCode(err) {
@@ -259,16 +254,11 @@ func (w *Web) handleUserEdit(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	username := adminParam(ctx, "username")
-	l := adminLayoutFor(ctx, id, sess, "User "+username)
+	l := w.layoutFor(ctx, id, sess, "User "+username)
 	target, err := w.svc.FindUser(dbContext(), id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
-	}
-	if adminQuery(ctx, "revoked") != "" {
-		l.Flash = "Token revoked."
-	} else if n, err := strconv.Atoi(adminQuery(ctx, "signedout")); err == nil && n >= 0 {
-		l.Flash = fmt.Sprintf("Signed out everywhere: %d %s ended.", n, adminPlural(n, "session", "sessions"))
 	}
 	d, err := w.adminUserPage(l, id, sess, target.User)
 	if err != nil {
@@ -295,7 +285,7 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	username := adminParam(ctx, "username")
-	l := adminLayoutFor(ctx, id, sess, "User "+username)
+	l := w.layoutFor(ctx, id, sess, "User "+username)
 	tier := adminPost(ctx, "tier")
 	isAdmin := adminChecked(ctx, "is_admin")
 	password := adminPost(ctx, "password")
@@ -306,7 +296,7 @@ func (w *Web) handleUserUpdate(ctx *fasthttp.RequestCtx) {
 	}
 	u, err := w.svc.UpdateUser(dbContext(), id, username, upd)
 	if err == nil {
-		w.adminRedirect(ctx, "/admin/users", url.Values{"updated": {u.Username}})
+		w.adminRedirect(ctx, "/admin/users", fmt.Sprintf("User %s saved.", u.Username))
 		return
 	}
 	code := tierpix.ErrorCode(err)
@@ -341,7 +331,7 @@ func (w *Web) handleUserConfirm(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	username := adminParam(ctx, "username")
-	l := adminLayoutFor(ctx, id, sess, "Delete user "+username)
+	l := w.layoutFor(ctx, id, sess, "Delete user "+username)
 	target, err := w.svc.FindUser(dbContext(), id, username)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
@@ -362,7 +352,7 @@ func (w *Web) handleUserDelete(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	username := adminParam(ctx, "username")
-	l := adminLayoutFor(ctx, id, sess, "Delete user "+username)
+	l := w.layoutFor(ctx, id, sess, "Delete user "+username)
 	dbctx := dbContext()
 	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
@@ -373,7 +363,7 @@ func (w *Web) handleUserDelete(ctx *fasthttp.RequestCtx) {
 	err = w.svc.DeleteUser(dbctx, id, target.User.Username)
 	switch tierpix.ErrorCode(err) {
 	case "":
-		w.adminRedirect(ctx, "/admin/users", url.Values{"deleted": {target.User.Username}})
+		w.adminRedirect(ctx, "/admin/users", fmt.Sprintf("User %s deleted.", target.User.Username))
 	case tierpix.ECONFLICT:
 		d.Refusal = tierpix.ErrorMessage(err)
 		w.render(ctx, http.StatusConflict, "admin_user_delete.html", d)
@@ -390,7 +380,7 @@ func (w *Web) handleTokenCreate(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	username := adminParam(ctx, "username")
-	l := adminLayoutFor(ctx, id, sess, "New token for "+username)
+	l := w.layoutFor(ctx, id, sess, "New token for "+username)
 	dbctx := dbContext()
 	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
@@ -418,7 +408,7 @@ func (w *Web) handleTokenDelete(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	username := adminParam(ctx, "username")
-	l := adminLayoutFor(ctx, id, sess, "Revoke token")
+	l := w.layoutFor(ctx, id, sess, "Revoke token")
 	dbctx := dbContext()
 	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
@@ -436,7 +426,7 @@ func (w *Web) handleTokenDelete(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, back, "revoke token", err)
 		return
 	}
-	w.adminRedirect(ctx, back, url.Values{"revoked": {"1"}})
+	w.adminRedirect(ctx, back, "Token revoked.")
 }
 
 // handleSessionsDelete serves POST /admin/users/{username}/sessions/delete: sign the user out
@@ -447,7 +437,7 @@ func (w *Web) handleSessionsDelete(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	username := adminParam(ctx, "username")
-	l := adminLayoutFor(ctx, id, sess, "Sign out everywhere")
+	l := w.layoutFor(ctx, id, sess, "Sign out everywhere")
 	dbctx := dbContext()
 	target, err := w.svc.FindUser(dbctx, id, username)
 	if err != nil {
@@ -459,5 +449,5 @@ func (w *Web) handleSessionsDelete(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, adminUserURL(target.User.Username), "delete sessions", err)
 		return
 	}
-	w.adminRedirect(ctx, adminUserURL(target.User.Username), url.Values{"signedout": {strconv.Itoa(n)}})
+	w.adminRedirect(ctx, adminUserURL(target.User.Username), fmt.Sprintf("Signed out everywhere: %d %s ended.", n, adminPlural(n, "session", "sessions")))
 }

@@ -77,6 +77,8 @@ type Store interface {
 	FindSession(ctx context.Context, token string, idleSince time.Time) (tierpix.Session, tierpix.Identity, error)
 	TouchSession(ctx context.Context, id int64) error
 	DeleteSession(ctx context.Context, token string) error
+	SetSessionFlash(ctx context.Context, id int64, flash string) error
+	ClearSessionFlash(ctx context.Context, id int64, shown string) error
 	CountAdmins(ctx context.Context) (int, error)
 }
 
