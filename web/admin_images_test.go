@@ -89,7 +89,7 @@ func TestAdminImageList(t *testing.T) {
 			fmt.Sprintf(`<a class="thumb" href="/admin/images/%[1]s/preview"><img src="/admin/images/%[1]s/preview" alt="Preview of img-59.jpg" width="8" height="6" loading="lazy"></a>`, aliceIDs[0]),
 			`<th scope="row">img-59.jpg</th>`,
 			`<a href="/admin/images?owner=alice" aria-label="Images of alice">alice</a>`,
-			`<td>8×6, `,
+			`<td data-label="Size">8×6, `,
 		)
 		page.wantNoBody(t, "img-57.jpg") // the admin's
 

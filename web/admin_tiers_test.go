@@ -129,15 +129,15 @@ func TestAdminTierList(t *testing.T) {
 	got.wantBody(t,
 		`<a class="button" href="/admin/tiers/new">Add tier</a>`,
 		`<a href="/admin/tiers/Enterprise">Enterprise</a></th>
-      <td>200, 400</td>
-      <td>Yes</td>
-      <td>Yes</td>
-      <td>Yes</td>`,
+      <td data-label="Thumbnail heights">200, 400</td>
+      <td data-label="Original link">Yes</td>
+      <td data-label="Expiring links">Yes</td>
+      <td data-label="Builtin">Yes</td>`,
 		`<a href="/admin/tiers/Gold">Gold</a></th>
-      <td>150, 600</td>
-      <td>No</td>
-      <td>Yes</td>
-      <td>No</td>`,
+      <td data-label="Thumbnail heights">150, 600</td>
+      <td data-label="Original link">No</td>
+      <td data-label="Expiring links">Yes</td>
+      <td data-label="Builtin">No</td>`,
 		`href="/admin/tiers/Gold/delete"`,
 	)
 	got.wantNoBody(t, `href="/admin/tiers/Basic/delete"`, `href="/admin/tiers/Premium/delete"`, `href="/admin/tiers/Enterprise/delete"`)

@@ -156,8 +156,8 @@ func TestAdminUserList(t *testing.T) {
 				}
 			})
 		}
-		ts.adminGet(t, c, "/admin/users?q=Zed").wantBody(t, `<td>Premium</td>
-      <td>Yes</td>`, `value="Zed"`)
+		ts.adminGet(t, c, "/admin/users?q=Zed").wantBody(t, `<td data-label="Tier">Premium</td>
+      <td data-label="Admin">Yes</td>`, `value="Zed"`)
 	})
 }
 
@@ -172,7 +172,7 @@ func TestAdminUserEdit(t *testing.T) {
 		page := ts.adminGet(t, c, "/admin/users/alice")
 		page.wantStatus(t, http.StatusOK)
 		page.wantBody(t, `<option value="Basic" selected>Basic</option>`, `<label for="password">New password</label>`,
-			`autocomplete="new-password"`, `href="/admin/users/alice/delete"`, "<td>test</td>", "<td>127.0.0.1</td>")
+			`autocomplete="new-password"`, `href="/admin/users/alice/delete"`, `<td data-label="Browser">test</td>`, `<td data-label="Address">127.0.0.1</td>`)
 
 		t.Run("tier and admin, password unchanged", func(t *testing.T) {
 			got := ts.adminPostForm(t, c, "/admin/users/alice", csrf, url.Values{"tier": {"premium"}, "is_admin": {"on"}, "password": {""}})
@@ -347,7 +347,7 @@ func TestAdminSignOutEverywhere(t *testing.T) {
 	ts.signedIn(t, "alice") // a second browser
 
 	page := ts.adminGet(t, c, "/admin/users/alice")
-	if n := strings.Count(page.body, "<td>127.0.0.1</td>"); n != 2 {
+	if n := strings.Count(page.body, `<td data-label="Address">127.0.0.1</td>`); n != 2 {
 		t.Errorf("got %d sessions listed, want 2", n)
 	}
 	got := ts.adminPostForm(t, c, "/admin/users/alice/sessions/delete", csrf, nil)

@@ -285,6 +285,9 @@ func TestRenderAPI(t *testing.T) {
 			if attr(img, "loading") != "lazy" {
 				t.Errorf("img %q: want loading=lazy", src)
 			}
+			if want := strings.TrimPrefix(src[strings.LastIndex(src, "/"):], "/h"); attr(img, "height") != want {
+				t.Errorf("img %q: got height %q, want %s, its own", src, attr(img, "height"), want)
+			}
 			if p := img.Parent; p.Data != "a" || attr(p, "href") != src || attr(p, "class") != "thumb" {
 				t.Errorf("img %q: want it inside <a class=thumb href=%q>", src, src)
 			}

@@ -17,7 +17,8 @@ type docsData struct {
 	Page
 	SpecTitle   string
 	Version     string
-	Description []block
+	Intro       []block // the description's first paragraph, above the contents
+	Description []block // the rest, its headings linked from the contents
 	Tags        []docsTag
 }
 
@@ -41,8 +42,9 @@ type docsOperation struct {
 }
 
 type docsParam struct {
-	Name, In, Type, Description, Constraints string
-	Required                                 bool
+	Name, In, Type, Constraints string
+	Description                 []inline
+	Required                    bool
 }
 
 type docsBody struct {
@@ -52,7 +54,8 @@ type docsBody struct {
 }
 
 type docsResponse struct {
-	Status, Description, ContentTypes, Headers string
+	Status, ContentTypes, Headers string
+	Description                   []inline
 }
 
 // handleDocs serves GET /api/docs: the OpenAPI document as a page, public like the document
@@ -64,7 +67,15 @@ func (w *Web) handleDocs(ctx *fasthttp.RequestCtx) {
 	d := docsData{
 		SpecTitle:   w.spec.Title,
 		Version:     w.spec.Version,
-		Description: paragraphs(w.spec.Description, 2),
+		Description: paragraphs(w.spec.Description, 3),
+	}
+	if len(d.Description) > 0 && d.Description[0].Kind == "p" {
+		d.Intro, d.Description = d.Description[:1], d.Description[1:]
+	}
+	for i, b := range d.Description {
+		if b.Kind == "h" {
+			d.Description[i].ID = "overview-" + anchor(plainText(b.Parts))
+		}
 	}
 	d.Title = "API documentation"
 	d.Path = "/api/docs"
@@ -74,7 +85,7 @@ func (w *Web) handleDocs(ctx *fasthttp.RequestCtx) {
 	byTag := map[string]int{}
 	for _, t := range w.spec.Tags {
 		byTag[t.Name] = len(d.Tags)
-		d.Tags = append(d.Tags, docsTag{Name: t.Name, ID: "tag-" + anchor(t.Name), Description: paragraphs(t.Description, 4)})
+		d.Tags = append(d.Tags, docsTag{Name: humanize(t.Name), ID: "tag-" + anchor(t.Name), Description: paragraphs(t.Description, 4)})
 	}
 	for _, op := range w.spec.Operations {
 		tag := "Other"
@@ -85,7 +96,7 @@ func (w *Web) handleDocs(ctx *fasthttp.RequestCtx) {
 		if !ok {
 			i = len(d.Tags)
 			byTag[tag] = i
-			d.Tags = append(d.Tags, docsTag{Name: tag, ID: "tag-" + anchor(tag)})
+			d.Tags = append(d.Tags, docsTag{Name: humanize(tag), ID: "tag-" + anchor(tag)})
 		}
 		d.Tags[i].Operations = append(d.Tags[i].Operations, docsOperationOf(op))
 	}
@@ -113,7 +124,7 @@ func docsOperationOf(op openapi.Operation) docsOperation {
 	}
 	for _, p := range op.Parameters {
 		o.Parameters = append(o.Parameters, docsParam{
-			Name: p.Name, In: p.In, Type: typeName(p.Schema), Description: p.Description,
+			Name: p.Name, In: p.In, Type: typeName(p.Schema), Description: inlines(p.Description),
 			Constraints: constraints(p.Schema), Required: p.Required,
 		})
 	}
@@ -121,7 +132,7 @@ func docsOperationOf(op openapi.Operation) docsOperation {
 		b := &docsBody{ContentTypes: strings.Join(op.Body.ContentTypes, ", "), Required: op.Body.Required}
 		for _, f := range op.Body.Fields {
 			b.Fields = append(b.Fields, docsParam{
-				Name: f.Name, Type: typeName(f.Schema), Description: f.Description,
+				Name: f.Name, Type: typeName(f.Schema), Description: inlines(f.Description),
 				Constraints: constraints(f.Schema), Required: f.Required,
 			})
 		}
@@ -133,7 +144,7 @@ func docsOperationOf(op openapi.Operation) docsOperation {
 			headers = append(headers, h.Name)
 		}
 		o.Responses = append(o.Responses, docsResponse{
-			Status: r.Status, Description: r.Description,
+			Status: r.Status, Description: inlines(r.Description),
 			ContentTypes: strings.Join(r.ContentTypes, ", "), Headers: strings.Join(headers, ", "),
 		})
 	}
@@ -170,13 +181,13 @@ func constraints(s openapi.Schema) string {
 		cs = append(cs, "maximum "+num(s.Maximum))
 	}
 	if s.MinLength != nil {
-		cs = append(cs, fmt.Sprintf("at least %d characters", *s.MinLength))
+		cs = append(cs, "at least "+count(*s.MinLength, "character"))
 	}
 	if s.MaxLength != nil {
-		cs = append(cs, fmt.Sprintf("at most %d characters", *s.MaxLength))
+		cs = append(cs, "at most "+count(*s.MaxLength, "character"))
 	}
 	if s.MaxItems != nil {
-		cs = append(cs, fmt.Sprintf("at most %d items", *s.MaxItems))
+		cs = append(cs, "at most "+count(*s.MaxItems, "item"))
 	}
 	if s.Pattern != "" {
 		cs = append(cs, "pattern "+s.Pattern)
@@ -203,12 +214,21 @@ func constraints(s openapi.Schema) string {
 	return strings.Join(cs, "; ")
 }
 
+// count says n of a noun, in the plural unless n is 1: "1 character", "16 items".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // block is a piece of the document's CommonMark, reduced to what the page shows: a heading, a
 // paragraph or a bulleted list, with `code` spans. The rest of the markup is left as text; the
 // document's text is never rendered as HTML.
 type block struct {
 	Kind  string // "h", "p" or "ul"
-	Level int    // a heading's level on the page: 2 in the document's description, 4 below
+	Level int    // a heading's level on the page: 3 in the document's description, 4 below
+	ID    string // a heading's fragment id, when the page links to it
 	Parts []inline
 	Items [][]inline
 }
@@ -266,6 +286,15 @@ func inlines(s string) []inline {
 		}
 	}
 	return out
+}
+
+// plainText is the text of inlines without their markup.
+func plainText(parts []inline) string {
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+	}
+	return b.String()
 }
 
 var nonAnchor = regexp.MustCompile(`[^a-z0-9]+`)

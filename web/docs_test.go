@@ -45,6 +45,58 @@ func TestDocs(t *testing.T) {
 		}
 	}
 
+	// The contents link every operation, and each operation starts closed, its heading in
+	// the summary that opens it, so the page starts short and a link to it shows the heading.
+	tocs := elements(r.doc, "nav", "class", "toc")
+	if len(tocs) != 1 {
+		t.Fatalf("got %d nav.toc, want 1", len(tocs))
+	}
+	for _, a := range articles {
+		h := elements(a, "h3")
+		if len(h) != 1 {
+			t.Fatalf("article %q: got %d h3, want 1", textOf(a), len(h))
+		}
+		if len(elements(tocs[0], "a", "href", "#"+attr(h[0], "id"))) != 1 {
+			t.Errorf("contents: want one link to #%s (%s)", attr(h[0], "id"), textOf(h[0]))
+		}
+		details := elements(a, "details")
+		if len(details) != 1 {
+			t.Fatalf("%s: got %d details, want 1", textOf(h[0]), len(details))
+		}
+		if _, open := attrOf(details[0], "open"); open {
+			t.Errorf("%s: want it closed", textOf(h[0]))
+		}
+		if p := h[0].Parent; p.Data != "summary" || p.Parent != details[0] {
+			t.Errorf("%s: want the heading inside the details' summary", textOf(h[0]))
+		}
+		if n := len(elements(a, "table")); n != len(elements(details[0], "table")) {
+			t.Errorf("%s: %d tables outside the details", textOf(h[0]), n-len(elements(details[0], "table")))
+		}
+	}
+
+	// Descriptions are rendered, not shown as Markdown: no backtick reaches the text, and
+	// code spans become <code>, in tables too.
+	if text := textOf(r.doc); strings.Contains(text, "`") {
+		i := strings.Index(text, "`")
+		t.Errorf("a backtick in the page's text: %q", text[max(0, i-60):min(len(text), i+60)])
+	}
+	var cursorRow *html.Node
+	for _, tr := range elements(r.doc, "tr") {
+		if c := elements(tr, "code"); len(c) > 0 && textOf(c[0]) == "cursor" {
+			cursorRow = tr
+			break
+		}
+	}
+	if cursorRow == nil {
+		t.Fatalf("no parameter row for cursor")
+	}
+	if codes := elements(cursorRow, "code"); len(codes) < 2 || textOf(codes[1]) != "next" {
+		t.Errorf("cursor's description: want `next` as <code>, got %q", textOf(cursorRow))
+	}
+	if text := textOf(cursorRow); !strings.Contains(text, "at least 1 character") || strings.Contains(text, "1 characters") {
+		t.Errorf("cursor's constraints: got %q, want at least 1 character", text)
+	}
+
 	article := func(method, path string) *html.Node {
 		t.Helper()
 		for _, a := range articles {
@@ -86,5 +138,24 @@ func TestDocs(t *testing.T) {
 	}
 	if !strings.Contains(textOf(r.doc), "Sign out (alice)") {
 		t.Errorf("top bar: want alice shown")
+	}
+}
+
+func TestCount(t *testing.T) {
+	tests := []struct {
+		name string
+		n    int
+		want string
+	}{
+		{name: "zero", n: 0, want: "0 characters"},
+		{name: "one", n: 1, want: "1 character"},
+		{name: "many", n: 150, want: "150 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := count(tt.n, "character"); got != tt.want {
+				t.Errorf("count(%d): got %q, want %q", tt.n, got, tt.want)
+			}
+		})
 	}
 }

@@ -42,6 +42,8 @@ var staticFiles = sync.OnceValue(func() map[string]staticFile {
 		switch path.Ext(e.Name()) {
 		case ".css":
 			ct = "text/css; charset=utf-8"
+		case ".ico":
+			ct = "image/x-icon"
 		case "":
 			ct = "application/octet-stream"
 		}
@@ -63,9 +65,9 @@ func assetURL(name string) string {
 	return "/static/" + name + "?v=" + f.version[:12]
 }
 
-// handleStatic serves GET /static/{file}: the embedded stylesheet. Pages link it through
-// assetURL, with a version in the query, so it is cacheable for a year; a browser revalidating
-// gets 304 by its ETag.
+// handleStatic serves GET /static/{file}: the embedded stylesheet and icon. Pages link them
+// through assetURL, with a version in the query, so they are cacheable for a year; a browser
+// revalidating gets 304 by its ETag.
 func (w *Web) handleStatic(ctx *fasthttp.RequestCtx) {
 	name, _ := ctx.UserValue("file").(string)
 	f, ok := staticFiles()[name]
@@ -73,9 +75,24 @@ func (w *Web) handleStatic(ctx *fasthttp.RequestCtx) {
 		w.errorPage(ctx, fasthttp.StatusNotFound, "Not found", "There is no such file.")
 		return
 	}
+	serveStatic(ctx, f, "public, max-age=31536000, immutable")
+}
+
+// faviconMaxAge is how long browsers keep /favicon.ico: its URL carries no version, so not a
+// year, but long enough that a browser asks again only after a month.
+const faviconMaxAge = "public, max-age=2592000"
+
+// handleFavicon serves GET /favicon.ico, which browsers ask for on their own (for the JSON
+// and image documents too, which link no icon), so that it is answered rather than a 404.
+func (w *Web) handleFavicon(ctx *fasthttp.RequestCtx) {
+	serveStatic(ctx, staticFiles()["favicon.ico"], faviconMaxAge)
+}
+
+// serveStatic answers with an embedded file, or 304 when If-None-Match holds its ETag.
+func serveStatic(ctx *fasthttp.RequestCtx, f staticFile, cacheControl string) {
 	h := &ctx.Response.Header
 	h.Set("ETag", f.etag)
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("Cache-Control", cacheControl)
 	h.Set("X-Content-Type-Options", "nosniff")
 	if etagMatches(string(ctx.Request.Header.Peek("If-None-Match")), f.etag) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)

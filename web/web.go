@@ -124,7 +124,9 @@ func New(cfg Config, svc tierpix.Services, st Store, si *signin.Service, preview
 // Identify, CheckCSRF and RenderAPI for browsers.
 func (w *Web) Register(r *router.Router) {
 	r.GET("/", w.handleRoot)                // GET /: the browsable API root, or sign-in
-	r.GET("/static/{file}", w.handleStatic) // GET /static/{file}: the stylesheet
+	r.GET("/static/{file}", w.handleStatic) // GET /static/{file}: the stylesheet and icon
+	r.GET("/favicon.ico", w.handleFavicon)  // GET /favicon.ico: the icon browsers ask for unprompted
+	r.HEAD("/favicon.ico", w.handleFavicon) // HEAD /favicon.ico
 	r.GET("/login", w.handleLoginForm)      // GET /login
 	r.POST("/login", w.handleLogin)         // POST /login
 	r.POST("/logout", w.handleLogout)       // POST /logout

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -270,6 +271,170 @@ func TestBrowserEndToEnd(t *testing.T) {
 	})
 }
 
+// phoneWidth is the viewport of TestBrowserLayout's phone: an iPhone 12 to 15's 390 CSS px.
+const phoneWidth = 390
+
+// TestBrowserLayout checks what only a browser's layout shows: on a phone the admin lists and
+// the token list fit the screen with their Delete and Revoke buttons on it, the admin
+// navigation shows the current section, the browsable API draws each thumbnail at its own
+// height, and the docs page starts short.
+func TestBrowserLayout(t *testing.T) {
+	execPath := chromiumPath(t)
+	s := startServer(t, nil)
+	admin := s.basic(t, testAdmin, testAdminPW)
+
+	// A user with a long name on Premium (200 and 400 px thumbnails), a token, a custom tier
+	// (which has a Delete link) and an image.
+	const user = "viv.with-a-rather-long-username@example.com"
+	r, body := admin.json("POST", "/api/admin/users", map[string]any{"username": user, "password": browserUserPW, "tier": "Premium"}, nil)
+	wantStatus(t, "create user", r, body, http.StatusCreated)
+	r, body = admin.json("POST", "/api/admin/tiers", map[string]any{"name": browserTier, "thumbnail_heights": []int{150, 600}}, nil)
+	wantStatus(t, "create tier", r, body, http.StatusCreated)
+	var tok struct {
+		Token string `json:"token"`
+	}
+	r, body = admin.json("POST", "/api/admin/users/"+url.PathEscape(user)+"/tokens", nil, &tok)
+	wantStatus(t, "mint token", r, body, http.StatusCreated)
+	r, body = s.bearer(t, tok.Token).upload("a-photograph-with-a-long-descriptive-file-name.jpg", gradientJPEG(t, 1200, 800), nil)
+	wantStatus(t, "upload", r, body, http.StatusCreated)
+
+	b := startBrowser(t, execPath, s.URL)
+	b.step("admin signs in", func(ctx context.Context, t *testing.T) {
+		b.signIn(ctx, t, testAdmin, testAdminPW)
+	})
+
+	b.step("the admin navigation marks the current section", func(ctx context.Context, t *testing.T) {
+		for _, tt := range []struct{ page, current string }{
+			{"/admin/users", "/admin/users"},
+			{"/admin/users/" + url.PathEscape(user), "/admin/users"},
+			{"/admin/tiers", "/admin/tiers"},
+		} {
+			b.open(ctx, t, tt.page, http.StatusOK)
+			got := evaluate[struct {
+				Current []string `json:"current"`
+				Looks   []string `json:"looks"`
+			}](ctx, t, `(() => {
+				const links = Array.from(document.querySelectorAll('nav.subnav a'));
+				const look = a => { const s = getComputedStyle(a); return [s.fontWeight, s.color, s.backgroundColor, s.textDecorationLine, s.borderBottomStyle, s.borderBottomColor].join(' '); };
+				return {
+					current: links.filter(a => a.getAttribute('aria-current') === 'page').map(a => a.getAttribute('href')),
+					looks: links.map(a => (a.getAttribute('aria-current') === 'page' ? 'current: ' : 'other: ') + look(a)),
+				};
+			})()`)
+			if len(got.Current) != 1 || got.Current[0] != tt.current {
+				t.Errorf("%s: links marked current: got %v, want [%s]", tt.page, got.Current, tt.current)
+			}
+			var cur, others []string
+			for _, l := range got.Looks {
+				if c, ok := strings.CutPrefix(l, "current: "); ok {
+					cur = append(cur, c)
+				} else {
+					others = append(others, strings.TrimPrefix(l, "other: "))
+				}
+			}
+			if len(cur) == 1 && slices.Contains(others, cur[0]) {
+				t.Errorf("%s: the current section looks like another (%s)", tt.page, cur[0])
+			}
+		}
+	})
+
+	b.step("the docs page starts short", func(ctx context.Context, t *testing.T) {
+		b.open(ctx, t, "/api/docs", http.StatusOK)
+		// Every operation's details open, the page was some 26 000 px high.
+		if h := evaluate[int](ctx, t, `document.documentElement.scrollHeight`); h > 8000 {
+			t.Errorf("/api/docs: %d px high, want at most 8000 with the operations closed", h)
+		}
+		// A link from the contents leads to the operation's heading, though its details are
+		// closed.
+		top := evaluate[float64](ctx, t, `(() => {
+			document.querySelector('nav.toc a[href="#op-uploadimage"]').click();
+			return document.getElementById('op-uploadimage').getBoundingClientRect().top;
+		})()`)
+		if top < -1 || top > 100 {
+			t.Errorf("/api/docs#op-uploadimage: the heading is at %.0f px, want it at the top of the window", top)
+		}
+	})
+
+	b.step("user's thumbnails at their own heights", func(ctx context.Context, t *testing.T) {
+		b.signOut(ctx, t)
+		b.signIn(ctx, t, user, browserUserPW)
+		b.open(ctx, t, "/api/images", http.StatusOK)
+		b.waitImages(ctx, t, 200, 400)
+		for _, h := range []int{200, 400} {
+			got := evaluate[float64](ctx, t, fmt.Sprintf(`Array.from(document.images).find(i => /\/h%d(?:[\/?#]|$)/.test(i.src)).getBoundingClientRect().height`, h))
+			if int(got+0.5) != h {
+				t.Errorf("the %d px thumbnail is drawn %.0f px high, want %d", h, got, h)
+			}
+		}
+	})
+
+	b.step("phone", func(ctx context.Context, t *testing.T) {
+		do(ctx, t, "emulate a phone", chromedp.EmulateViewport(phoneWidth, 844, chromedp.EmulateMobile))
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+			defer cancel()
+			chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)) //nolint:errcheck // the test is over
+		})
+		b.open(ctx, t, "/api/images", http.StatusOK)
+		b.waitImages(ctx, t, 200, 400)
+		b.fitsPhone(ctx, t, `img[src*="/h400"]`)
+		b.screenshot(ctx, t, "phone-browsable-image-list.png")
+
+		b.signOut(ctx, t)
+		b.signIn(ctx, t, testAdmin, testAdminPW)
+		for _, tt := range []struct{ page, button, shot string }{
+			{"/admin/users", `table a[href^="/admin/users/"]`, "phone-admin-user-list.png"},
+			{"/admin/users/" + url.PathEscape(user), `form[action*="/tokens/"] button`, "phone-admin-user-tokens.png"},
+			{"/admin/tiers", `a[href="/admin/tiers/` + browserTier + `/delete"]`, "phone-admin-tier-list.png"},
+			{"/admin/images", `a[href$="/delete"]`, "phone-admin-image-list.png"},
+			{"/api/docs", `#op-uploadimage`, "phone-docs.png"},
+		} {
+			b.open(ctx, t, tt.page, http.StatusOK)
+			b.fitsPhone(ctx, t, tt.button)
+			b.screenshot(ctx, t, tt.shot)
+		}
+	})
+}
+
+// fitsPhone checks that the page is no wider than the phone's screen, that nothing in it
+// but a text field scrolls sideways (a table in its wrapper), and that the element sel (a Delete button) is on
+// the screen.
+func (b *browser) fitsPhone(ctx context.Context, t *testing.T, sel string) {
+	t.Helper()
+	got := evaluate[struct {
+		ScrollWidth int      `json:"scrollWidth"`
+		InnerWidth  int      `json:"innerWidth"`
+		Scrolling   []string `json:"scrolling"`
+		Found       bool     `json:"found"`
+		Left        float64  `json:"left"`
+		Right       float64  `json:"right"`
+	}](ctx, t, fmt.Sprintf(`(() => {
+		const el = document.querySelector(%q);
+		const r = el ? el.getBoundingClientRect() : {left: 0, right: 0};
+		return {
+			scrollWidth: document.documentElement.scrollWidth,
+			innerWidth: window.innerWidth,
+			scrolling: Array.from(document.querySelectorAll('body *:not(input):not(textarea)'))
+				.filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible' && getComputedStyle(e).overflowX !== 'hidden')
+				.map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '') + ' ' + e.scrollWidth + '>' + e.clientWidth),
+			found: !!el, left: r.left, right: r.right,
+		};
+	})()`, sel))
+	page := b.path(ctx, t)
+	if got.ScrollWidth > got.InnerWidth || got.InnerWidth > phoneWidth {
+		t.Errorf("%s: page %d px wide in a window of %d, want it within %d", page, got.ScrollWidth, got.InnerWidth, phoneWidth)
+	}
+	if len(got.Scrolling) > 0 {
+		t.Errorf("%s: scrolls sideways inside: %v", page, got.Scrolling)
+	}
+	switch {
+	case !got.Found:
+		t.Errorf("%s: no %s", page, sel)
+	case got.Left < 0 || got.Right > phoneWidth:
+		t.Errorf("%s: %s spans %.0f to %.0f px, want it within 0 to %d", page, sel, got.Left, got.Right, phoneWidth)
+	}
+}
+
 // attackerPage is a page on another origin with a form aimed at tierpix, as a malicious site
 // would have: no CSRF token, the session cookie left to the browser.
 var attackerPage = template.Must(template.New("attacker").Parse(`<!doctype html>
@@ -503,6 +668,15 @@ func (b *browser) signIn(ctx context.Context, t *testing.T, user, pw string) {
 	b.fill(ctx, t, "password", pw)
 	resp := b.submit(ctx, t, formOf(`input[name="password"]`))
 	b.wantStatus(ctx, t, "sign in as "+user, resp, http.StatusOK)
+}
+
+// signOut signs out with the top bar's button.
+func (b *browser) signOut(ctx context.Context, t *testing.T) {
+	t.Helper()
+	resp := b.submit(ctx, t, `document.querySelector('form[action$="/logout"] [type=submit]')`)
+	if resp.Status >= 400 {
+		b.wantStatus(ctx, t, "sign out", resp, http.StatusOK)
+	}
 }
 
 // fill types value into the form field called name, replacing what it held.
