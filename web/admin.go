@@ -54,6 +54,7 @@ func adminLayoutFor(ctx *fasthttp.RequestCtx, id *tierpix.Identity, sess *tierpi
 		{"/admin/tiers", "Tiers"},
 		{"/admin/users", "Users"},
 		{"/admin/images", "Images"},
+		{"/admin/audit", "Recent actions"},
 	} {
 		cur := path == s.href || (s.href != "/admin" && strings.HasPrefix(path, s.href+"/"))
 		l.Nav = append(l.Nav, adminNavLink{Href: s.href, Label: s.label, Current: cur})
@@ -233,6 +234,7 @@ type adminDashboard struct {
 	Tiers  int
 	Users  string // "12", or "more than 1000"
 	Admins int
+	Recent []adminChangeRow
 }
 
 // handleAdminIndex serves GET /admin: counts and the way to each section.
@@ -258,7 +260,15 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/", "count admins", err)
 		return
 	}
+	recent, err := w.svc.ListChanges(dbctx, id, tierpix.ChangeQuery{Limit: adminRecentActions})
+	if err != nil {
+		w.adminFail(ctx, l, "/", "recent actions", err)
+		return
+	}
 	d := adminDashboard{adminLayout: l, Tiers: len(tiers), Admins: admins, Users: strconv.Itoa(len(users))}
+	for i := range recent.Changes {
+		d.Recent = append(d.Recent, adminChangeRowOf(&recent.Changes[i]))
+	}
 	if len(users) > adminDashboardUserCap {
 		d.Users = fmt.Sprintf("more than %d", adminDashboardUserCap)
 	}

@@ -74,15 +74,37 @@ type adminUserEdit struct {
 	URL      string // /admin/users/{username}
 }
 
-// adminUserDelete is the data of the user's delete confirmation.
+// adminUserDelete is the data of the user's delete confirmation: what goes with them.
 type adminUserDelete struct {
 	adminLayout
 	Username string
 	URL      string
 	Refusal  string
+	Images   string // "3 images"
+	Tokens   string
+	Sessions string
 }
 
-// adminTokenMinted is the page that shows a new token, once.
+// adminConfirm is the data of templates/admin_confirm.html: one destructive action, what it
+// takes along, and its button.
+type adminConfirm struct {
+	adminLayout
+	Heading string
+	Message string
+	Items   []string // what goes; without items there is nothing to confirm
+	Refused []string // what was asked for but cannot go, and why
+	Refusal string   // the whole action is refused
+	Action  string   // where the form posts
+	Hidden  []adminHidden
+	Button  string
+	Back    string
+}
+
+// adminHidden is a hidden field of a confirmation's form.
+type adminHidden struct{ Name, Value string }
+
+// adminTokenMinted is the page that shows a new token, once; Token is empty when it was
+// shown already (a reload).
 type adminTokenMinted struct {
 	adminLayout
 	Username string
@@ -337,9 +359,19 @@ func (w *Web) handleUserConfirm(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/admin/users", "find user", err)
 		return
 	}
-	d := adminUserDelete{adminLayout: l, Username: target.User.Username, URL: adminUserURL(target.User.Username)}
-	if err := tierpix.SelfDeleteRefusal(id, &target.User); err != nil {
-		d.Refusal = tierpix.ErrorMessage(err)
+	plan, err := w.svc.PlanDeleteUser(dbContext(), id, target.User.Username)
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/users", "plan user delete", err)
+		return
+	}
+	d := adminUserDelete{
+		adminLayout: l, Username: target.User.Username, URL: adminUserURL(target.User.Username),
+		Images:   adminCount(plan.Images, "image", "images"),
+		Tokens:   adminCount(plan.Tokens, "API token", "API tokens"),
+		Sessions: adminCount(plan.Sessions, "session", "sessions"),
+	}
+	if plan.Refusal != nil {
+		d.Refusal = tierpix.ErrorMessage(plan.Refusal)
 	}
 	w.render(ctx, http.StatusOK, "admin_user_delete.html", d)
 }
@@ -392,12 +424,96 @@ func (w *Web) handleTokenCreate(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, adminUserURL(target.User.Username), "create token", err)
 		return
 	}
-	w.render(ctx, http.StatusCreated, "admin_token.html", adminTokenMinted{
-		adminLayout: l,
-		Username:    target.User.Username,
-		Token:       token,
-		URL:         adminUserURL(target.User.Username),
-	})
+	// Post, redirect, get: the token waits in the session, sealed, for the one page that
+	// shows it, so reloading that page neither mints another nor shows this one again.
+	w.setFlash(ctx, flash{Token: token, For: target.User.Username})
+	w.redirect(ctx, adminUserURL(target.User.Username)+"/token")
+}
+
+// handleTokenShow serves GET /admin/users/{username}/token: the token just minted, once.
+func (w *Web) handleTokenShow(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok {
+		return
+	}
+	username := adminParam(ctx, "username")
+	f := w.takeFlash(ctx)
+	l := adminLayoutFor(ctx, id, sess, "New token for "+username)
+	l.Flash = f.Message
+	target, err := w.svc.FindUser(dbContext(), id, username)
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/users", "find user", err)
+		return
+	}
+	d := adminTokenMinted{adminLayout: l, Username: target.User.Username, URL: adminUserURL(target.User.Username)}
+	if f.For == target.User.Username {
+		d.Token = f.Token
+	}
+	w.render(ctx, http.StatusOK, "admin_token.html", d)
+}
+
+// handleTokenConfirm serves GET /admin/users/{username}/tokens/{id}/delete: the revoke
+// confirmation.
+func (w *Web) handleTokenConfirm(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok {
+		return
+	}
+	username := adminParam(ctx, "username")
+	l := w.layoutFor(ctx, id, sess, "Revoke token")
+	_, tokens, err := w.svc.ListTokens(dbContext(), id, username)
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/users", "list tokens", err)
+		return
+	}
+	back := adminUserURL(username)
+	d := adminConfirm{adminLayout: l, Heading: "Revoke token", Back: back, Button: "Revoke token",
+		Action: string(ctx.Path())}
+	for _, t := range tokens {
+		if strconv.FormatInt(t.ID, 10) == adminParam(ctx, "id") {
+			hint := t.Hint
+			if hint == "" {
+				hint = fmt.Sprintf("token %d", t.ID)
+			}
+			d.Message = fmt.Sprintf("Revoke this API token of %s? Programs using it stop working at once. This cannot be undone.", username)
+			d.Items = []string{fmt.Sprintf("%s, created %s", hint, adminTimeOf(t.CreatedAt).Text)}
+		}
+	}
+	if d.Items == nil {
+		d.Refusal = "The user has no such token."
+		w.render(ctx, http.StatusNotFound, "admin_confirm.html", d)
+		return
+	}
+	w.render(ctx, http.StatusOK, "admin_confirm.html", d)
+}
+
+// handleSessionsConfirm serves GET /admin/users/{username}/sessions/delete: the sign out
+// everywhere confirmation.
+func (w *Web) handleSessionsConfirm(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok {
+		return
+	}
+	username := adminParam(ctx, "username")
+	l := w.layoutFor(ctx, id, sess, "Sign out everywhere")
+	plan, err := w.svc.PlanDeleteUser(dbContext(), id, username)
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/users", "count sessions", err)
+		return
+	}
+	d := adminConfirm{adminLayout: l, Heading: "Sign " + plan.User.Username + " out everywhere",
+		Back: adminUserURL(plan.User.Username), Button: "Sign out everywhere", Action: string(ctx.Path()),
+		Message: fmt.Sprintf("End every browser session of %s? Their password and API tokens keep working.", plan.User.Username),
+		Items:   []string{adminCount(plan.Sessions, "session", "sessions") + " (expired ones included)"}}
+	if plan.User.ID == id.User.ID {
+		d.Items = append(d.Items, "This browser too: you will have to sign in again.")
+	}
+	w.render(ctx, http.StatusOK, "admin_confirm.html", d)
+}
+
+// adminCount says "1 image", "3 images".
+func adminCount(n int, one, many string) string {
+	return fmt.Sprintf("%d %s", n, adminPlural(n, one, many))
 }
 
 // handleTokenDelete serves POST /admin/users/{username}/tokens/{id}/delete: the token stops

@@ -294,11 +294,16 @@ func TestAdminTokens(t *testing.T) {
 	c, csrf := ts.signedIn(t, "admin")
 	alice := ts.adminUser(t, "alice")
 
-	got := ts.adminPostForm(t, c, "/admin/users/alice/tokens", csrf, nil)
-	got.wantStatus(t, http.StatusCreated)
-	if got.location != "" {
-		t.Errorf("got Location %q, want none: the token must not travel in a URL", got.location)
+	// Post, redirect, get: the token waits in the session for the one page that shows it.
+	minted := ts.adminPostForm(t, c, "/admin/users/alice/tokens", csrf, nil)
+	minted.wantRedirect(t, "/admin/users/alice/token")
+	admin := ts.adminUser(t, "admin")
+	sessions, err := ts.st.ListUserSessions(ctx, admin.ID, time.Now().AddDate(-1, 0, 0))
+	if err != nil || len(sessions) != 1 || sessions[0].Flash == "" || strings.Contains(sessions[0].Flash, "tpx_") {
+		t.Fatalf("the admin's session after the mint: %+v, %v; want one, its flash holding the token sealed", sessions, err)
 	}
+	got := ts.adminGet(t, c, minted.location)
+	got.wantStatus(t, http.StatusOK)
 	if cc := got.header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("got Cache-Control %q, want no-store", cc)
 	}
@@ -308,6 +313,14 @@ func TestAdminTokens(t *testing.T) {
 	}
 	token := m[1]
 	got.wantBody(t, "it will not be shown again")
+	if strings.Contains(minted.location, token) {
+		t.Fatal("the token travelled in the redirect's URL")
+	}
+	// A reload neither shows the token again nor mints another.
+	again := ts.adminGet(t, c, minted.location)
+	again.wantStatus(t, http.StatusOK)
+	again.wantNoBody(t, token, `id="new-token"`)
+	again.wantBody(t, `id="token-gone"`)
 	id, err := ts.st.FindIdentityByToken(ctx, token)
 	if err != nil || id.User.ID != alice.ID {
 		t.Fatalf("find identity by token: got %v, %v, want alice", id.User.Username, err)
@@ -318,7 +331,7 @@ func TestAdminTokens(t *testing.T) {
 		t.Fatalf("list tokens: got %v, %v, want one", tokens, err)
 	}
 	page := ts.adminGet(t, c, "/admin/users/alice")
-	page.wantBody(t, "<code>"+tokens[0].Hint+"</code>", fmt.Sprintf(`action="/admin/users/alice/tokens/%d/delete"`, tokens[0].ID))
+	page.wantBody(t, "<code>"+tokens[0].Hint+"</code>", fmt.Sprintf(`href="/admin/users/alice/tokens/%d/delete"`, tokens[0].ID))
 	page.wantNoBody(t, token)
 
 	// Another user's page cannot revoke alice's token.
@@ -328,6 +341,13 @@ func TestAdminTokens(t *testing.T) {
 		t.Fatalf("find identity by token after bob's revoke: got %v, want nil", err)
 	}
 
+	// Revoking asks first, naming the token.
+	confirm := ts.adminGet(t, c, fmt.Sprintf("/admin/users/alice/tokens/%d/delete", tokens[0].ID))
+	confirm.wantStatus(t, http.StatusOK)
+	confirm.wantBody(t, tokens[0].Hint, `<button type="submit" class="button danger">Revoke token</button>`)
+	if _, err := ts.st.FindIdentityByToken(ctx, token); err != nil {
+		t.Fatalf("the token after the confirmation page alone: %v", err)
+	}
 	revoke := ts.adminPostForm(t, c, fmt.Sprintf("/admin/users/alice/tokens/%d/delete", tokens[0].ID), csrf, nil)
 	revoke.wantRedirect(t, "/admin/users/alice")
 	ts.adminGet(t, c, revoke.location).wantBody(t, "Token revoked.", "No API tokens.")

@@ -41,6 +41,21 @@ var funcs = template.FuncMap{
 	// asset returns the URL of a file under static/ with its content hash in the query, so
 	// that it can be cached for a year and still changes the moment the file does.
 	"asset": assetURL,
+	// dict passes several values to a shared template: dict "Key" value "Key2" value2.
+	"dict": func(kv ...any) (map[string]any, error) {
+		if len(kv)%2 != 0 {
+			return nil, fmt.Errorf("dict: odd number of arguments")
+		}
+		m := map[string]any{}
+		for i := 0; i < len(kv); i += 2 {
+			k, ok := kv[i].(string)
+			if !ok {
+				return nil, fmt.Errorf("dict: key %v is not a string", kv[i])
+			}
+			m[k] = kv[i+1]
+		}
+		return m, nil
+	},
 	"join": func(xs []int) string {
 		s := make([]string, len(xs))
 		for i, x := range xs {
@@ -58,10 +73,11 @@ func parsePages() (*pages, error) {
 	p := &pages{byName: map[string]*template.Template{}}
 	for _, f := range files {
 		name := path.Base(f)
-		if name == "base.html" {
+		if name == "base.html" || strings.HasPrefix(name, "_") {
 			continue
 		}
-		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/base.html", f)
+		// Files named _*.html hold templates several pages share.
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/base.html", "templates/_*.html", f)
 		if err != nil {
 			return nil, fmt.Errorf("web: parse template %s: %w", name, err)
 		}

@@ -150,14 +150,21 @@ func (w *Web) Register(r *router.Router) {
 	r.POST("/admin/users/{username}", w.handleUserUpdate)                     // POST /admin/users/{username}
 	r.GET("/admin/users/{username}/delete", w.handleUserConfirm)              // GET: confirm
 	r.POST("/admin/users/{username}/delete", w.handleUserDelete)              // POST
-	r.POST("/admin/users/{username}/tokens", w.handleTokenCreate)             // POST: mint, shown once
+	r.POST("/admin/users/{username}/tokens", w.handleTokenCreate)             // POST: mint, then to /token
+	r.GET("/admin/users/{username}/token", w.handleTokenShow)                 // GET: the new token, once
+	r.GET("/admin/users/{username}/tokens/{id}/delete", w.handleTokenConfirm) // GET: confirm revoke
 	r.POST("/admin/users/{username}/tokens/{id}/delete", w.handleTokenDelete) // POST: revoke
+	r.GET("/admin/users/{username}/sessions/delete", w.handleSessionsConfirm) // GET: confirm
 	r.POST("/admin/users/{username}/sessions/delete", w.handleSessionsDelete) // POST: sign out everywhere
 
-	r.GET("/admin/images", w.handleImageList)                 // GET /admin/images?owner=&before=
-	r.GET("/admin/images/{id}/preview", w.handleImagePreview) // GET: the 200 px thumbnail
-	r.GET("/admin/images/{id}/delete", w.handleImageConfirm)  // GET: confirm
-	r.POST("/admin/images/{id}/delete", w.handleImageDelete)  // POST
+	r.GET("/admin/audit", w.handleAudit)                          // GET /admin/audit?actor=&action=&object_type=&cursor=
+	r.GET("/admin/users/{username}/history", w.handleUserHistory) // GET: one user's history
+	r.GET("/admin/tiers/{name}/history", w.handleTierHistory)     // GET: one tier's history
+	r.GET("/admin/images/{id}/history", w.handleImageHistory)     // GET: one image's history
+	r.GET("/admin/images", w.handleImageList)                     // GET /admin/images?owner=&before=
+	r.GET("/admin/images/{id}/preview", w.handleImagePreview)     // GET: the 200 px thumbnail
+	r.GET("/admin/images/{id}/delete", w.handleImageConfirm)      // GET: confirm
+	r.POST("/admin/images/{id}/delete", w.handleImageDelete)      // POST
 }
 
 // cookieName is the session cookie's name: with https, the __Host- prefix makes browsers
