@@ -28,10 +28,6 @@ import (
 // adminPageSize is how many rows a page of users or images shows.
 const adminPageSize = 50
 
-// adminDashboardUserCap bounds the dashboard's user count: it counts by listing, so past the
-// cap it says "more than".
-const adminDashboardUserCap = 1000
-
 // adminNavLink is one entry of the admin's section navigation.
 type adminNavLink struct {
 	Href    string
@@ -225,7 +221,7 @@ func adminBytes(n int64) string {
 type adminDashboard struct {
 	adminLayout
 	Tiers  int
-	Users  string // "12", or "more than 1000"
+	Users  string // "12", or "more than 10000" (see tierpix.UserCountCap)
 	Admins int
 }
 
@@ -242,7 +238,7 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/", "list tiers", err)
 		return
 	}
-	users, err := w.svc.ListUsers(dbctx, id, "", "", adminDashboardUserCap+1)
+	users, err := w.svc.ListUsers(dbctx, id, tierpix.UserQuery{Limit: 1})
 	if err != nil {
 		w.adminFail(ctx, l, "/", "list users", err)
 		return
@@ -252,9 +248,9 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/", "count admins", err)
 		return
 	}
-	d := adminDashboard{adminLayout: l, Tiers: len(tiers), Admins: admins, Users: strconv.Itoa(len(users))}
-	if len(users) > adminDashboardUserCap {
-		d.Users = fmt.Sprintf("more than %d", adminDashboardUserCap)
+	d := adminDashboard{adminLayout: l, Tiers: len(tiers), Admins: admins, Users: strconv.Itoa(users.Total)}
+	if users.TotalCapped {
+		d.Users = fmt.Sprintf("more than %d", users.Total)
 	}
 	w.render(ctx, http.StatusOK, "admin_index.html", d)
 }
