@@ -141,12 +141,24 @@ func (l *userList) where(extra ...string) string {
 	return ` WHERE ` + strings.Join(conds, ` AND `)
 }
 
+// orderBy is the ORDER BY of the key, ascending or descending.
+func (l *userList) orderBy(desc bool) string {
+	dir := ` ASC`
+	if desc {
+		dir = ` DESC`
+	}
+	if l.sort == tierpix.SortUsername {
+		return ` ORDER BY u.username` + dir
+	}
+	return ` ORDER BY ` + l.col + dir + `, u.username` + dir
+}
+
 // page returns the statement and arguments of up to limit rows in ascending or descending
 // key order, after the key k when it is not nil.
 func (l *userList) page(desc bool, k *tierpix.UserKey, limit int) (string, []any) {
-	dir, op := ` ASC`, `>`
+	op := `>`
 	if desc {
-		dir, op = ` DESC`, `<`
+		op = `<`
 	}
 	args := slices.Clone(l.args)
 	var extra []string
@@ -154,22 +166,22 @@ func (l *userList) page(desc bool, k *tierpix.UserKey, limit int) (string, []any
 		extra = append(extra, l.keyCond(op))
 		args = append(args, l.keyArgs(*k)...)
 	}
-	order := ` ORDER BY u.username` + dir
-	if l.sort != tierpix.SortUsername {
-		order = ` ORDER BY ` + l.col + dir + `, u.username` + dir
-	}
-	return `SELECT ` + userColumns + ` FROM users u` + l.where(extra...) + order + ` LIMIT ?`, append(args, limit)
+	return `SELECT ` + userColumns + ` FROM users u` + l.where(extra...) + l.orderBy(desc) + ` LIMIT ?`, append(args, limit)
 }
 
 // counts returns the statement and arguments that count the matching rows and, when k is not
 // nil, the matching rows that come before k in the list (before it or at it if inclusive),
 // each up to UserCountCap+1: a count stops there, so a page of a large table never reads it
-// all.
+// all. The rows before k are counted walking back from k in key order, so that the count is
+// a range of the order's index that stops at the cap: without the order, PostgreSQL, which
+// estimates a row-value range by its first column only, may take "tier <= 'Basic'" for most
+// of the table and count it by a sequential scan that finds the few rows before k only at
+// its end.
 func (l *userList) counts(desc bool, k *tierpix.UserKey, inclusive bool) (string, []any) {
-	capped := func(where string) string {
-		return `(SELECT COUNT(*) FROM (SELECT 1 FROM users u` + where + ` LIMIT ?) c)`
+	capped := func(where, order string) string {
+		return `(SELECT COUNT(*) FROM (SELECT 1 FROM users u` + where + order + ` LIMIT ?) c)`
 	}
-	query := `SELECT ` + capped(l.where()) + ` AS total`
+	query := `SELECT ` + capped(l.where(), ``) + ` AS total`
 	args := append(slices.Clone(l.args), tierpix.UserCountCap+1)
 	if k == nil {
 		return query + `, 0 AS start`, args
@@ -181,7 +193,7 @@ func (l *userList) counts(desc bool, k *tierpix.UserKey, inclusive bool) (string
 	if inclusive {
 		op += `=`
 	}
-	query += `, ` + capped(l.where(l.keyCond(op))) + ` AS start`
+	query += `, ` + capped(l.where(l.keyCond(op)), l.orderBy(!desc)) + ` AS start`
 	args = append(args, l.args...)
 	args = append(args, l.keyArgs(*k)...)
 	return query, append(args, tierpix.UserCountCap+1)
