@@ -40,7 +40,9 @@ type TierUpdate struct {
 // UserService manages accounts, their API tokens and their web sessions. Everything but a
 // user's own reads is for admins only.
 type UserService interface {
-	ListUsers(ctx context.Context, actor *Identity, search, after string, limit int) ([]User, error)
+	// ListUsers returns a page of users, filtered and ordered as q asks (EINVALID for a query
+	// that is not valid, see UserQuery.Validate).
+	ListUsers(ctx context.Context, actor *Identity, q UserQuery) (UserPage, error)
 	// FindUser: ENOTFOUND "The user does not exist."
 	FindUser(ctx context.Context, actor *Identity, username string) (Identity, error)
 	// CreateUser checks the username and password together (one EINVALID naming each field

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/tierpix/tierpix"
 	"github.com/valyala/fasthttp"
@@ -142,47 +143,81 @@ type userRequest struct {
 	IsAdmin  *bool   `json:"is_admin"`
 }
 
-// handleListUsers serves GET /api/admin/users, a page at a time by username; ?search= keeps
-// the usernames that contain it, case-insensitively.
+// userPage is the body of GET /api/admin/users: the page shape of Django REST Framework's
+// lists (count, next, previous, results) with a link to the first page, and count_capped
+// when the count stopped at tierpix.UserCountCap.
+type userPage struct {
+	Count       int        `json:"count"`
+	CountCapped bool       `json:"count_capped"`
+	First       *string    `json:"first"`
+	Previous    *string    `json:"previous"`
+	Next        *string    `json:"next"`
+	Results     []userJSON `json:"results"`
+}
+
+func (p userPage) nextPage() *string { return p.Next }
+
+// handleListUsers serves GET /api/admin/users?ordering=&tier=&is_admin=&search=&cursor=&limit=:
+// a page of users, filtered and ordered (DRF's ordering: a column, "-" before it for
+// descending), with links to the first, previous and next pages that keep the filters.
 func (a *API) handleListUsers(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {
 	limit, err := parseLimit(ctx)
 	if err != nil {
 		return err
 	}
-	search, _ := queryArg(ctx, "search")
-	if len(search) > maxSearchBytes {
-		return tierpix.Invalid("search", fmt.Sprintf("must be at most %d bytes", maxSearchBytes))
-	}
-	var after string
-	if c, ok := queryArg(ctx, "cursor"); ok {
-		if after, err = decodeStringCursor(c); err != nil {
-			return err
+	q := tierpix.UserQuery{Limit: limit}
+	// keep holds the parameters every link repeats.
+	keep := url.Values{"limit": {fmt.Sprint(limit)}}
+	if o, _ := queryArg(ctx, "ordering"); o != "" {
+		keep.Set("ordering", o)
+		if col, ok := strings.CutPrefix(o, "-"); ok && col != "" {
+			o, q.Desc = col, true
 		}
+		q.Sort = tierpix.UserSort(o)
 	}
-	users, err := a.svc.ListUsers(dbContext(ctx), caller, search, after, limit+1)
+	if q.Tier, _ = queryArg(ctx, "tier"); q.Tier != "" {
+		keep.Set("tier", q.Tier)
+	}
+	switch v, _ := queryArg(ctx, "is_admin"); v {
+	case "":
+	case "true", "false":
+		q.Admin = new(v == "true")
+		keep.Set("is_admin", v)
+	default:
+		return tierpix.Invalid("is_admin", "must be true or false")
+	}
+	if q.Search, _ = queryArg(ctx, "search"); q.Search != "" {
+		keep.Set("search", q.Search)
+	}
+	q.Cursor, _ = queryArg(ctx, "cursor")
+	p, err := a.svc.ListUsers(dbContext(ctx), caller, q)
 	if err != nil {
 		return err
 	}
-	var next *string
-	if len(users) > limit {
-		users = users[:limit]
-		q := url.Values{"limit": {fmt.Sprint(limit)}, "cursor": {encodeStringCursor(users[limit-1].Username)}}
-		if search != "" {
-			q.Set("search", search)
+	link := func(cursor string) *string {
+		v := maps.Clone(keep)
+		if cursor != "" {
+			v.Set("cursor", cursor)
 		}
-		u := a.cfg.PublicURL + "/api/admin/users?" + q.Encode()
-		next = &u
+		u := a.cfg.PublicURL + "/api/admin/users?" + v.Encode()
+		return &u
 	}
-	results := make([]userJSON, len(users))
-	for i := range users {
-		results[i] = newUserJSON(&users[i])
+	body := userPage{Count: p.Total, CountCapped: p.TotalCapped, Results: make([]userJSON, len(p.Users))}
+	if !p.First {
+		body.First = link("")
 	}
-	a.writeJSON(ctx, http.StatusOK, page[userJSON]{Results: results, Next: next})
+	if p.Prev != "" {
+		body.Previous = link(p.Prev)
+	}
+	if p.Next != "" {
+		body.Next = link(p.Next)
+	}
+	for i := range p.Users {
+		body.Results[i] = newUserJSON(&p.Users[i])
+	}
+	a.writeJSON(ctx, http.StatusOK, body)
 	return nil
 }
-
-// maxSearchBytes bounds a user search: usernames are at most 150 bytes.
-const maxSearchBytes = 150
 
 // handleCreateUser serves POST /api/admin/users.
 func (a *API) handleCreateUser(ctx *fasthttp.RequestCtx, caller *tierpix.Identity) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -199,6 +200,148 @@ func TestAdminUsersList(t *testing.T) {
 	}
 	ts.do(t, http.MethodGet, "/api/admin/users?limit=0", asAdmin, "", nil).wantProblem(t, http.StatusBadRequest, "limit")
 	ts.do(t, http.MethodGet, "/api/admin/users?cursor=%25", asAdmin, "", nil).wantProblem(t, http.StatusBadRequest, "cursor")
+}
+
+// apiUserPage is the body of GET /api/admin/users.
+type apiUserPage struct {
+	Count       int       `json:"count"`
+	CountCapped bool      `json:"count_capped"`
+	First       *string   `json:"first"`
+	Previous    *string   `json:"previous"`
+	Next        *string   `json:"next"`
+	Results     []apiUser `json:"results"`
+}
+
+// TestAdminUsersOrderedAndFiltered walks a filtered, descending user list forward with next
+// and back with previous: every link is a full URL that keeps the filters, and the pages
+// hold the matching users in the order asked, with their count.
+func TestAdminUsersOrderedAndFiltered(t *testing.T) {
+	clock := storetest.NewClock()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{}, nil)
+		// Users on Premium, not admins, with an x in their names, created three at an
+		// instant; and some that each miss one filter.
+		var want []tierpix.User
+		for i, name := range []string{"x5", "Xb", "x1", "x9", "ax", "x3", "x7", "x2", "x0"} {
+			want = append(want, ts.createUser(t, name, userPassword, "Premium", false))
+			if i%3 == 2 {
+				clock.Advance(time.Second)
+			}
+		}
+		ts.createUser(t, "x-admin", userPassword, "Premium", true)
+		ts.createUser(t, "x-basic", userPassword, "Basic", false)
+		ts.createUser(t, "premium", userPassword, "Premium", false)
+		slices.SortFunc(want, func(a, b tierpix.User) int {
+			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(b.Username, a.Username)
+		})
+		var wantNames []string
+		for _, u := range want {
+			wantNames = append(wantNames, u.Username)
+		}
+
+		filters := url.Values{"ordering": {"-created_at"}, "tier": {"premium"}, "is_admin": {"false"}, "search": {"X"}, "limit": {"4"}}
+		get := func(link string) apiUserPage {
+			t.Helper()
+			r := ts.do(t, http.MethodGet, link, asAdmin, "", nil)
+			r.wantStatus(t, http.StatusOK)
+			var p apiUserPage
+			r.decode(t, &p)
+			if p.Count != len(want) || p.CountCapped {
+				t.Errorf("%s: got count %d (capped %v), want %d", link, p.Count, p.CountCapped, len(want))
+			}
+			return p
+		}
+		// keeps checks that a link is a full URL of the list with the filters and a cursor.
+		keeps := func(what string, link *string, cursor bool) string {
+			t.Helper()
+			if link == nil {
+				t.Fatalf("%s: got null, want a link", what)
+			}
+			u, err := url.Parse(*link)
+			if err != nil || u.Path != "/api/admin/users" || !strings.HasPrefix(*link, ts.url+"/") {
+				t.Fatalf("%s: got %q, want a full URL of /api/admin/users", what, *link)
+			}
+			q := u.Query()
+			for k, v := range filters {
+				if q.Get(k) != v[0] {
+					t.Errorf("%s: got %s=%q, want %q", what, k, q.Get(k), v[0])
+				}
+			}
+			if (q.Get("cursor") != "") != cursor {
+				t.Errorf("%s: got cursor %q, want one: %v", what, q.Get("cursor"), cursor)
+			}
+			return *link
+		}
+		names := func(p apiUserPage) []string {
+			var n []string
+			for _, u := range p.Results {
+				n = append(n, u.Username)
+			}
+			return n
+		}
+
+		first := get("/api/admin/users?" + filters.Encode())
+		if first.First != nil || first.Previous != nil {
+			t.Errorf("first page: got first %v, previous %v, want both null", first.First, first.Previous)
+		}
+		pages := [][]string{names(first)}
+		p := first
+		for p.Next != nil {
+			next := keeps("next", p.Next, true)
+			p = get(next)
+			keeps("first", p.First, false)
+			keeps("previous", p.Previous, true)
+			pages = append(pages, names(p))
+		}
+		if got := slices.Concat(pages...); !slices.Equal(got, wantNames) {
+			t.Fatalf("walking next: got %v, want %v", got, wantNames)
+		}
+		if len(pages) != 3 {
+			t.Fatalf("got %d pages of 4 for %d users, want 3", len(pages), len(want))
+		}
+		for i := len(pages) - 2; i >= 0; i-- {
+			p = get(keeps("previous", p.Previous, true))
+			if got := names(p); !slices.Equal(got, pages[i]) {
+				t.Errorf("page %d by previous: got %v, want %v", i, got, pages[i])
+			}
+		}
+		if p.Previous != nil || p.First != nil {
+			t.Errorf("back on the first page: got first %v, previous %v, want both null", p.First, p.Previous)
+		}
+		// The first link leads to the first page.
+		second := get(keeps("next", first.Next, true))
+		if got := names(get(*second.First)); !slices.Equal(got, pages[0]) {
+			t.Errorf("first link: got %v, want %v", got, pages[0])
+		}
+		// Every ordering, both ways, lists everyone.
+		for _, o := range []string{"username", "-username", "tier", "-tier", "is_admin", "-is_admin", "created_at", "-created_at"} {
+			p := get("/api/admin/users?search=x&tier=Premium&is_admin=false&ordering=" + o)
+			if len(p.Results) != len(want) {
+				t.Errorf("ordering=%s: got %v, want the %d users", o, names(p), len(want))
+			}
+		}
+
+		tierCursor := url.Values{}
+		{
+			u, _ := url.Parse(*get("/api/admin/users?search=x&tier=Premium&is_admin=false&ordering=tier&limit=1").Next)
+			tierCursor.Set("cursor", u.Query().Get("cursor"))
+		}
+		for _, tt := range []struct{ query, field string }{
+			{"ordering=password_hash", "ordering"},
+			{"ordering=-", "ordering"},
+			{"ordering=--tier", "ordering"},
+			{"is_admin=yes", "is_admin"},
+			{"cursor=bm9wZQ", "cursor"},
+			{"ordering=created_at&" + tierCursor.Encode(), "cursor"},
+			{"search=" + strings.Repeat("x", 151), "search"},
+			{"limit=101", "limit"},
+		} {
+			ts.do(t, http.MethodGet, "/api/admin/users?"+tt.query, asAdmin, "", nil).wantProblem(t, http.StatusBadRequest, tt.field)
+		}
+	}, storetest.WithNow(clock.Now))
 }
 
 func TestAdminUsers(t *testing.T) {

@@ -82,7 +82,7 @@ func pageOf(v any) Page {
 		}
 	case userJSON:
 		p.Values = map[string]string{"username": v.Username, "tier": v.Tier, "is_admin": strconv.FormatBool(v.IsAdmin)}
-	case page[userJSON]:
+	case userPage:
 		p.InList = true
 		for _, u := range v.Results {
 			p.Keys = append(p.Keys, u.Username)

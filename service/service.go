@@ -247,17 +247,19 @@ func (s *Service) DeleteTier(ctx context.Context, actor *tierpix.Identity, name 
 
 const userNotFound = "The user does not exist."
 
-// ListUsers returns up to limit users by username after after, whose usernames contain
-// search case-insensitively.
-func (s *Service) ListUsers(ctx context.Context, actor *tierpix.Identity, search, after string, limit int) ([]tierpix.User, error) {
+// ListUsers returns a page of the users q asks for, to admins, once q is valid.
+func (s *Service) ListUsers(ctx context.Context, actor *tierpix.Identity, q tierpix.UserQuery) (tierpix.UserPage, error) {
 	if err := tierpix.RequireAdmin(actor); err != nil {
-		return nil, err
+		return tierpix.UserPage{}, err
 	}
-	users, err := s.st.ListUsers(ctx, search, after, limit)
+	if err := q.Validate(); err != nil {
+		return tierpix.UserPage{}, err
+	}
+	p, err := s.st.ListUsers(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
+		return tierpix.UserPage{}, fmt.Errorf("list users: %w", err)
 	}
-	return users, nil
+	return p, nil
 }
 
 // FindUser returns the user named username with their tier: any user to an admin, only

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -119,7 +120,7 @@ func TestRules(t *testing.T) {
 		t.Run("admin-only operations refuse users", func(t *testing.T) {
 			_, err := f.svc.CreateTier(ctx, alice, tierpix.Tier{Name: "Gold"})
 			wantCode(t, "user creates a tier", err, tierpix.EFORBIDDEN)
-			_, err = f.svc.ListUsers(ctx, alice, "", "", 10)
+			_, err = f.svc.ListUsers(ctx, alice, tierpix.UserQuery{Limit: 10})
 			wantCode(t, "user lists users", err, tierpix.EFORBIDDEN)
 			_, err = f.svc.FindUser(ctx, alice, "root")
 			wantCode(t, "user reads another user", err, tierpix.EFORBIDDEN)
@@ -144,6 +145,41 @@ func TestRules(t *testing.T) {
 			}
 			if _, err := f.si.SignIn(ctx, "bob", "bob-password", "192.0.2.1"); err != nil {
 				t.Fatalf("bob signs in with the password set: %v", err)
+			}
+		})
+
+		t.Run("user lists refuse bad queries before the store sees them", func(t *testing.T) {
+			p, err := f.svc.ListUsers(ctx, admin, tierpix.UserQuery{Sort: tierpix.SortTier, Limit: 1})
+			if err != nil || len(p.Users) != 1 || p.Next == "" {
+				t.Fatalf("first page by tier: got %+v, %v; want one user and a next cursor", p, err)
+			}
+			tierCursor := p.Next
+			tests := []struct {
+				name  string
+				q     tierpix.UserQuery
+				field string
+			}{
+				{name: "unknown order", q: tierpix.UserQuery{Sort: "password_hash", Limit: 10}, field: "ordering"},
+				{name: "descending unknown order", q: tierpix.UserQuery{Sort: "-tier", Desc: true, Limit: 10}, field: "ordering"},
+				{name: "cursor not from this list", q: tierpix.UserQuery{Cursor: "bm9wZQ", Limit: 10}, field: "cursor"},
+				{name: "cursor of another order", q: tierpix.UserQuery{Sort: tierpix.SortCreatedAt, Cursor: tierCursor, Limit: 10}, field: "cursor"},
+				{name: "no limit", q: tierpix.UserQuery{}, field: "limit"},
+				{name: "search too long", q: tierpix.UserQuery{Search: strings.Repeat("x", tierpix.MaxUserSearch+1), Limit: 10}, field: "search"},
+			}
+			for _, tt := range tests {
+				before := f.st.Queries()
+				_, err := f.svc.ListUsers(ctx, admin, tt.q)
+				wantCode(t, tt.name, err, tierpix.EINVALID)
+				if fields := tierpix.ErrorFields(err); fields[tt.field] == "" {
+					t.Errorf("%s: got fields %v, want %s named", tt.name, fields, tt.field)
+				}
+				if n := f.st.Queries() - before; n != 0 {
+					t.Errorf("%s: got %d statements, want the query refused before any", tt.name, n)
+				}
+			}
+			p, err = f.svc.ListUsers(ctx, admin, tierpix.UserQuery{Sort: tierpix.SortTier, Cursor: tierCursor, Limit: 10})
+			if err != nil || p.First || len(p.Users) == 0 {
+				t.Errorf("second page by tier: got %+v, %v; want the users after the first", p, err)
 			}
 		})
 

@@ -1,6 +1,10 @@
 package store
 
-import "github.com/jmoiron/sqlx"
+import (
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tierpix/tierpix"
+)
 
 // Test-only access to internals, for tests in package store_test (which cannot be in package
 // store: they use storetest, which imports store).
@@ -25,4 +29,10 @@ func Migrations(t interface{ Fatalf(string, ...any) }, s *Store) int {
 		t.Fatalf("load migrations: %v", err)
 	}
 	return len(ms)
+}
+
+// UserPageQuery is the statement ListUsers runs for a page of q read forwards (or backwards
+// when reverse is set) from the cursor's key, so tests can check its plan.
+func UserPageQuery(q tierpix.UserQuery, key *tierpix.UserKey, reverse bool) (string, []any) {
+	return newUserList(&q).page(q.Desc != reverse, key, q.Limit+1)
 }

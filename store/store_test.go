@@ -503,64 +503,6 @@ func TestModifySerializes(t *testing.T) {
 	})
 }
 
-func TestListUsers(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, s *store.Store) {
-		// Byte order: upper case before lower case, in both dialects.
-		names := []string{"zed", "Zed", "amy", "bob", "Amy", "carl", "_x", "1st", "a_b", "axb", "Bo.b", "boB"}
-		for _, n := range names {
-			createUser(t, s, n, "Basic")
-		}
-		all := slices.Clone(names)
-		slices.Sort(all)
-
-		tests := []struct {
-			name   string
-			search string
-			want   []string
-		}{
-			{name: "all", search: "", want: all},
-			{name: "case-insensitive", search: "AM", want: []string{"Amy", "amy"}},
-			{name: "substring", search: "o", want: []string{"Bo.b", "boB", "bob"}},
-			{name: "underscore is literal", search: "_", want: []string{"_x", "a_b"}},
-			{name: "percent is literal", search: "%", want: nil},
-			{name: "backslash is literal", search: `\`, want: nil},
-			{name: "escaped underscore is literal", search: `\_`, want: nil},
-			{name: "dot is literal", search: "o.B", want: []string{"Bo.b"}},
-			{name: "whole name", search: "1ST", want: []string{"1st"}},
-			{name: "no match", search: "q", want: nil},
-		}
-		for _, tt := range tests {
-			for _, limit := range []int{1, 3, 100} {
-				t.Run(fmt.Sprintf("%s limit %d", tt.name, limit), func(t *testing.T) {
-					var got []string
-					after := ""
-					for page := 0; page < 20; page++ {
-						users, err := s.ListUsers(t.Context(), tt.search, after, limit)
-						mustOK(t, err)
-						if len(users) > limit {
-							t.Fatalf("got %d users, want at most %d", len(users), limit)
-						}
-						if len(users) == 0 {
-							break
-						}
-						for _, u := range users {
-							got = append(got, u.Username)
-						}
-						after = users[len(users)-1].Username
-					}
-					if !slices.Equal(got, tt.want) {
-						t.Errorf("got %v, want %v", got, tt.want)
-					}
-				})
-			}
-		}
-		_, err := s.ListUsers(t.Context(), "", "", 0)
-		wantCode(t, err, tierpix.EINVALID)
-		_, err = s.ListUsers(t.Context(), "a", "", 0)
-		wantCode(t, err, tierpix.EINVALID)
-	})
-}
-
 func TestTokens(t *testing.T) {
 	storetest.EachClock(t, func(t *testing.T, s *store.Store, clock *storetest.Clock) {
 		ctx := t.Context()

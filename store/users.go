@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -63,46 +64,217 @@ func unknownTier(name string) error {
 	return tierpix.Invalid("tier", fmt.Sprintf("No tier named %s.", name))
 }
 
-// listUsersQuery is a page of users by username.
-const listUsersQuery = `SELECT ` + userColumns + ` FROM users u
-	WHERE u.username > ?
-	ORDER BY u.username
-	LIMIT ?`
-
-// searchUsersQuery is a page of the users whose username contains a LIKE pattern,
-// case-insensitively. lower() folds only ASCII in SQLite, and usernames are ASCII (see
-// tierpix.ValidateUsername), so both dialects match the same users. No index serves a
-// substring match; the username index still gives the order, so a page stops early.
-const searchUsersQuery = `SELECT ` + userColumns + ` FROM users u
-	WHERE u.username > ? AND lower(u.username) LIKE lower(?) ESCAPE '\'
-	ORDER BY u.username
-	LIMIT ?`
-
-// likeEscaper escapes LIKE's wildcards and its escape character (searchUsersQuery's '\').
+// likeEscaper escapes LIKE's wildcards and its escape character (the '\' of newUserList's search).
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
-// ListUsers returns up to limit users with usernames after `after`, ordered by username
-// (byte order in both dialects). A search that is not empty keeps only the usernames that
-// contain it, case-insensitively; its characters match themselves, % and _ included.
-func (s *Store) ListUsers(ctx context.Context, search, after string, limit int) ([]tierpix.User, error) {
-	if limit < 1 {
-		return nil, tierpix.Invalid("limit", "must be at least 1")
+// userSortColumns are the columns of each order; each but the username's has an index on
+// (column, username) (migration 0006), which serves its pages in both directions and the
+// cursor's row-value comparison, so no page sorts and none reads rows it does not return.
+var userSortColumns = map[tierpix.UserSort]string{
+	tierpix.SortUsername:  "u.username",
+	tierpix.SortTier:      "u.tier",
+	tierpix.SortIsAdmin:   "u.is_admin",
+	tierpix.SortCreatedAt: "u.created_at",
+}
+
+// userList is one ListUsers call's statements, built from fixed fragments: the filters as
+// SQL and their arguments, and the order.
+type userList struct {
+	sort    tierpix.UserSort
+	col     string
+	filters []string
+	args    []any
+}
+
+func newUserList(q *tierpix.UserQuery) *userList {
+	l := &userList{sort: q.SortBy()}
+	l.col = userSortColumns[l.sort]
+	// A search matches case-insensitively. lower() folds only ASCII in SQLite, and usernames
+	// are ASCII (see tierpix.ValidateUsername), so both dialects match the same users. No
+	// index serves a substring match; the order's index still lets a page stop early.
+	if q.Search != "" {
+		l.filters = append(l.filters, `lower(u.username) LIKE lower(?) ESCAPE '\'`)
+		l.args = append(l.args, "%"+likeEscaper.Replace(q.Search)+"%")
 	}
-	var rows []userRow
-	var err error
-	if search == "" {
-		err = s.sel(ctx, s.q(ctx), &rows, listUsersQuery, after, limit)
-	} else {
-		err = s.sel(ctx, s.q(ctx), &rows, searchUsersQuery, after, "%"+likeEscaper.Replace(search)+"%", limit)
+	// The tier's stored spelling is looked up by its name in any case, so that the equality
+	// on u.tier can use the (tier, username) index.
+	if q.Tier != "" {
+		l.filters = append(l.filters, `u.tier = (SELECT t.name FROM tiers t WHERE lower(t.name) = lower(?))`)
+		l.args = append(l.args, q.Tier)
 	}
+	if q.Admin != nil {
+		l.filters = append(l.filters, `u.is_admin = ?`)
+		l.args = append(l.args, *q.Admin)
+	}
+	return l
+}
+
+// keyArgs returns the arguments of a comparison with k.
+func (l *userList) keyArgs(k tierpix.UserKey) []any {
+	switch l.sort {
+	case tierpix.SortTier:
+		return []any{k.Tier, k.Username}
+	case tierpix.SortIsAdmin:
+		return []any{k.IsAdmin, k.Username}
+	case tierpix.SortCreatedAt:
+		return []any{k.CreatedAt.UnixMicro(), k.Username}
+	}
+	return []any{k.Username}
+}
+
+// keyCond compares a row's key with a key given as arguments, op being <, <=, > or >=: a
+// row-value comparison, which both dialects run as a range of the order's index.
+func (l *userList) keyCond(op string) string {
+	if l.sort == tierpix.SortUsername {
+		return `u.username ` + op + ` ?`
+	}
+	return `(` + l.col + `, u.username) ` + op + ` (?, ?)`
+}
+
+// where joins the filters and extra conditions.
+func (l *userList) where(extra ...string) string {
+	conds := append(slices.Clone(l.filters), extra...)
+	if len(conds) == 0 {
+		return ""
+	}
+	return ` WHERE ` + strings.Join(conds, ` AND `)
+}
+
+// orderBy is the ORDER BY of the key, ascending or descending.
+func (l *userList) orderBy(desc bool) string {
+	dir := ` ASC`
+	if desc {
+		dir = ` DESC`
+	}
+	if l.sort == tierpix.SortUsername {
+		return ` ORDER BY u.username` + dir
+	}
+	return ` ORDER BY ` + l.col + dir + `, u.username` + dir
+}
+
+// page returns the statement and arguments of up to limit rows in ascending or descending
+// key order, after the key k when it is not nil.
+func (l *userList) page(desc bool, k *tierpix.UserKey, limit int) (string, []any) {
+	op := `>`
+	if desc {
+		op = `<`
+	}
+	args := slices.Clone(l.args)
+	var extra []string
+	if k != nil {
+		extra = append(extra, l.keyCond(op))
+		args = append(args, l.keyArgs(*k)...)
+	}
+	return `SELECT ` + userColumns + ` FROM users u` + l.where(extra...) + l.orderBy(desc) + ` LIMIT ?`, append(args, limit)
+}
+
+// counts returns the statement and arguments that count the matching rows and, when k is not
+// nil, the matching rows that come before k in the list (before it or at it if inclusive),
+// each up to UserCountCap+1: a count stops there, so a page of a large table never reads it
+// all. The rows before k are counted walking back from k in key order, so that the count is
+// a range of the order's index that stops at the cap: without the order, PostgreSQL, which
+// estimates a row-value range by its first column only, may take "tier <= 'Basic'" for most
+// of the table and count it by a sequential scan that finds the few rows before k only at
+// its end.
+func (l *userList) counts(desc bool, k *tierpix.UserKey, inclusive bool) (string, []any) {
+	capped := func(where, order string) string {
+		return `(SELECT COUNT(*) FROM (SELECT 1 FROM users u` + where + order + ` LIMIT ?) c)`
+	}
+	query := `SELECT ` + capped(l.where(), ``) + ` AS total`
+	args := append(slices.Clone(l.args), tierpix.UserCountCap+1)
+	if k == nil {
+		return query + `, 0 AS start`, args
+	}
+	op := `<`
+	if desc {
+		op = `>`
+	}
+	if inclusive {
+		op += `=`
+	}
+	query += `, ` + capped(l.where(l.keyCond(op)), l.orderBy(!desc)) + ` AS start`
+	args = append(args, l.args...)
+	args = append(args, l.keyArgs(*k)...)
+	return query, append(args, tierpix.UserCountCap+1)
+}
+
+// ListUsers returns a page of the users q asks for (EINVALID for a query that is not valid,
+// see tierpix.UserQuery.Validate), in two statements whatever the page: the rows, read from
+// the order's index after or before the cursor's key (no OFFSET: a page deep in the list
+// costs what the first does), then the counts. Usernames and tier names are ordered
+// byte-wise in both dialects. The counts are read after the rows, outside a transaction, so
+// a change in between may put them off by what it changed.
+func (s *Store) ListUsers(ctx context.Context, q tierpix.UserQuery) (tierpix.UserPage, error) {
+	if err := q.Validate(); err != nil {
+		return tierpix.UserPage{}, err
+	}
+	c, err := q.ParseCursor()
 	if err != nil {
-		return nil, dbError(err, "list users", "The user")
+		return tierpix.UserPage{}, err
 	}
-	users := make([]tierpix.User, len(rows))
+	l := newUserList(&q)
+	var key *tierpix.UserKey
+	if q.Cursor != "" {
+		key = &c.Key
+	}
+	// The page before a key is read backwards from it, then turned around.
+	var rows []userRow
+	query, args := l.page(q.Desc != c.Before, key, q.Limit+1)
+	if err := s.sel(ctx, s.q(ctx), &rows, query, args...); err != nil {
+		return tierpix.UserPage{}, dbError(err, "list users", "The user")
+	}
+	more := len(rows) > q.Limit
+	if more {
+		rows = rows[:q.Limit]
+	}
+	if c.Before {
+		slices.Reverse(rows)
+	}
+	p := tierpix.UserPage{Users: make([]tierpix.User, len(rows))}
 	for i, r := range rows {
-		users[i] = r.user()
+		p.Users[i] = r.user()
 	}
-	return users, nil
+	switch {
+	case key == nil:
+		p.First, p.Last = true, !more
+	case c.Before:
+		p.First, p.Last = !more, false
+	default:
+		p.First, p.Last = false, !more
+	}
+
+	// Start counts the rows before the page: those up to the cursor's key for a page after
+	// it, those before the page's first row for a page before one.
+	var startKey *tierpix.UserKey
+	inclusive := false
+	switch {
+	case p.First:
+	case !c.Before:
+		startKey, inclusive = key, true
+	case len(p.Users) > 0:
+		k := l.sort.KeyOf(&p.Users[0])
+		startKey = &k
+	}
+	var n struct {
+		Total int `db:"total"`
+		Start int `db:"start"`
+	}
+	query, args = l.counts(q.Desc, startKey, inclusive)
+	if err := s.get(ctx, s.q(ctx), &n, query, args...); err != nil {
+		return tierpix.UserPage{}, dbError(err, "count users", "The user")
+	}
+	p.Total, p.TotalCapped = min(n.Total, tierpix.UserCountCap), n.Total > tierpix.UserCountCap
+	p.Start, p.StartCapped = min(n.Start, tierpix.UserCountCap), n.Start > tierpix.UserCountCap
+
+	if len(p.Users) > 0 {
+		if !p.First {
+			p.Prev = tierpix.UserCursor{Key: l.sort.KeyOf(&p.Users[0]), Before: true}.String()
+		}
+		if !p.Last {
+			p.Next = tierpix.UserCursor{Key: l.sort.KeyOf(&p.Users[len(p.Users)-1])}.String()
+		}
+	}
+	return p, nil
 }
 
 // FindUser returns a user and their current tier by username (ENOTFOUND), in one query.

@@ -27,10 +27,6 @@ import (
 // adminPageSize is how many rows a page of users or images shows.
 const adminPageSize = 50
 
-// adminDashboardUserCap bounds the dashboard's user count: it counts by listing, so past the
-// cap it says "more than".
-const adminDashboardUserCap = 1000
-
 // adminNavLink is one entry of the admin's section navigation.
 type adminNavLink struct {
 	Href    string
@@ -232,7 +228,7 @@ func adminBytes(n int64) string {
 type adminDashboard struct {
 	adminLayout
 	Tiers  int
-	Users  string // "12", or "more than 1000"
+	Users  string // "12", or "more than 10000" (see tierpix.UserCountCap)
 	Admins int
 	Recent []adminChangeRow
 }
@@ -250,7 +246,7 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/", "list tiers", err)
 		return
 	}
-	users, err := w.svc.ListUsers(dbctx, id, "", "", adminDashboardUserCap+1)
+	users, err := w.svc.ListUsers(dbctx, id, tierpix.UserQuery{Limit: 1})
 	if err != nil {
 		w.adminFail(ctx, l, "/", "list users", err)
 		return
@@ -265,12 +261,12 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		w.adminFail(ctx, l, "/", "recent actions", err)
 		return
 	}
-	d := adminDashboard{adminLayout: l, Tiers: len(tiers), Admins: admins, Users: strconv.Itoa(len(users))}
+	d := adminDashboard{adminLayout: l, Tiers: len(tiers), Admins: admins, Users: strconv.Itoa(users.Total)}
 	for i := range recent.Changes {
 		d.Recent = append(d.Recent, adminChangeRowOf(&recent.Changes[i]))
 	}
-	if len(users) > adminDashboardUserCap {
-		d.Users = fmt.Sprintf("more than %d", adminDashboardUserCap)
+	if users.TotalCapped {
+		d.Users = fmt.Sprintf("more than %d", users.Total)
 	}
 	w.render(ctx, http.StatusOK, "admin_index.html", d)
 }

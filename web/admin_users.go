@@ -128,7 +128,7 @@ func (w *Web) adminTierOptions(selected string) ([]adminTierOption, error) {
 }
 
 // handleUserList serves GET /admin/users?q=&after=: users by username, 50 a page, filtered
-// by a case-insensitive substring of the username.
+// by a case-insensitive substring of the username; after is the list's cursor.
 func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 	id, sess, ok := w.requireUser(ctx, true)
 	if !ok {
@@ -137,7 +137,7 @@ func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 	l := w.layoutFor(ctx, id, sess, "Users")
 	q := strings.TrimSpace(adminQuery(ctx, "q"))
 	after := adminQuery(ctx, "after")
-	users, err := w.svc.ListUsers(dbContext(), id, q, after, adminPageSize+1)
+	p, err := w.svc.ListUsers(dbContext(), id, tierpix.UserQuery{Search: q, Cursor: after, Limit: adminPageSize})
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list users", err)
 		return
@@ -146,9 +146,8 @@ func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 	if q != "" {
 		d.Title = fmt.Sprintf("Users matching %q", q)
 	}
-	if len(users) > adminPageSize {
-		users = users[:adminPageSize]
-		v := url.Values{"after": {users[len(users)-1].Username}}
+	if p.Next != "" {
+		v := url.Values{"after": {p.Next}}
 		if q != "" {
 			v.Set("q", q)
 		}
@@ -160,8 +159,8 @@ func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 			d.FirstURL += "?" + url.Values{"q": {q}}.Encode()
 		}
 	}
-	d.Users = make([]adminUserRow, len(users))
-	for i, u := range users {
+	d.Users = make([]adminUserRow, len(p.Users))
+	for i, u := range p.Users {
 		d.Users[i] = adminUserRow{Username: u.Username, Tier: u.TierName, IsAdmin: u.IsAdmin, Created: adminTimeOf(u.CreatedAt), EditURL: adminUserURL(u.Username)}
 	}
 	w.render(ctx, http.StatusOK, "admin_users.html", d)

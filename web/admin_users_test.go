@@ -118,6 +118,9 @@ func TestAdminUserList(t *testing.T) {
 			return names
 		}
 
+		after := func(username string) string {
+			return tierpix.UserCursor{Key: tierpix.UserKey{Sort: tierpix.SortUsername, Username: username}}.String()
+		}
 		tests := []struct {
 			name      string
 			path      string
@@ -127,10 +130,10 @@ func TestAdminUserList(t *testing.T) {
 			wantNext  string
 		}{
 			// Byte order: upper case first, then admin, alice and the users.
-			{name: "first page", path: "/admin/users", wantFirst: "Zed_User", wantLast: "user46", wantRows: 50, wantNext: "/admin/users?after=user46"},
-			{name: "second page", path: "/admin/users?after=user46", wantFirst: "user47", wantLast: "user59", wantRows: 13},
-			{name: "search, case-insensitive", path: "/admin/users?q=USER", wantFirst: "Zed_User", wantLast: "user48", wantRows: 50, wantNext: "/admin/users?after=user48&amp;q=USER"},
-			{name: "search second page", path: "/admin/users?q=USER&after=user48", wantFirst: "user49", wantLast: "user59", wantRows: 11},
+			{name: "first page", path: "/admin/users", wantFirst: "Zed_User", wantLast: "user46", wantRows: 50, wantNext: "/admin/users?after=" + after("user46")},
+			{name: "second page", path: "/admin/users?after=" + after("user46"), wantFirst: "user47", wantLast: "user59", wantRows: 13},
+			{name: "search, case-insensitive", path: "/admin/users?q=USER", wantFirst: "Zed_User", wantLast: "user48", wantRows: 50, wantNext: "/admin/users?after=" + after("user48") + "&amp;q=USER"},
+			{name: "search second page", path: "/admin/users?q=USER&after=" + after("user48"), wantFirst: "user49", wantLast: "user59", wantRows: 11},
 			{name: "search one", path: "/admin/users?q=r05", wantFirst: "user05", wantLast: "user05", wantRows: 1},
 			{name: "search underscore is literal", path: "/admin/users?q=_", wantFirst: "Zed_User", wantLast: "Zed_User", wantRows: 1},
 			{name: "no match", path: "/admin/users?q=nobody", wantRows: 0},

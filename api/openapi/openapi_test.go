@@ -131,7 +131,7 @@ func TestOperations(t *testing.T) {
 		for _, p := range op.Parameters {
 			names = append(names, p.In+":"+p.Name)
 		}
-		if want := []string{"query:limit", "query:cursor", "query:search"}; !slices.Equal(names, want) {
+		if want := []string{"query:limit", "query:cursor", "query:search", "query:ordering", "query:tier", "query:is_admin"}; !slices.Equal(names, want) {
 			t.Errorf("parameters: got %v, want %v", names, want)
 		}
 		op, _ = s.Lookup("DELETE", "/api/admin/users/bob/tokens/7")
@@ -455,6 +455,9 @@ func TestSchemasAreStrict(t *testing.T) {
 		{name: "page", schema: "ImagePage", body: `{"results": [], "next": null}`, valid: true},
 		{name: "page with a next URL", schema: "ImagePage", body: `{"results": [], "next": "http://127.0.0.1:1/api/images?limit=1&cursor=x"}`, valid: true},
 		{name: "page with a relative next", schema: "ImagePage", body: `{"results": [], "next": "/api/images"}`},
+		{name: "user page", schema: "UserPage", body: `{"count": 10000, "count_capped": true, "first": null, "previous": null, "next": "http://127.0.0.1:1/api/admin/users?cursor=x&limit=1", "results": []}`, valid: true},
+		{name: "user page counted past the cap", schema: "UserPage", body: `{"count": 12000, "count_capped": true, "first": null, "previous": null, "next": null, "results": []}`},
+		{name: "user page without a count", schema: "UserPage", body: `{"first": null, "previous": null, "next": null, "results": []}`},
 		{name: "problem", schema: "Problem", body: `{"type": "about:blank", "title": "Bad Request", "status": 400, "detail": "x", "errors": {"a": "b"}}`, valid: true},
 		{name: "problem with a non-string error", schema: "Problem", body: `{"type": "about:blank", "title": "Bad Request", "status": 400, "errors": {"a": 1}}`},
 		{name: "tier", schema: "Tier", body: `{"name": "Basic", "thumbnail_heights": [200], "original_link": false, "expiring_links": false, "builtin": true}`, valid: true},

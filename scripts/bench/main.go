@@ -41,6 +41,7 @@ type options struct {
 	db      string
 	out     string
 	quick   bool
+	only    string // "" for every scenario, or "users" for the user list's alone
 }
 
 // Durations of the wrk runs. The full run takes some 6-8 minutes on a 2-core machine.
@@ -65,13 +66,14 @@ func main() {
 	flag.StringVar(&o.db, "db", "", "PostgreSQL URL of a database the bench may fill (it adds users and a million image rows)")
 	flag.StringVar(&o.out, "out", "bench-out", "directory for the cached sources, the run's data and logs, and the results")
 	flag.BoolVar(&o.quick, "quick", false, "run every scenario for a third of the time (to try the bench out; not for the record)")
+	flag.StringVar(&o.only, "only", "", `"users" runs the user list scenario alone (a million users, every ordering)`)
 	flag.Parse()
-	if o.tierpix == "" || o.db == "" {
-		fmt.Fprintln(os.Stderr, "usage: bench -tierpix BINARY -db POSTGRES_URL [-out DIR] [-quick]")
+	if o.tierpix == "" || o.db == "" || (o.only != "" && o.only != "users") {
+		fmt.Fprintln(os.Stderr, "usage: bench -tierpix BINARY -db POSTGRES_URL [-out DIR] [-quick] [-only users]")
 		os.Exit(2)
 	}
 	if o.quick {
-		for _, d := range []*time.Duration{&hitDur, &coldDur, &furtherDur, &listDur} {
+		for _, d := range []*time.Duration{&hitDur, &coldDur, &furtherDur, &listDur, &userDur} {
 			*d = max(2*time.Second, *d/3)
 		}
 	}
@@ -199,7 +201,11 @@ func (b *bench) take(key string, n int) []string {
 func (b *bench) run(ctx context.Context) error {
 	b.began = time.Now()
 	b.loadFrom = loadavg()
-	for _, tool := range []string{"wrk", b.o.nginx, "vips"} {
+	tools := []string{"wrk", b.o.nginx, "vips"}
+	if b.o.only == "users" {
+		tools = []string{"wrk"}
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("needs %s on PATH (scripts/bench.sh installs it): %w", tool, err)
 		}
@@ -208,9 +214,12 @@ func (b *bench) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	paths, uploadPNG, err := makeSources(filepath.Join(out, "sources"))
-	if err != nil {
-		return err
+	var paths map[string]string
+	var uploadPNG string
+	if b.o.only == "" {
+		if paths, uploadPNG, err = makeSources(filepath.Join(out, "sources")); err != nil {
+			return err
+		}
 	}
 	b.work = filepath.Join(out, "run")
 	if err := os.RemoveAll(b.work); err != nil {
@@ -237,6 +246,12 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if b.db, err = openDB(ctx, b.o.db); err != nil {
 		return err
+	}
+	if b.o.only == "users" {
+		if err := b.userListScenario(ctx); err != nil {
+			return err
+		}
+		return b.finish(ctx, out)
 	}
 	token, err := b.a.client.createUser(ctx, b.admin(), "bench", "Enterprise")
 	if err != nil {
@@ -305,6 +320,10 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	if err := b.listScenario(ctx, listTokens); err != nil {
+		return err
+	}
+	// Last: its million users are left out of every scenario before it.
+	if err := b.userListScenario(ctx); err != nil {
 		return err
 	}
 	return b.finish(ctx, out)
@@ -1081,7 +1100,7 @@ func (b *bench) finish(ctx context.Context, out string) error {
 	}
 	ref /= float64(nref)
 	for i := range b.rows {
-		if b.rows[i].RPS > 0 {
+		if b.rows[i].RPS > 0 && nref > 0 {
 			b.rows[i].VsNginx = b.rows[i].RPS / ref
 		}
 	}
@@ -1100,8 +1119,10 @@ func (b *bench) finish(ctx context.Context, out string) error {
 			return 4
 		case strings.HasPrefix(r.Scenario, "list"):
 			return 5
+		case strings.HasPrefix(r.Scenario, "user list"):
+			return 6
 		}
-		return 6
+		return 7
 	}
 	slices.SortStableFunc(b.rows, func(x, y row) int { return order(x) - order(y) })
 
