@@ -27,6 +27,7 @@ type adminImageRow struct {
 	PreviewW   int // the preview's size, so the page does not jump as pictures arrive
 	PreviewH   int
 	DeleteURL  string
+	DetailURL  string
 }
 
 // adminImageList is the data of GET /admin/images.
@@ -64,6 +65,7 @@ func adminImageRowOf(img tierpix.Image, owner string) adminImageRow {
 		PreviewW:   w,
 		PreviewH:   h,
 		DeleteURL:  adminImageURL(img.ID) + "/delete",
+		DetailURL:  adminImageURL(img.ID),
 	}
 }
 
@@ -161,4 +163,39 @@ func (w *Web) handleImageDelete(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	w.adminRedirect(ctx, "/admin/images", "Image deleted.")
+}
+
+// adminImageDetail is the data of GET /admin/images/{id}.
+type adminImageDetail struct {
+	adminLayout
+	Image   adminImageRow
+	Format  string
+	UserURL string
+	History []adminChangeRow
+}
+
+// handleImageDetail serves GET /admin/images/{id}: the image's preview, details, owner and
+// history, with the way to delete it.
+func (w *Web) handleImageDetail(ctx *fasthttp.RequestCtx) {
+	id, sess, ok := w.requireUser(ctx, true)
+	if !ok {
+		return
+	}
+	l := w.layoutFor(ctx, id, sess, "Image")
+	img, err := w.svc.FindAnyImage(dbContext(), id, adminParam(ctx, "id"))
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/images", "find image", err)
+		return
+	}
+	hist, err := w.svc.ListChanges(dbContext(), id, tierpix.ChangeQuery{ObjectType: tierpix.ObjectImage, ObjectID: img.ID, Limit: adminRecentActions})
+	if err != nil {
+		w.adminFail(ctx, l, "/admin/images", "image history", err)
+		return
+	}
+	l.Title = "Image " + img.Name
+	d := adminImageDetail{adminLayout: l, Image: adminImageRowOf(img.Image, img.Owner), Format: strings.ToUpper(img.Format), UserURL: adminUserURL(img.Owner)}
+	for i := range hist.Changes {
+		d.History = append(d.History, adminChangeRowOf(&hist.Changes[i]))
+	}
+	w.render(ctx, http.StatusOK, "admin_image.html", d)
 }

@@ -87,7 +87,7 @@ func TestAdminImageList(t *testing.T) {
 		page := ts.adminGet(t, c, "/admin/images?owner=alice")
 		page.wantBody(t,
 			fmt.Sprintf(`<a class="thumb" href="/admin/images/%[1]s/preview"><img src="/admin/images/%[1]s/preview" alt="Preview of img-59.jpg" width="8" height="6" loading="lazy"></a>`, aliceIDs[0]),
-			`<th scope="row">img-59.jpg</th>`,
+			fmt.Sprintf(`<th scope="row" data-label="Name"><a href="/admin/images/%s">img-59.jpg</a></th>`, aliceIDs[0]),
 			`<a href="/admin/images?owner=alice" aria-label="Images of alice">alice</a>`,
 			`<td data-label="Size">8×6, `,
 		)

@@ -18,15 +18,33 @@ type adminUserRow struct {
 	IsAdmin  bool
 	Created  adminTime
 	EditURL  string
+	Self     bool // the admin's own row: no checkbox, an admin cannot delete themselves
 }
 
-// adminUserList is the data of GET /admin/users.
+// adminUserList is the data of GET /admin/users: a page of users, sorted by a column and
+// filtered like django-admin's change list, with checkboxes for the bulk delete.
 type adminUserList struct {
 	adminLayout
 	Q        string
+	Tier     string
+	Admin    string // "", "yes" or "no"
+	Tiers    []adminOption
+	Columns  []adminSortColumn
 	Users    []adminUserRow
-	NextURL  string // empty on the last page
+	Count    string // "51–100 of 1 234"
+	Filtered bool
 	FirstURL string // empty on the first page
+	PrevURL  string
+	NextURL  string // empty on the last page
+	Ordering string // the current ordering, kept by the search and filter forms
+}
+
+// adminSortColumn is a sortable column heading: a link that sorts by it, ascending, or
+// descending when it is the ascending sort already.
+type adminSortColumn struct {
+	Label string
+	URL   string
+	Sort  string // aria-sort: "ascending", "descending" or "" when not sorted by it
 }
 
 // adminTierOption is a tier in a select.
@@ -127,43 +145,146 @@ func (w *Web) adminTierOptions(selected string) ([]adminTierOption, error) {
 	return opts, nil
 }
 
-// handleUserList serves GET /admin/users?q=&after=: users by username, 50 a page, filtered
-// by a case-insensitive substring of the username; after is the list's cursor.
+// adminUserColumns are the user list's sortable columns, in table order.
+var adminUserColumns = []struct {
+	Label string
+	Sort  tierpix.UserSort
+}{
+	{"Username", tierpix.SortUsername},
+	{"Tier", tierpix.SortTier},
+	{"Admin", tierpix.SortIsAdmin},
+	{"Created", tierpix.SortCreatedAt},
+}
+
+// handleUserList serves GET /admin/users?q=&tier=&admin=&o=&cursor=: users sorted by a column
+// (o, DRF's ordering: "-created_at" is newest first), filtered by a substring of the
+// username, a tier and the admin flag, 50 a page by keyset, with the count of those that
+// match.
 func (w *Web) handleUserList(ctx *fasthttp.RequestCtx) {
 	id, sess, ok := w.requireUser(ctx, true)
 	if !ok {
 		return
 	}
 	l := w.layoutFor(ctx, id, sess, "Users")
-	q := strings.TrimSpace(adminQuery(ctx, "q"))
-	after := adminQuery(ctx, "after")
-	p, err := w.svc.ListUsers(dbContext(), id, tierpix.UserQuery{Search: q, Cursor: after, Limit: adminPageSize})
+	d := adminUserList{
+		adminLayout: l,
+		Q:           strings.TrimSpace(adminQuery(ctx, "q")),
+		Tier:        adminQuery(ctx, "tier"),
+		Admin:       adminQuery(ctx, "admin"),
+		Ordering:    adminQuery(ctx, "o"),
+	}
+	q := tierpix.UserQuery{Search: d.Q, Tier: d.Tier, Cursor: adminQuery(ctx, "cursor"), Limit: adminPageSize}
+	q.Sort = tierpix.UserSort(strings.TrimPrefix(d.Ordering, "-"))
+	q.Desc = strings.HasPrefix(d.Ordering, "-")
+	switch d.Admin {
+	case "yes":
+		q.Admin = ptrTo(true)
+	case "no":
+		q.Admin = ptrTo(false)
+	default:
+		d.Admin = ""
+	}
+	d.Filtered = d.Q != "" || d.Tier != "" || d.Admin != ""
+	p, err := w.svc.ListUsers(dbContext(), id, q)
+	if tierpix.ErrorCode(err) == tierpix.EINVALID {
+		// A hand-edited ordering or cursor: the first page, in the default order, says so.
+		d.Flash = tierpix.ErrorMessage(err)
+		for k, v := range tierpix.ErrorFields(err) {
+			d.Flash = adminSentence(k, v) + " Showing the first page by username."
+		}
+		d.Ordering, q.Sort, q.Desc, q.Cursor = "", "", false, ""
+		p, err = w.svc.ListUsers(dbContext(), id, q)
+	}
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list users", err)
 		return
 	}
-	d := adminUserList{adminLayout: l, Q: q}
-	if q != "" {
-		d.Title = fmt.Sprintf("Users matching %q", q)
+	if d.Tiers, err = w.adminFilterTiers(d.Tier); err != nil {
+		w.adminFail(ctx, l, "/admin", "list tiers", err)
+		return
+	}
+	link := func(ordering, cursor string) string {
+		v := url.Values{}
+		for k, val := range map[string]string{"q": d.Q, "tier": d.Tier, "admin": d.Admin, "o": ordering, "cursor": cursor} {
+			if val != "" {
+				v.Set(k, val)
+			}
+		}
+		if len(v) == 0 {
+			return "/admin/users"
+		}
+		return "/admin/users?" + v.Encode()
+	}
+	for _, c := range adminUserColumns {
+		col := adminSortColumn{Label: c.Label, URL: link(string(c.Sort), "")}
+		if q.SortBy() == c.Sort {
+			col.Sort = "ascending"
+			if q.Desc {
+				col.Sort = "descending"
+			} else {
+				col.URL = link("-"+string(c.Sort), "")
+			}
+		}
+		d.Columns = append(d.Columns, col)
+	}
+	if !p.First {
+		d.FirstURL = link(d.Ordering, "")
+		if p.Prev != "" {
+			d.PrevURL = link(d.Ordering, p.Prev)
+		}
 	}
 	if p.Next != "" {
-		v := url.Values{"after": {p.Next}}
-		if q != "" {
-			v.Set("q", q)
-		}
-		d.NextURL = "/admin/users?" + v.Encode()
+		d.NextURL = link(d.Ordering, p.Next)
 	}
-	if after != "" {
-		d.FirstURL = "/admin/users"
-		if q != "" {
-			d.FirstURL += "?" + url.Values{"q": {q}}.Encode()
-		}
+	d.Count = adminRange(p)
+	if d.Filtered {
+		d.Title = "Users (filtered)"
 	}
 	d.Users = make([]adminUserRow, len(p.Users))
 	for i, u := range p.Users {
-		d.Users[i] = adminUserRow{Username: u.Username, Tier: u.TierName, IsAdmin: u.IsAdmin, Created: adminTimeOf(u.CreatedAt), EditURL: adminUserURL(u.Username)}
+		d.Users[i] = adminUserRow{Username: u.Username, Tier: u.TierName, IsAdmin: u.IsAdmin, Created: adminTimeOf(u.CreatedAt),
+			EditURL: adminUserURL(u.Username), Self: u.ID == id.User.ID}
 	}
 	w.render(ctx, http.StatusOK, "admin_users.html", d)
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// adminRange says where a page is: "51–100 of 1 234", "1–50 of more than 10 000".
+func adminRange(p tierpix.UserPage) string {
+	if len(p.Users) == 0 {
+		return "0 users"
+	}
+	total := adminThousands(p.Total) + " users"
+	if p.TotalCapped {
+		total = "more than " + total
+	}
+	if p.StartCapped {
+		return fmt.Sprintf("%d users of %s", len(p.Users), total)
+	}
+	return fmt.Sprintf("%s–%s of %s", adminThousands(p.Start+1), adminThousands(p.Start+len(p.Users)), total)
+}
+
+// adminThousands writes n with thin spaces between thousands: 1 234 567.
+func adminThousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "\u202f" + s[i:]
+	}
+	return s
+}
+
+// adminFilterTiers lists the tiers for a filter's select, "any tier" first.
+func (w *Web) adminFilterTiers(selected string) ([]adminOption, error) {
+	tiers, err := w.svc.ListTiers(dbContext())
+	if err != nil {
+		return nil, err
+	}
+	opts := []adminOption{{Value: "", Label: "Any tier", Selected: selected == ""}}
+	for _, t := range tiers {
+		opts = append(opts, adminOption{Value: t.Name, Label: t.Name, Selected: strings.EqualFold(t.Name, selected)})
+	}
+	return opts, nil
 }
 
 // handleUserNew serves GET /admin/users/new: the empty form, on the default tier.

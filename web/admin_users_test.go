@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,8 +100,8 @@ func TestAdminUserCreate(t *testing.T) {
 	})
 }
 
-// TestAdminUserList checks search and keyset pagination: 50 a page, the next page keeping
-// the search.
+// TestAdminUserList checks the change list: search, filters by tier and admin flag, sorting
+// by each column both ways, keyset pages both ways keeping all of these, and the count.
 func TestAdminUserList(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ts := newTestServerWith(t, st, Config{})
@@ -109,7 +110,7 @@ func TestAdminUserList(t *testing.T) {
 			ts.createUser(t, fmt.Sprintf("user%02d", i), "Basic", false)
 		}
 		ts.createUser(t, "Zed_User", "Premium", true)
-		rowRE := regexp.MustCompile(`<th scope="row"><a href="/admin/users/([^"]+)">`)
+		rowRE := regexp.MustCompile(`<th scope="row" data-label="Username"><a href="/admin/users/([^"]+)">`)
 		rows := func(r adminResponse) []string {
 			var names []string
 			for _, m := range rowRE.FindAllStringSubmatch(r.body, -1) {
@@ -117,26 +118,37 @@ func TestAdminUserList(t *testing.T) {
 			}
 			return names
 		}
-
-		after := func(username string) string {
-			return tierpix.UserCursor{Key: tierpix.UserKey{Sort: tierpix.SortUsername, Username: username}}.String()
+		linkRE := func(rel string) *regexp.Regexp { return regexp.MustCompile(`<a href="([^"]+)" rel="` + rel + `">`) }
+		link := func(r adminResponse, rel string) string {
+			m := linkRE(rel).FindStringSubmatch(r.body)
+			if m == nil {
+				return ""
+			}
+			return strings.ReplaceAll(m[1], "&amp;", "&")
 		}
+
 		tests := []struct {
 			name      string
 			path      string
 			wantFirst string
 			wantLast  string
 			wantRows  int
-			wantNext  string
+			wantCount string
+			wantNext  bool
 		}{
 			// Byte order: upper case first, then admin, alice and the users.
-			{name: "first page", path: "/admin/users", wantFirst: "Zed_User", wantLast: "user46", wantRows: 50, wantNext: "/admin/users?after=" + after("user46")},
-			{name: "second page", path: "/admin/users?after=" + after("user46"), wantFirst: "user47", wantLast: "user59", wantRows: 13},
-			{name: "search, case-insensitive", path: "/admin/users?q=USER", wantFirst: "Zed_User", wantLast: "user48", wantRows: 50, wantNext: "/admin/users?after=" + after("user48") + "&amp;q=USER"},
-			{name: "search second page", path: "/admin/users?q=USER&after=" + after("user48"), wantFirst: "user49", wantLast: "user59", wantRows: 11},
-			{name: "search one", path: "/admin/users?q=r05", wantFirst: "user05", wantLast: "user05", wantRows: 1},
+			{name: "first page", path: "/admin/users", wantFirst: "Zed_User", wantLast: "user46", wantRows: 50, wantCount: "1–50 of 63 users", wantNext: true},
+			{name: "search, case-insensitive", path: "/admin/users?q=USER", wantFirst: "Zed_User", wantLast: "user48", wantRows: 50, wantCount: "1–50 of 61 users", wantNext: true},
+			{name: "search one", path: "/admin/users?q=r05", wantFirst: "user05", wantLast: "user05", wantRows: 1, wantCount: "1–1 of 1 users"},
 			{name: "search underscore is literal", path: "/admin/users?q=_", wantFirst: "Zed_User", wantLast: "Zed_User", wantRows: 1},
-			{name: "no match", path: "/admin/users?q=nobody", wantRows: 0},
+			{name: "no match", path: "/admin/users?q=nobody", wantRows: 0, wantCount: "0 users"},
+			{name: "tier filter", path: "/admin/users?tier=premium", wantFirst: "Zed_User", wantLast: "Zed_User", wantRows: 1},
+			{name: "admins", path: "/admin/users?admin=yes", wantFirst: "Zed_User", wantLast: "admin", wantRows: 2},
+			{name: "filters together", path: "/admin/users?admin=no&tier=Basic&q=user0", wantFirst: "user00", wantLast: "user09", wantRows: 10},
+			{name: "by tier", path: "/admin/users?o=tier", wantFirst: "admin", wantLast: "user47", wantRows: 50, wantNext: true},
+			{name: "by tier, descending", path: "/admin/users?o=-tier", wantFirst: "Zed_User", wantLast: "user11", wantRows: 50, wantNext: true},
+			{name: "by admin flag, descending", path: "/admin/users?o=-is_admin", wantFirst: "admin", wantLast: "user12", wantRows: 50, wantNext: true},
+			{name: "by username, descending", path: "/admin/users?o=-username", wantFirst: "user59", wantLast: "user10", wantRows: 50, wantNext: true},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -149,18 +161,43 @@ func TestAdminUserList(t *testing.T) {
 				if tt.wantRows > 0 && (names[0] != tt.wantFirst || names[len(names)-1] != tt.wantLast) {
 					t.Errorf("got rows %s..%s, want %s..%s", names[0], names[len(names)-1], tt.wantFirst, tt.wantLast)
 				}
-				if tt.wantNext != "" {
-					got.wantBody(t, `<a href="`+tt.wantNext+`" rel="next">Next page</a>`)
-				} else {
-					got.wantNoBody(t, "Next page")
+				if tt.wantCount != "" {
+					got.wantBody(t, `<p class="count" id="user-count" role="status">`+tt.wantCount+`</p>`)
+				}
+				next := link(got, "next")
+				if (next != "") != tt.wantNext {
+					t.Fatalf("next link %q, want one: %t", next, tt.wantNext)
 				}
 				if tt.wantRows == 0 {
 					got.wantBody(t, "No user matches")
 				}
+				if next == "" {
+					return
+				}
+				// The next page keeps the search, the filters and the order, and comes back.
+				second := ts.adminGet(t, c, next)
+				second.wantStatus(t, http.StatusOK)
+				more := rows(second)
+				if len(more) == 0 || slices.Contains(names, more[0]) {
+					t.Fatalf("second page %v after %v", more, names)
+				}
+				second.wantBody(t, "51–")
+				prev := link(second, "prev")
+				if prev == "" || link(second, "first") == "" {
+					t.Fatal("the second page has no previous or first link")
+				}
+				if back := rows(ts.adminGet(t, c, prev)); !slices.Equal(back, names) {
+					t.Errorf("previous of the second page: got %v, want %v", back, names)
+				}
 			})
 		}
+		// The sorted column says so, and its heading sorts the other way.
+		byTier := ts.adminGet(t, c, "/admin/users?o=tier")
+		byTier.wantBody(t, `<th scope="col" aria-sort="ascending"><a href="/admin/users?o=-tier">Tier`)
 		ts.adminGet(t, c, "/admin/users?q=Zed").wantBody(t, `<td data-label="Tier">Premium</td>
       <td data-label="Admin">Yes</td>`, `value="Zed"`)
+		// A hand-made ordering falls back to the default order and says why.
+		ts.adminGet(t, c, "/admin/users?o=password").wantBody(t, "is not a column users can be ordered by")
 	})
 }
 

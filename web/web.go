@@ -157,6 +157,11 @@ func (w *Web) Register(r *router.Router) {
 	r.GET("/admin/users/{username}/sessions/delete", w.handleSessionsConfirm) // GET: confirm
 	r.POST("/admin/users/{username}/sessions/delete", w.handleSessionsDelete) // POST: sign out everywhere
 
+	r.GET("/admin/delete-users", w.handleUsersConfirm)            // GET ?user=a&user=b: confirm a bulk delete
+	r.POST("/admin/delete-users", w.handleUsersDelete)            // POST: delete the confirmed users
+	r.GET("/admin/delete-images", w.handleImagesConfirm)          // GET ?id=a&id=b: confirm a bulk delete
+	r.POST("/admin/delete-images", w.handleImagesDelete)          // POST: delete the confirmed images
+	r.GET("/admin/images/{id}", w.handleImageDetail)              // GET: one image, its details and history
 	r.GET("/admin/audit", w.handleAudit)                          // GET /admin/audit?actor=&action=&object_type=&cursor=
 	r.GET("/admin/users/{username}/history", w.handleUserHistory) // GET: one user's history
 	r.GET("/admin/tiers/{name}/history", w.handleTierHistory)     // GET: one tier's history
