@@ -73,6 +73,8 @@ var adminFieldLabels = map[string]string{
 	"username":          "The username",
 	"password":          "The password",
 	"tier":              "The tier",
+	"current_password":  "The current password",
+	"new_password":      "The new password",
 }
 
 // adminFormFrom turns a store or validation error into form messages: per-field messages go

@@ -133,7 +133,9 @@ func (w *Web) Register(r *router.Router) {
 	r.GET("/api/docs", w.handleDocs)        // GET /api/docs: the OpenAPI document as a page
 	r.HEAD("/api/docs", w.handleDocs)       // HEAD /api/docs: like every GET of the API
 
-	r.GET("/admin", w.handleAdminIndex) // GET /admin: the dashboard
+	r.GET("/account/password", w.handlePasswordForm)    // GET: your own password form
+	r.POST("/account/password", w.handlePasswordChange) // POST: change it
+	r.GET("/admin", w.handleAdminIndex)                 // GET /admin: the dashboard
 
 	r.GET("/admin/tiers", w.handleTierList)                  // GET /admin/tiers
 	r.GET("/admin/tiers/new", w.handleTierNew)               // GET /admin/tiers/new: the empty form
