@@ -8,10 +8,11 @@ ensure_libvips() {
     return 0
   fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing libvips-dev and pkg-config from Debian packages" >&2
+    echo "==> installing libvips (apt-get install libvips-dev pkg-config, about a minute)" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends libvips-dev pkg-config >&2
+    echo "==> libvips $(pkg-config --modversion vips) installed" >&2
     return 0
   fi
   cat >&2 <<'MSG'
@@ -101,6 +102,36 @@ MSG
   return 1
 }
 
+# progress_dots reads go build -v's output: a dot for each package it names, any other line
+# (a compile error) as it is, and a newline at the end if it printed dots.
+progress_dots() {
+  local line dots=0
+  while IFS= read -r line; do
+    case $line in
+      '' | *[!A-Za-z0-9._/-]*)
+        [ "$dots" = 0 ] || printf '\n'
+        dots=0
+        printf '%s\n' "$line"
+        ;;
+      *)
+        [ "$dots" != 0 ] || printf '    '
+        printf .
+        dots=$((dots + 1))
+        ;;
+    esac
+  done
+  case $dots in
+    0) ;;
+    1) printf ' 1 package\n' ;;
+    *) printf ' %d packages\n' "$dots" ;;
+  esac
+}
+
+# go_version prints the Go version go.mod asks for (its go line).
+go_version() {
+  awk '$1 == "go" { print $2; exit }' go.mod
+}
+
 # ensure_go checks that a Go toolchain is on PATH (it is not installed automatically).
 ensure_go() {
   if command -v go >/dev/null 2>&1; then
@@ -110,7 +141,7 @@ ensure_go() {
     export PATH="/usr/local/go/bin:$PATH"
     return 0
   fi
-  echo "tierpix needs Go 1.26 or newer on PATH: see https://go.dev/doc/install" >&2
+  echo "tierpix needs Go $(go_version) or newer on PATH: see https://go.dev/doc/install" >&2
   return 1
 }
 

@@ -7,5 +7,13 @@ cd "$(dirname "$0")/.."
 ensure_go
 ensure_libvips
 mkdir -p bin
-go build -o bin/tierpix ./cmd/tierpix
+# A fresh build compiles libvips' C bindings and some 370 packages, for minutes on a small
+# machine; go build -v names each package as it goes, shown as a dot, so the wait shows progress.
+if [ -x bin/tierpix ]; then
+  echo "==> building tierpix" >&2
+else
+  echo "==> building tierpix (the first build compiles libvips' bindings and some 370 packages: 5 to 8 minutes on 2 cores)" >&2
+fi
+go build -v -o bin/tierpix ./cmd/tierpix 2>&1 | progress_dots >&2
+echo "==> starting tierpix (Ctrl-C stops it)" >&2
 exec bin/tierpix serve
