@@ -155,7 +155,8 @@ type userPage struct {
 	Results     []userJSON `json:"results"`
 }
 
-func (p userPage) nextPage() *string { return p.Next }
+func (p userPage) nextPage() *string            { return p.Next }
+func (p userPage) prevPage() (*string, *string) { return p.Previous, p.First }
 
 // handleListUsers serves GET /api/admin/users?ordering=&tier=&is_admin=&search=&cursor=&limit=:
 // a page of users, filtered and ordered (DRF's ordering: a column, "-" before it for

@@ -46,7 +46,8 @@ type changePage struct {
 	Next     *string      `json:"next"`
 }
 
-func (p changePage) nextPage() *string { return p.Next }
+func (p changePage) nextPage() *string            { return p.Next }
+func (p changePage) prevPage() (*string, *string) { return p.Previous, &p.First }
 
 // auditFilters are the query parameters that filter the audit log, kept in its links.
 var auditFilters = []string{"actor", "action", "object_type", "object_id", "since", "until"}

@@ -37,6 +37,8 @@ type Page struct {
 	InList   bool              // the images (or Keys) are the results of a list
 	Keys     []string          // each result's key in the route one level down (a username, a tier name)
 	Next     string            // the next page of a list, or ""
+	Prev     string            // the previous page, or ""
+	First    string            // the first page, or "" on it
 	// Values are the resource's current values by request field name, to fill its PATCH
 	// form; never a password.
 	Values map[string]string
@@ -90,6 +92,15 @@ func pageOf(v any) Page {
 	}
 	if n, ok := v.(interface{ nextPage() *string }); ok && n.nextPage() != nil {
 		p.Next = *n.nextPage()
+	}
+	if n, ok := v.(interface{ prevPage() (*string, *string) }); ok {
+		prev, first := n.prevPage()
+		if prev != nil {
+			p.Prev = *prev
+		}
+		if first != nil && prev != nil {
+			p.First = *first
+		}
 	}
 	return p
 }

@@ -62,6 +62,16 @@ func decodeJSON(ctx *fasthttp.RequestCtx, v any) error {
 		}
 		var args fasthttp.Args
 		args.ParseBytes(body)
+		if raw := args.Peek(rawContentField); raw != nil {
+			// The browsable API's raw data form: the JSON body itself, in one field.
+			if ct := string(args.Peek(rawContentTypeField)); ct != "" && ct != "application/json" {
+				return tierpix.Errorf(tierpix.EUNSUPPORTED, "The raw data form sends JSON only (%s = application/json).", rawContentTypeField)
+			}
+			if fields, err = jsonObject(raw); err != nil {
+				return err
+			}
+			break
+		}
 		values := map[string][]string{}
 		args.VisitAll(func(k, v []byte) { values[string(k)] = append(values[string(k)], string(v)) })
 		fields = formFields(values, known)
@@ -76,6 +86,13 @@ func decodeJSON(ctx *fasthttp.RequestCtx, v any) error {
 	}
 	return decodeFields(fields, known, v)
 }
+
+// The fields of the browsable API's raw data form, as DRF names them: a JSON body sent from
+// an HTML form, which cannot set a request's Content-Type itself.
+const (
+	rawContentField     = "_content"
+	rawContentTypeField = "_content_type"
+)
 
 // jsonObject parses a body that must be one JSON object.
 func jsonObject(body []byte) (map[string]json.RawMessage, error) {

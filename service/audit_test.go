@@ -76,6 +76,11 @@ func TestAuditLog(t *testing.T) {
 		wantCode(t, "delete Basic", f.svc.DeleteTier(ctx, admin, "Basic"), tierpix.ECONFLICT)
 		_, err = f.svc.CreateUser(ctx, admin, tierpix.NewUser{Username: "alice", Password: "another-password"})
 		wantCode(t, "duplicate user", err, tierpix.ECONFLICT)
+		// A short password does not hide that the username is taken.
+		_, err = f.svc.CreateUser(ctx, admin, tierpix.NewUser{Username: "alice", Password: "short"})
+		if fields := tierpix.ErrorFields(err); fields["username"] == "" || fields["password"] == "" {
+			t.Fatalf("taken username and short password: fields %v, want both named", fields)
+		}
 		err = f.svc.ChangePassword(ctx, alice, "wrong-password", "alice-password-3", "192.0.2.1")
 		wantCode(t, "wrong current password", err, tierpix.EINVALID)
 		if tierpix.ErrorFields(err)["current_password"] == "" {

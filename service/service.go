@@ -288,6 +288,12 @@ func (s *Service) CreateUser(ctx context.Context, actor *tierpix.Identity, nu ti
 		fields["password"] = tierpix.ErrorFields(err)["password"]
 	}
 	if len(fields) > 0 {
+		// Name every field at fault at once: a taken username too, not only on the next try.
+		if fields["username"] == "" {
+			if _, err := s.st.FindUser(ctx, nu.Username); err == nil {
+				fields["username"] = fmt.Sprintf("The user %q already exists.", nu.Username)
+			}
+		}
 		return tierpix.User{}, &tierpix.Error{Code: tierpix.EINVALID, Message: "The request has invalid fields.", Fields: fields}
 	}
 	u := tierpix.User{Username: nu.Username, TierName: nu.Tier, IsAdmin: nu.IsAdmin}

@@ -160,7 +160,10 @@ type apiData struct {
 	Images      []imageView
 	Items       []itemLink
 	Next        string
-	SignIn      string // set on a 401: where to come back to after signing in
+	Prev        string
+	First       string
+	Filters     *formView // a GET form of the list's query parameters (search, owner, ...)
+	SignIn      string    // set on a 401: where to come back to after signing in
 	Forms       []formView
 	FormsHidden bool // there are operations, but no session to post them with
 	Crumbs      []itemLink
@@ -210,8 +213,11 @@ type formView struct {
 	Action      string
 	Enctype     string
 	Submit      string
-	Danger      bool // a DELETE without a body: a single Delete button
+	Danger      bool // a DELETE without a body: a button behind a confirmation
+	Confirm     string
 	Fields      []fieldView
+	Raw         string // the raw data form's JSON; "" when the operation takes no JSON body
+	RawError    bool   // the raw form was the one posted and refused
 }
 
 // option is one choice of a select.
@@ -238,6 +244,7 @@ type fieldView struct {
 	Value       string // the current value, on a PATCH form of the resource shown
 	Options     []option
 	Hint        string
+	Error       string // the API's message about this field, after a refused post
 	HintID      string
 }
 
@@ -278,6 +285,9 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p api.Page) {
 	}
 	if sess != nil {
 		d.User, d.CSRF = &sess.id.User, sess.sess.CSRFToken
+		if method == fasthttp.MethodGet {
+			d.Flash = w.takeFlash(ctx).Message
+		}
 	}
 	if len(body) > 0 {
 		d.Headers = append(d.Headers, headerLine{"Content-Type", contentType})
@@ -289,9 +299,15 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p api.Page) {
 	}
 
 	// A form that deleted something is sent on to the collection it was in (post, redirect,
-	// get): answered 204, the browser would stay on the page of what it deleted.
+	// get), which says so once: answered 204, the browser would stay on the page of what it
+	// deleted.
 	if status == fasthttp.StatusNoContent && method == fasthttp.MethodDelete {
 		if i := strings.LastIndexByte(strings.TrimSuffix(path, "/"), '/'); i > 0 {
+			what := "It"
+			if op, ok := w.spec.Lookup(method, path); ok && op.Summary != "" {
+				what = op.Summary
+			}
+			w.setFlash(ctx, flash{Message: what + " — done."})
 			w.redirect(ctx, path[:i])
 			return
 		}
@@ -316,6 +332,26 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p api.Page) {
 	if w.isSiteURL(p.Next) {
 		d.Next = p.Next
 	}
+	if w.isSiteURL(p.Prev) {
+		d.Prev = p.Prev
+	}
+	switch {
+	case w.isSiteURL(p.First):
+		d.First = p.First
+	case method == fasthttp.MethodGet && len(ctx.QueryArgs().Peek("cursor")) > 0:
+		// Any list a cursor reached has a first page: the same list without it.
+		first := ctx.URI()
+		args := &fasthttp.Args{}
+		ctx.QueryArgs().CopyTo(args)
+		args.Del("cursor")
+		d.First = string(first.Path())
+		if q := args.String(); q != "" {
+			d.First += "?" + q
+		}
+	}
+	if method == fasthttp.MethodGet && status == fasthttp.StatusOK {
+		d.Filters = w.filtersFor(ctx, route)
+	}
 	d.Images = w.imagesOf(&p, route, path)
 	d.Items = w.itemsOf(&p, route, path)
 	if status == fasthttp.StatusUnauthorized {
@@ -335,11 +371,19 @@ func (w *Web) RenderAPI(ctx *fasthttp.RequestCtx, p api.Page) {
 		case sess == nil:
 			d.FormsHidden = slices.ContainsFunc(ops, func(fo formOp) bool { return !fo.op.Admin })
 		default:
+			posted := postedForm(ctx, method, status)
 			for i, fo := range ops {
 				if fo.op.Admin && !sess.id.User.IsAdmin {
 					continue
 				}
-				d.Forms = append(d.Forms, formFor(i, fo, concretePath(route, path), current))
+				f := formFor(i, fo, concretePath(route, path), current)
+				if fo.op.ID == "createExpiringLink" && !tierLinkChoices(&f, &sess.id.Tier) {
+					continue // the tier has no expiring links: the form could only be refused
+				}
+				if posted != nil && f.Method == method && f.Action == posted.action {
+					posted.fill(&f, d.Problem)
+				}
+				d.Forms = append(d.Forms, f)
 			}
 		}
 	}
@@ -634,8 +678,15 @@ func formFor(n int, fo formOp, page string, current map[string]string) formView 
 	if op.Body == nil || len(op.Body.Fields) == 0 {
 		if op.Method == fasthttp.MethodDelete {
 			f.Danger, f.Submit = true, "Delete"
+			f.Confirm = "Yes, " + strings.ToLower(op.Summary[:1]) + op.Summary[1:] + ". This cannot be undone."
+			if op.Summary == "" {
+				f.Confirm = "Yes, delete it. This cannot be undone."
+			}
 		}
 		return f
+	}
+	if slices.Contains(op.Body.ContentTypes, "application/json") {
+		f.Raw = rawTemplate(op.Body.Fields, current, op.Method == fasthttp.MethodPatch && fo.sub == "")
 	}
 	if op.Body.FormType == "multipart/form-data" {
 		f.Enctype = "multipart/form-data"

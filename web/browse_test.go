@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -141,7 +142,7 @@ func browseServer(t *testing.T, answers map[string]fakeAnswer) *testServer {
 				}
 			}
 		}
-		for _, route := range []string{"/api/images", "/api/images/{id}", "/api/me", "/api/admin/tiers/{name}", "/api/admin/users/{username}", "/api/admin/tiers", "/api/images/{id}/expiring-links"} {
+		for _, route := range []string{"/api/images", "/api/images/{id}", "/api/me", "/api/admin/tiers/{name}", "/api/admin/users/{username}", "/api/admin/tiers", "/api/images/{id}/expiring-links", "/api/admin/users"} {
 			r.GET(route, handler(route))
 			r.POST(route, handler(route))
 		}
@@ -154,11 +155,13 @@ func (ts *testServer) browse(t *testing.T, c *http.Client, path string) reply {
 	return ts.do(t, c, http.MethodGet, path, nil, http.Header{"Accept": {browserAccept}})
 }
 
-// formsByAction returns the page's forms (but the sign-out one) by their action.
+// formsByAction returns the page's operation forms by their action: not the sign-out form,
+// the raw data forms (which share their operation's action) or the filter form.
 func formsByAction(doc *html.Node) map[string]*html.Node {
 	forms := map[string]*html.Node{}
 	for _, f := range elements(doc, "form") {
-		if a := attr(f, "action"); a != "/logout" {
+		a, id := attr(f, "action"), attr(f, "id")
+		if a != "/logout" && !strings.HasSuffix(id, "-raw") && id != "filters" {
 			forms[a] = f
 		}
 	}
@@ -217,12 +220,17 @@ func TestRenderAPI(t *testing.T) {
 	answers["GET /api/admin/tiers"] = fakeAnswer{status: 200, ctype: "application/json",
 		body: `{"results":[{"name":"Basic"},{"name":"Gold & Co"}],"next":null}`,
 		page: api.Page{InList: true, Keys: []string{"Basic", "Gold & Co"}}}
+	answers["GET /api/admin/users"] = fakeAnswer{status: 200, ctype: "application/json",
+		body: `{"count":1,"count_capped":false,"first":"` + base + `/api/admin/users","previous":"` + base + `/api/admin/users?cursor=p","next":null,"results":[{"username":"alice"}]}`,
+		page: api.Page{InList: true, Keys: []string{"alice"}, First: base + "/api/admin/users", Prev: base + "/api/admin/users?cursor=p"}}
 	answers["GET /api/admin/users/alice"] = fakeAnswer{status: 200, ctype: "application/json",
 		body: `{"username":"alice","tier":"Basic","is_admin":false}`,
 		page: api.Page{Values: map[string]string{"username": "alice", "tier": "Basic", "is_admin": "false"}}}
 
 	alice, aliceCSRF := ts.signedIn(t, "alice")
 	admin, adminCSRF := ts.signedIn(t, "admin")
+	ts.createUser(t, "erin", "Enterprise", false)
+	erin, erinCSRF := ts.signedIn(t, "erin")
 	anon := ts.client(t)
 
 	t.Run("JSON clients get the JSON", func(t *testing.T) {
@@ -328,8 +336,16 @@ func TestRenderAPI(t *testing.T) {
 		}
 	})
 
-	t.Run("image page", func(t *testing.T) {
+	t.Run("image page of a tier without expiring links", func(t *testing.T) {
 		r := ts.browse(t, alice, "/api/images/img1")
+		r.wantStatus(t, http.StatusOK)
+		if forms := formsByAction(r.doc); len(forms) != 1 || forms["/api/images/img1?_method=DELETE"] == nil {
+			t.Errorf("forms: got %v, want only the delete: alice's Basic tier has no expiring links", keys(forms))
+		}
+	})
+
+	t.Run("image page", func(t *testing.T) {
+		r := ts.browse(t, erin, "/api/images/img1")
 		r.wantStatus(t, http.StatusOK)
 		if got := textOf(elements(r.doc, "h1")[0]); got != "Get one of your images" {
 			t.Errorf("h1: got %q, want the operation's summary", got)
@@ -352,14 +368,19 @@ func TestRenderAPI(t *testing.T) {
 		if _, ok := attrOf(exp[0], "required"); !ok {
 			t.Errorf("expires_in: want required")
 		}
-		height := elements(links, "input", "name", "height")
-		if len(height) != 1 || attr(height[0], "type") != "number" {
-			t.Fatalf("height: want a number input")
+		// The height is a choice of what the tier grants, the original first.
+		height := elements(links, "select", "name", "height")
+		if len(height) != 1 {
+			t.Fatalf("height: want a select")
 		}
-		if _, ok := attrOf(height[0], "required"); ok {
-			t.Errorf("height: want it optional")
+		var opts []string
+		for _, o := range elements(height[0], "option") {
+			opts = append(opts, attr(o, "value"))
 		}
-		if formCSRF(t, r.doc, "/api/images/img1/expiring-links") != aliceCSRF {
+		if !slices.Equal(opts, []string{"", "200", "400"}) {
+			t.Errorf("height options: got %q, want the original, 200 and 400", opts)
+		}
+		if formCSRF(t, r.doc, "/api/images/img1/expiring-links") != erinCSRF {
 			t.Errorf("expiring-link form: want the session's token")
 		}
 		del := forms["/api/images/img1?_method=DELETE"]
@@ -370,8 +391,17 @@ func TestRenderAPI(t *testing.T) {
 		if len(buttons) != 1 || textOf(buttons[0]) != "Delete" || !strings.Contains(attr(buttons[0], "class"), "danger") {
 			t.Errorf("delete form: want a single danger button saying Delete")
 		}
-		if n := len(elements(del, "input")); n != 1 {
-			t.Errorf("delete form: got %d inputs, want only the token", n)
+		// Behind a confirmation: the form sits in a closed <details>, and a required box must
+		// be ticked before the browser sends it.
+		confirm := elements(del, "input", "name", "confirm")
+		if len(confirm) != 1 || attr(confirm[0], "type") != "checkbox" {
+			t.Fatalf("delete form: want a confirmation checkbox")
+		}
+		if _, ok := attrOf(confirm[0], "required"); !ok {
+			t.Errorf("delete confirmation: want it required")
+		}
+		if d := del.Parent; d == nil || d.Data != "details" {
+			t.Errorf("delete form: want it inside a <details>")
 		}
 	})
 
@@ -394,6 +424,84 @@ func TestRenderAPI(t *testing.T) {
 		wantPageHeaders(t, r.header)
 		if got := r.header.Get("Location"); got != "/api/images" {
 			t.Errorf("Location: got %q, want /api/images", got)
+		}
+		// The collection says what happened, once.
+		if list := ts.browse(t, alice, "/api/images"); !strings.Contains(list.body, `<p class="flash" role="status">Delete one of your images — done.</p>`) {
+			t.Errorf("the list after the delete: want its notice")
+		}
+		if again := ts.browse(t, alice, "/api/images"); strings.Contains(again.body, "— done.") {
+			t.Errorf("the list reloaded: the notice shows again")
+		}
+	})
+
+	t.Run("raw data form", func(t *testing.T) {
+		r := ts.browse(t, admin, "/api/admin/tiers/Gold")
+		raw := elements(r.doc, "form", "id", "form-updateTier-raw")
+		if len(raw) != 1 || attr(raw[0], "action") != "/api/admin/tiers/Gold?_method=PATCH" {
+			t.Fatalf("want a raw data form posting the PATCH")
+		}
+		ct := elements(raw[0], "input", "name", "_content_type")
+		if len(ct) != 1 || attr(ct[0], "value") != "application/json" {
+			t.Errorf("raw data form: want _content_type application/json")
+		}
+		area := elements(raw[0], "textarea", "name", "_content")
+		if len(area) != 1 {
+			t.Fatalf("raw data form: want a _content textarea")
+		}
+		var body map[string]any
+		if err := json.Unmarshal([]byte(textOf(area[0])), &body); err != nil || body["original_link"] != true || fmt.Sprint(body["thumbnail_heights"]) != "[200 400]" {
+			t.Errorf("raw data form: got %q (%v), want the tier's current values as JSON", textOf(area[0]), err)
+		}
+	})
+
+	t.Run("refused post keeps the input", func(t *testing.T) {
+		form := url.Values{"csrf_token": {adminCSRF}, "name": {"Platinum"}, "thumbnail_heights": {"0"}}
+		r := ts.do(t, admin, http.MethodPost, "/api/admin/tiers", strings.NewReader(form.Encode()),
+			http.Header{"Accept": {browserAccept}, "Content-Type": {"application/x-www-form-urlencoded"}})
+		r.wantStatus(t, http.StatusBadRequest)
+		create := formsByAction(r.doc)["/api/admin/tiers"]
+		if create == nil {
+			t.Fatal("the create form is gone after the refusal")
+		}
+		name := elements(create, "input", "name", "name")
+		if len(name) != 1 || attr(name[0], "value") != "Platinum" {
+			t.Errorf("name: want what was typed, Platinum")
+		}
+		errs := findAll(create, func(n *html.Node) bool { return strings.Contains(attr(n, "class"), "field-error") })
+		if len(errs) != 2 || !strings.Contains(r.body, "each height must be between 1 and 10000") {
+			t.Errorf("field errors: got %d at the fields, want 2", len(errs))
+		}
+		// Each message shows once: at its field, not again in the problem's list.
+		for _, li := range findAll(r.doc, func(n *html.Node) bool { return strings.Contains(attr(n, "class"), "problem-errors") }) {
+			if strings.Contains(textOf(li), "each height") {
+				t.Errorf("the height's error shows in the problem's list too")
+			}
+		}
+	})
+
+	t.Run("filters and pages", func(t *testing.T) {
+		r := ts.browse(t, admin, "/api/admin/users?tier=Gold&is_admin=true&cursor=abc")
+		r.wantStatus(t, http.StatusOK)
+		filters := elements(r.doc, "form", "id", "filters")
+		if len(filters) != 1 || attr(filters[0], "method") != "get" {
+			t.Fatalf("want a GET filter form")
+		}
+		tier := elements(filters[0], "input", "name", "tier")
+		if len(tier) != 1 || attr(tier[0], "value") != "Gold" {
+			t.Errorf("tier filter: want Gold, as asked")
+		}
+		if sel := elements(filters[0], "select", "name", "is_admin"); len(sel) != 1 || attr(elements(sel[0], "option", "selected", "")[0], "value") != "true" {
+			t.Errorf("is_admin filter: want true selected")
+		}
+		for _, name := range []string{"limit", "cursor"} {
+			if len(elements(filters[0], "input", "name", name)) != 0 {
+				t.Errorf("the filter form has the page's own %s", name)
+			}
+		}
+		for rel, want := range map[string]string{"first": base + "/api/admin/users", "prev": base + "/api/admin/users?cursor=p"} {
+			if a := elements(r.doc, "a", "rel", rel); len(a) != 1 || attr(a[0], "href") != want {
+				t.Errorf("%s link: want %q", rel, want)
+			}
 		}
 	})
 
