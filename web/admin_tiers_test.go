@@ -154,7 +154,7 @@ func TestAdminTierEdit(t *testing.T) {
 
 	form := ts.adminGet(t, c, "/admin/tiers/premium")
 	form.wantStatus(t, http.StatusOK)
-	form.wantBody(t, `value="Premium" readonly`, `value="200, 400"`, `name="original_link" type="checkbox" value="on" checked>`, `name="expiring_links" type="checkbox" value="on">`)
+	form.wantBody(t, `<p class="readonly" id="name">Premium</p>`, `value="200, 400"`, `name="original_link" type="checkbox" value="on" checked>`, `name="expiring_links" type="checkbox" value="on">`)
 	form.wantNoBody(t, `name="name"`, `href="/admin/tiers/Premium/delete"`)
 
 	tests := []struct {
