@@ -52,7 +52,9 @@ func adminLayoutFor(ctx *fasthttp.RequestCtx, id *tierpix.Identity, sess *tierpi
 		{"/admin/images", "Images"},
 		{"/admin/audit", "Recent actions"},
 	} {
-		cur := path == s.href || (s.href != "/admin" && strings.HasPrefix(path, s.href+"/"))
+		// The bulk deletes' confirmations belong to their lists.
+		section := strings.Replace(strings.Replace(path, "/admin/delete-users", "/admin/users/", 1), "/admin/delete-images", "/admin/images/", 1)
+		cur := section == s.href || (s.href != "/admin" && strings.HasPrefix(section, s.href+"/"))
 		l.Nav = append(l.Nav, adminNavLink{Href: s.href, Label: s.label, Current: cur})
 	}
 	return l

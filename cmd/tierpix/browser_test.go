@@ -384,7 +384,7 @@ func TestBrowserLayout(t *testing.T) {
 		b.signIn(ctx, t, testAdmin, testAdminPW)
 		for _, tt := range []struct{ page, button, shot string }{
 			{"/admin/users", `table a[href^="/admin/users/"]`, "phone-admin-user-list.png"},
-			{"/admin/users/" + url.PathEscape(user), `form[action*="/tokens/"] button`, "phone-admin-user-tokens.png"},
+			{"/admin/users/" + url.PathEscape(user), `a[href*="/tokens/"][href$="/delete"]`, "phone-admin-user-tokens.png"},
 			{"/admin/tiers", `a[href="/admin/tiers/` + browserTier + `/delete"]`, "phone-admin-tier-list.png"},
 			{"/admin/images", `a[href$="/delete"]`, "phone-admin-image-list.png"},
 			{"/api/docs", `#op-uploadimage`, "phone-docs.png"},
