@@ -85,6 +85,8 @@ type ImageService interface {
 	DeleteImage(ctx context.Context, actor *Identity, id string) error
 	// ListAllImages lists every user's images, or the user ownerID's when it is not 0.
 	ListAllImages(ctx context.Context, actor *Identity, ownerID int64, before int64, limit int) ([]OwnedImage, error)
+	// ListAllImagesOldest is ListAllImages oldest first, after the sequence number after.
+	ListAllImagesOldest(ctx context.Context, actor *Identity, ownerID int64, after int64, limit int) ([]OwnedImage, error)
 	FindAnyImage(ctx context.Context, actor *Identity, id string) (OwnedImage, error)
 	DeleteAnyImage(ctx context.Context, actor *Identity, id string) error
 }

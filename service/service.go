@@ -679,6 +679,19 @@ func (s *Service) ListAllImages(ctx context.Context, actor *tierpix.Identity, ow
 	return imgs, nil
 }
 
+// ListAllImagesOldest returns a page of every user's images (or ownerID's), oldest first,
+// for admins.
+func (s *Service) ListAllImagesOldest(ctx context.Context, actor *tierpix.Identity, ownerID int64, after int64, limit int) ([]tierpix.OwnedImage, error) {
+	if err := tierpix.RequireAdmin(actor); err != nil {
+		return nil, err
+	}
+	imgs, err := s.st.ListAllImagesOldest(ctx, ownerID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list all images, oldest first: %w", err)
+	}
+	return imgs, nil
+}
+
 // FindAnyImage returns any user's image with its owner's username, for admins.
 func (s *Service) FindAnyImage(ctx context.Context, actor *tierpix.Identity, id string) (tierpix.OwnedImage, error) {
 	if err := tierpix.RequireAdmin(actor); err != nil {

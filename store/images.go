@@ -511,15 +511,43 @@ const listOwnerImagesQuery = `SELECT ` + imageColumns + `, u.username AS owner
 	ORDER BY i.seq DESC
 	LIMIT ?`
 
+// listAllImagesOldestQuery and listOwnerImagesOldestQuery are the two above oldest first:
+// the same indexes, scanned the other way.
+const (
+	listAllImagesOldestQuery = `SELECT ` + imageColumns + `, u.username AS owner
+	FROM images i JOIN users u ON u.id = i.owner_id
+	WHERE i.seq > ?
+	ORDER BY i.seq
+	LIMIT ?`
+	listOwnerImagesOldestQuery = `SELECT ` + imageColumns + `, u.username AS owner
+	FROM images i JOIN users u ON u.id = i.owner_id
+	WHERE i.owner_id = ? AND i.seq > ?
+	ORDER BY i.seq
+	LIMIT ?`
+)
+
 // ListAllImages returns up to limit images of every user (or of ownerID alone when it is not
 // 0), newest first, with seq below beforeSeq (0: from the newest), each with its owner's
 // username. One query; it uses the primary key, or images_owner_seq with an owner.
 func (s *Store) ListAllImages(ctx context.Context, ownerID int64, beforeSeq int64, limit int) ([]OwnedImage, error) {
+	return s.listAllImages(ctx, ownerID, beforeSeq, false, limit)
+}
+
+// ListAllImagesOldest is ListAllImages oldest first: seq above afterSeq (0: from the oldest).
+func (s *Store) ListAllImagesOldest(ctx context.Context, ownerID int64, afterSeq int64, limit int) ([]OwnedImage, error) {
+	return s.listAllImages(ctx, ownerID, afterSeq, true, limit)
+}
+
+func (s *Store) listAllImages(ctx context.Context, ownerID int64, cursor int64, oldest bool, limit int) ([]OwnedImage, error) {
 	if limit < 1 {
 		return nil, tierpix.Invalid("limit", "must be at least 1")
 	}
-	if beforeSeq <= 0 {
-		beforeSeq = math.MaxInt64
+	allQuery, ownerQuery := listAllImagesQuery, listOwnerImagesQuery
+	if oldest {
+		allQuery, ownerQuery = listAllImagesOldestQuery, listOwnerImagesOldestQuery
+		cursor = max(cursor, 0)
+	} else if cursor <= 0 {
+		cursor = math.MaxInt64
 	}
 	var rows []struct {
 		imageRow
@@ -527,9 +555,9 @@ func (s *Store) ListAllImages(ctx context.Context, ownerID int64, beforeSeq int6
 	}
 	var err error
 	if ownerID == 0 {
-		err = s.sel(ctx, s.q(ctx), &rows, listAllImagesQuery, beforeSeq, limit)
+		err = s.sel(ctx, s.q(ctx), &rows, allQuery, cursor, limit)
 	} else {
-		err = s.sel(ctx, s.q(ctx), &rows, listOwnerImagesQuery, ownerID, beforeSeq, limit)
+		err = s.sel(ctx, s.q(ctx), &rows, ownerQuery, ownerID, cursor, limit)
 	}
 	if err != nil {
 		return nil, dbError(err, "list all images", "The image")

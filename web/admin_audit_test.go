@@ -121,3 +121,41 @@ func TestAdminConfirmations(t *testing.T) {
 		t.Fatalf("alice's sessions after the confirmation alone: %d, %v", len(sessions), err)
 	}
 }
+
+// TestAdminImageOrder proves the image list's Uploaded heading: oldest first, in pages, and
+// back.
+func TestAdminImageOrder(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ts := newTestServerWith(t, st, Config{})
+		c, _ := ts.signedIn(t, "admin")
+		alice := ts.adminUser(t, "alice")
+		var ids []string // oldest first
+		var seqs []int64
+		for i := range 55 {
+			img := ts.adminAddImage(t, alice.ID, fmt.Sprintf("img-%02d.jpg", i), 8, 6)
+			ids, seqs = append(ids, img.ID), append(seqs, img.Seq)
+		}
+		order := func(r adminResponse) []string {
+			var got []string
+			for _, part := range strings.Split(r.body, `id="select-`)[1:] {
+				got = append(got, part[:24])
+			}
+			return got
+		}
+		newest := ts.adminGet(t, c, "/admin/images")
+		newest.wantBody(t, `aria-sort="descending"><a href="/admin/images?o=created_at">Uploaded`)
+		if got := order(newest); len(got) != 50 || got[0] != ids[54] {
+			t.Fatalf("newest first: got %d rows from %v, want 50 from %s", len(got), got[:1], ids[54])
+		}
+		oldest := ts.adminGet(t, c, "/admin/images?o=created_at")
+		oldest.wantBody(t, `aria-sort="ascending"><a href="/admin/images">Uploaded`)
+		got := order(oldest)
+		if len(got) != 50 || got[0] != ids[0] || got[49] != ids[49] {
+			t.Fatalf("oldest first: got %d rows, want ids[0..49]", len(got))
+		}
+		next := ts.adminGet(t, c, fmt.Sprintf("/admin/images?before=%d&o=created_at", seqs[49]))
+		if rest := order(next); len(rest) != 5 || rest[0] != ids[50] {
+			t.Fatalf("oldest first, page 2: got %v, want ids[50..54]", rest)
+		}
+	})
+}

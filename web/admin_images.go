@@ -35,6 +35,8 @@ type adminImageList struct {
 	adminLayout
 	Owner      string
 	OwnerError string
+	Oldest     bool   // oldest first, by the Uploaded heading
+	SortURL    string // the Uploaded heading's link: the other order
 	Images     []adminImageRow
 	NextURL    string // empty on the last page
 	FirstURL   string // empty on the first page
@@ -69,15 +71,15 @@ func adminImageRowOf(img tierpix.Image, owner string) adminImageRow {
 	}
 }
 
-// handleImageList serves GET /admin/images?owner=&before=: everyone's images (or one
-// owner's), newest first, 50 a page, keyed on seq.
+// handleImageList serves GET /admin/images?owner=&o=&before=: everyone's images (or one
+// owner's), newest first (o=created_at: oldest first), 50 a page, keyed on seq.
 func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
 	id, sess, ok := w.requireUser(ctx, true)
 	if !ok {
 		return
 	}
 	l := w.layoutFor(ctx, id, sess, "Images")
-	d := adminImageList{adminLayout: l, Owner: strings.TrimSpace(adminQuery(ctx, "owner"))}
+	d := adminImageList{adminLayout: l, Owner: strings.TrimSpace(adminQuery(ctx, "owner")), Oldest: adminQuery(ctx, "o") == "created_at"}
 	dbctx := dbContext()
 	var ownerID int64
 	if d.Owner != "" {
@@ -95,7 +97,11 @@ func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
 	}
 	// A before that is not a positive number is the first page.
 	before, _ := strconv.ParseInt(adminQuery(ctx, "before"), 10, 64)
-	images, err := w.svc.ListAllImages(dbctx, id, ownerID, max(before, 0), adminPageSize+1)
+	list := w.svc.ListAllImages
+	if d.Oldest {
+		list = w.svc.ListAllImagesOldest
+	}
+	images, err := list(dbctx, id, ownerID, max(before, 0), adminPageSize+1)
 	if err != nil {
 		w.adminFail(ctx, l, "/admin", "list images", err)
 		return
@@ -104,11 +110,24 @@ func (w *Web) handleImageList(ctx *fasthttp.RequestCtx) {
 	if d.Owner != "" {
 		filter.Set("owner", d.Owner)
 	}
+	other := url.Values{}
+	for k, v := range filter {
+		other[k] = v
+	}
+	if d.Oldest {
+		filter.Set("o", "created_at")
+	} else {
+		other.Set("o", "created_at")
+	}
+	d.SortURL = "/admin/images"
+	if len(other) > 0 {
+		d.SortURL += "?" + other.Encode()
+	}
 	if len(images) > adminPageSize {
 		images = images[:adminPageSize]
 		v := url.Values{"before": {strconv.FormatInt(images[len(images)-1].Seq, 10)}}
-		if d.Owner != "" {
-			v.Set("owner", d.Owner)
+		for k, vs := range filter {
+			v[k] = vs
 		}
 		d.NextURL = "/admin/images?" + v.Encode()
 	}
