@@ -49,11 +49,7 @@ func (w *Web) handlePasswordChange(ctx *fasthttp.RequestCtx) {
 		w.failPage(ctx, "change password", err, "The password could not be changed. Try again in a moment.")
 		return
 	}
-	ua := string(ctx.UserAgent())
-	if len(ua) > maxUserAgent {
-		ua = ua[:maxUserAgent]
-	}
-	token, fresh, err := w.st.CreateSession(dbContext(), id.User.ID, w.cfg.SessionMaxAge, ua, w.clientAddr(ctx))
+	token, fresh, err := w.newSession(ctx, id.User.ID)
 	if err != nil {
 		// The password changed; only this browser has to sign in again.
 		w.logger.Warn("sign in after a password change", "err", err)

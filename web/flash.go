@@ -84,12 +84,17 @@ func flashKey(cookieToken string) []byte {
 	return m.Sum(nil)
 }
 
-func sealFor(cookieToken, secret string) (string, error) {
+// flashAEAD is AES-GCM under flashKey.
+func flashAEAD(cookieToken string) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(flashKey(cookieToken))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	gcm, err := cipher.NewGCM(block)
+	return cipher.NewGCM(block)
+}
+
+func sealFor(cookieToken, secret string) (string, error) {
+	gcm, err := flashAEAD(cookieToken)
 	if err != nil {
 		return "", err
 	}
@@ -105,11 +110,7 @@ func openFor(cookieToken, sealed string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	block, err := aes.NewCipher(flashKey(cookieToken))
-	if err != nil {
-		return "", err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := flashAEAD(cookieToken)
 	if err != nil {
 		return "", err
 	}

@@ -157,11 +157,7 @@ func (w *Web) handleLogin(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	ua := string(ctx.UserAgent())
-	if len(ua) > maxUserAgent {
-		ua = ua[:maxUserAgent]
-	}
-	token, _, err := w.st.CreateSession(dbContext(), id.User.ID, w.cfg.SessionMaxAge, ua, w.clientAddr(ctx))
+	token, _, err := w.newSession(ctx, id.User.ID)
 	if err != nil {
 		w.loginFailed(ctx, fmt.Errorf("create session: %w", err))
 		return
@@ -258,4 +254,13 @@ func safeNext(next string) bool {
 		return false
 	}
 	return strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//")
+}
+
+// newSession creates a session for the browser of ctx, signed in as the user userID.
+func (w *Web) newSession(ctx *fasthttp.RequestCtx, userID int64) (string, tierpix.Session, error) {
+	ua := string(ctx.UserAgent())
+	if len(ua) > maxUserAgent {
+		ua = ua[:maxUserAgent]
+	}
+	return w.st.CreateSession(dbContext(), userID, w.cfg.SessionMaxAge, ua, w.clientAddr(ctx))
 }
