@@ -27,7 +27,10 @@ func (w *Web) filtersFor(ctx *fasthttp.RequestCtx, route string) *formView {
 		}
 		fv := fieldFor(f.ID, openapi.Field{Name: p.Name, Description: p.Description, Schema: p.Schema}, true)
 		fv.Required, fv.MinLength = false, 0
-		fv.Hint = p.Description
+		fv.Hint, fv.HintID = p.Description, ""
+		if fv.Hint != "" {
+			fv.HintID = fv.ID + "-hint"
+		}
 		if len(fv.Options) > 0 {
 			fv.Options[0].Label = "(any)"
 		}
