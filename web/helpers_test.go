@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +114,14 @@ func newTestServerSignIn(t *testing.T, st *store.Store, cfg Config, sicfg signin
 		srv.Serve(ln) //nolint:errcheck // ends with Shutdown
 	}()
 	t.Cleanup(func() {
-		srv.Shutdown() //nolint:errcheck
+		// Bounded: a connection that never goes idle fails the test with every goroutine's
+		// stack instead of hanging the package until go test's timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := srv.ShutdownWithContext(ctx); err != nil {
+			stacks := make([]byte, 4<<20)
+			t.Errorf("server shutdown: %v; goroutines:\n%s", err, stacks[:runtime.Stack(stacks, true)])
+		}
 		<-done
 	})
 	ts := &testServer{url: "http://" + ln.Addr().String(), st: st, web: w, origin: o, signer: signer}
