@@ -78,6 +78,8 @@ type UserService interface {
 // operations are for admins.
 type ImageService interface {
 	ListImages(ctx context.Context, actor *Identity, before int64, limit int) ([]Image, error)
+	// ListImagesOldest is ListImages oldest first, after the sequence number after.
+	ListImagesOldest(ctx context.Context, actor *Identity, after int64, limit int) ([]Image, error)
 	// AddImage validates the upload spooled at tmpPath and makes it the actor's image.
 	AddImage(ctx context.Context, actor *Identity, tmpPath, name string, size int64) (Image, error)
 	FindImage(ctx context.Context, actor *Identity, id string) (Image, error)

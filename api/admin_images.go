@@ -1,9 +1,9 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/tierpix/tierpix"
 	"github.com/valyala/fasthttp"
@@ -42,26 +42,29 @@ func (a *API) handleListAllImages(ctx *fasthttp.RequestCtx, caller *tierpix.Iden
 		}
 		ownerID = target.User.ID
 	}
-	var before int64
+	var cursor int64
 	if c, ok := queryArg(ctx, "cursor"); ok {
-		if before, err = a.decodeSeqCursor(c, adminCursorOwner-ownerID); err != nil {
+		if cursor, err = a.decodeSeqCursor(c, adminCursorOwner-ownerID); err != nil {
 			return err
 		}
 	}
-	imgs, err := a.svc.ListAllImages(dbContext(ctx), caller, ownerID, before, limit+1)
+	dbctx := dbContext(ctx)
+	imgs, prev, next, err := pageBySeq(cursor, limit, func(img *tierpix.OwnedImage) int64 { return img.Seq },
+		func(before int64, n int) ([]tierpix.OwnedImage, error) {
+			return a.svc.ListAllImages(dbctx, caller, ownerID, before, n)
+		},
+		func(after int64, n int) ([]tierpix.OwnedImage, error) {
+			return a.svc.ListAllImagesOldest(dbctx, caller, ownerID, after, n)
+		})
 	if err != nil {
 		return err
 	}
-	var next *string
-	if len(imgs) > limit {
-		imgs = imgs[:limit]
-		q := url.Values{"limit": {fmt.Sprint(limit)}, "cursor": {a.encodeSeqCursor(imgs[limit-1].Seq, adminCursorOwner-ownerID)}}
-		if byOwner {
-			q.Set("owner", owner)
-		}
-		u := a.cfg.PublicURL + "/api/admin/images?" + q.Encode()
-		next = &u
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if byOwner {
+		q.Set("owner", owner)
 	}
+	out := seqPage[adminImageJSON]{}
+	a.seqLinks(&out.First, &out.Previous, &out.Next, "/api/admin/images", q, prev, next, adminCursorOwner-ownerID)
 	results := make([]adminImageJSON, len(imgs))
 	for i := range imgs {
 		img := &imgs[i]
@@ -76,7 +79,8 @@ func (a *API) handleListAllImages(ctx *fasthttp.RequestCtx, caller *tierpix.Iden
 			CreatedAt:   formatTime(img.CreatedAt),
 		}
 	}
-	a.writeJSON(ctx, http.StatusOK, page[adminImageJSON]{Results: results, Next: next})
+	out.Results = results
+	a.writeJSON(ctx, http.StatusOK, out)
 	return nil
 }
 

@@ -65,7 +65,7 @@ func pageOf(v any) Page {
 	switch v := v.(type) {
 	case imageJSON:
 		p.Images = []PageImage{pageImage(&v)}
-	case page[imageJSON]:
+	case seqPage[imageJSON]:
 		p.InList = true
 		for i := range v.Results {
 			p.Images = append(p.Images, pageImage(&v.Results[i]))

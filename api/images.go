@@ -11,6 +11,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -123,28 +124,26 @@ func (a *API) handleListImages(ctx *fasthttp.RequestCtx, id *tierpix.Identity) e
 	if err != nil {
 		return err
 	}
-	var before int64
+	var cursor int64
 	if c, ok := queryArg(ctx, "cursor"); ok {
-		if before, err = a.decodeSeqCursor(c, id.User.ID); err != nil {
+		if cursor, err = a.decodeSeqCursor(c, id.User.ID); err != nil {
 			return err
 		}
 	}
-	imgs, err := a.svc.ListImages(dbContext(ctx), id, before, limit+1)
+	dbctx := dbContext(ctx)
+	imgs, prev, next, err := pageBySeq(cursor, limit, func(img *tierpix.Image) int64 { return img.Seq },
+		func(before int64, n int) ([]tierpix.Image, error) { return a.svc.ListImages(dbctx, id, before, n) },
+		func(after int64, n int) ([]tierpix.Image, error) { return a.svc.ListImagesOldest(dbctx, id, after, n) })
 	if err != nil {
 		return err
 	}
-	var next *string
-	if len(imgs) > limit {
-		imgs = imgs[:limit]
-		u := fmt.Sprintf("%s/api/images?limit=%d&cursor=%s", a.cfg.PublicURL, limit, a.encodeSeqCursor(imgs[limit-1].Seq, id.User.ID))
-		next = &u
-	}
 	lb := a.links()
-	results := make([]imageJSON, len(imgs))
+	out := seqPage[imageJSON]{Results: make([]imageJSON, len(imgs))}
 	for i := range imgs {
-		results[i] = lb.image(&imgs[i], &id.Tier)
+		out.Results[i] = lb.image(&imgs[i], &id.Tier)
 	}
-	a.writeJSON(ctx, http.StatusOK, page[imageJSON]{Results: results, Next: next})
+	a.seqLinks(&out.First, &out.Previous, &out.Next, "/api/images", url.Values{"limit": {strconv.Itoa(limit)}}, prev, next, id.User.ID)
+	a.writeJSON(ctx, http.StatusOK, out)
 	return nil
 }
 
@@ -498,6 +497,30 @@ func (a *API) encodeSeqCursor(seq, owner int64) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// seqLinks sets a seqPage's links: the list at path with the query q, at the neighbours'
+// cursors (0: none), sealed for owner. The first page is linked from any page with a previous.
+func (a *API) seqLinks(first, previous, next **string, path string, q url.Values, prev, nxt, owner int64) {
+	link := func(cursor int64) *string {
+		v := url.Values{}
+		for k, vs := range q {
+			v[k] = vs
+		}
+		if cursor != 0 {
+			v.Set("cursor", a.encodeSeqCursor(cursor, owner))
+		}
+		u := a.cfg.PublicURL + path + "?" + v.Encode()
+		return &u
+	}
+	if prev != 0 {
+		*previous, *first = link(prev), link(0)
+	}
+	if nxt != 0 {
+		*next = link(nxt)
+	}
+}
+
+// decodeSeqCursor returns the sequence number a cursor holds: positive for the page older
+// than it, negative for the page newer than its absolute value.
 func (a *API) decodeSeqCursor(c string, owner int64) (int64, error) {
 	var b [aes.BlockSize]byte
 	if len(c) != base64.RawURLEncoding.EncodedLen(len(b)) {
@@ -506,7 +529,7 @@ func (a *API) decodeSeqCursor(c string, owner int64) (int64, error) {
 	if n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(c)); err == nil && n == len(b) {
 		a.cursors.Decrypt(b[:], b[:])
 		seq := int64(binary.BigEndian.Uint64(b[:8]))
-		if seq > 0 && int64(binary.BigEndian.Uint64(b[8:])) == owner {
+		if seq != 0 && int64(binary.BigEndian.Uint64(b[8:])) == owner {
 			return seq, nil
 		}
 	}

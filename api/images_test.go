@@ -336,7 +336,11 @@ func TestListImages(t *testing.T) {
 		if p.Next == nil {
 			t.Fatal("next: got null, want a second page")
 		}
-		cursor := (*p.Next)[strings.Index(*p.Next, "cursor=")+len("cursor="):]
+		next, err := url.Parse(*p.Next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor := next.Query().Get("cursor")
 		raw, err := base64.RawURLEncoding.DecodeString(cursor)
 		if err != nil || len(raw) != 16 {
 			t.Fatalf("cursor %q: got %d bytes (%v), want one sealed 16-byte block", cursor, len(raw), err)
@@ -372,11 +376,62 @@ func TestListImages(t *testing.T) {
 		}
 	})
 
+	t.Run("previous and first walk back", func(t *testing.T) {
+		type walkPage struct {
+			Results []struct {
+				ID string `json:"id"`
+			} `json:"results"`
+			First, Previous, Next *string
+		}
+		get := func(u string) walkPage {
+			var p walkPage
+			r := ts.do(t, http.MethodGet, u, asAlice, "", nil)
+			r.wantStatus(t, http.StatusOK)
+			r.decode(t, &p)
+			return p
+		}
+		ids := func(p walkPage) string {
+			var s []string
+			for _, r := range p.Results {
+				s = append(s, r.ID)
+			}
+			return strings.Join(s, ",")
+		}
+		var pages []walkPage
+		for u := "/api/images?limit=7"; u != ""; {
+			p := get(u)
+			pages = append(pages, p)
+			u = ""
+			if p.Next != nil {
+				u = *p.Next
+			}
+		}
+		if len(pages) != 4 || pages[0].Previous != nil || pages[0].First != nil {
+			t.Fatalf("got %d pages of 7 of 23, the first with previous %v; want 4, the first without", len(pages), pages[0].Previous)
+		}
+		for i := len(pages) - 1; i > 0; i-- {
+			if pages[i].Previous == nil || pages[i].First == nil {
+				t.Fatalf("page %d: no previous or first link", i+1)
+			}
+			if got, want := ids(get(*pages[i].Previous)), ids(pages[i-1]); got != want {
+				t.Errorf("previous of page %d: got %s, want %s", i+1, got, want)
+			}
+			if got := ids(get(*pages[i].First)); got != ids(pages[0]) {
+				t.Errorf("first from page %d: got %s", i+1, got)
+			}
+		}
+		// Back from the second page: the first again, which has no previous but a next.
+		back := get(*pages[1].Previous)
+		if back.Previous != nil || back.Next == nil {
+			t.Errorf("the first page reached backwards: previous %v, next %v; want none and one", back.Previous, back.Next)
+		}
+	})
+
 	t.Run("empty", func(t *testing.T) {
 		r := ts.do(t, http.MethodGet, "/api/images", asErin, "", nil)
 		r.wantStatus(t, http.StatusOK)
-		if strings.TrimSuffix(string(r.body), "\n") != `{"results":[],"next":null}` {
-			t.Errorf("body: got %s, want {\"results\":[],\"next\":null}", r.body)
+		if want := `{"results":[],"first":null,"previous":null,"next":null}`; strings.TrimSuffix(string(r.body), "\n") != want {
+			t.Errorf("body: got %s, want %s", r.body, want)
 		}
 	})
 

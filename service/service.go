@@ -605,6 +605,16 @@ func (s *Service) ListImages(ctx context.Context, actor *tierpix.Identity, befor
 	return imgs, nil
 }
 
+// ListImagesOldest returns a page of the actor's images, oldest first, after the sequence
+// number after.
+func (s *Service) ListImagesOldest(ctx context.Context, actor *tierpix.Identity, after int64, limit int) ([]tierpix.Image, error) {
+	imgs, err := s.st.ListImagesOldest(ctx, actor.User.ID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list images of user %d, oldest first: %w", actor.User.ID, err)
+	}
+	return imgs, nil
+}
+
 // AddImage validates the upload spooled at tmpPath (size bytes, a PNG or JPEG within the
 // pixel cap, decoded within the decode budget) and makes it the actor's image named name. The
 // store moves the file into place only once the row is in; on an error the caller removes

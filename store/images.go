@@ -316,6 +316,29 @@ func (s *Store) ListImages(ctx context.Context, ownerID int64, beforeSeq int64, 
 	return images, nil
 }
 
+// listImagesOldestQuery is listImagesQuery oldest first: the same index, scanned the other way.
+const listImagesOldestQuery = `SELECT ` + imageColumns + ` FROM images i
+	WHERE i.owner_id = ? AND i.seq > ?
+	ORDER BY i.seq
+	LIMIT ?`
+
+// ListImagesOldest returns up to limit of the owner's images, oldest first, with Seq above
+// afterSeq: read backwards, the page before a page of ListImages.
+func (s *Store) ListImagesOldest(ctx context.Context, ownerID int64, afterSeq int64, limit int) ([]tierpix.Image, error) {
+	if limit < 1 {
+		return nil, tierpix.Invalid("limit", "must be at least 1")
+	}
+	var rows []imageRow
+	if err := s.sel(ctx, s.q(ctx), &rows, listImagesOldestQuery, ownerID, max(afterSeq, 0), limit); err != nil {
+		return nil, dbError(err, "list images, oldest first", "The image")
+	}
+	images := make([]tierpix.Image, len(rows))
+	for i, r := range rows {
+		images[i] = r.image()
+	}
+	return images, nil
+}
+
 // DeleteImage deletes the owner's image row, then its original file (ENOTFOUND if the image
 // does not exist or is not the owner's). A file already gone is not an error; a file that
 // cannot be removed is reported with ErrOriginalKept, though the row is gone, and Sweep removes

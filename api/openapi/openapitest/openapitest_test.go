@@ -68,7 +68,7 @@ func TestTransport(t *testing.T) {
 		{name: "browsable page", method: "GET", target: "/api/me", answer: answer{status: 200, header: map[string]string{"Content-Type": "text/html; charset=utf-8"}, body: "<!doctype html><p>hi"}},
 		{name: "HEAD has no body", method: "HEAD", target: "/api/me", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}}},
 		{name: "401 with a challenge", method: "GET", target: "/api/me", answer: answer{status: 401, header: map[string]string{"Content-Type": problem, "WWW-Authenticate": challenge}, body: problem401}},
-		{name: "page", method: "GET", target: "/api/images?limit=1", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"results": [` + imageJSON + `], "next": "http://127.0.0.1:1/api/images?limit=1&cursor=x"}`}},
+		{name: "page", method: "GET", target: "/api/images?limit=1", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"results": [` + imageJSON + `], "first": null, "previous": null, "next": "http://127.0.0.1:1/api/images?limit=1&cursor=x"}`}},
 		{name: "created with Location", method: "POST", target: "/api/images", answer: answer{status: 201, header: map[string]string{"Content-Type": jsonType, "Location": "http://127.0.0.1:1/api/images/abc"}, body: imageJSON}},
 		{name: "field errors", method: "GET", target: "/api/images?limit=0", answer: answer{status: 400, header: map[string]string{"Content-Type": problem}, body: `{"type": "about:blank", "title": "Bad Request", "status": 400, "detail": "x", "errors": {"limit": "must be an integer between 1 and 100"}}`}},
 		{name: "417 without a body", method: "POST", target: "/api/images", answer: answer{status: 417, noCType: true}},
@@ -88,7 +88,7 @@ func TestTransport(t *testing.T) {
 		// Wrong answers.
 		{name: "extra field", method: "GET", target: "/api/me", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: strings.Replace(meJSON, `"username"`, `"password_hash": "x", "username"`, 1)}, wantErr: "password_hash"},
 		{name: "wrong type", method: "GET", target: "/api/me", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: strings.Replace(meJSON, `"is_admin": false`, `"is_admin": "no"`, 1)}, wantErr: "is_admin"},
-		{name: "nested wrong type", method: "GET", target: "/api/images", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"results": [` + strings.Replace(imageJSON, `"width": 3`, `"width": 3.5`, 1) + `], "next": null}`}, wantErr: "width"},
+		{name: "nested wrong type", method: "GET", target: "/api/images", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"results": [` + strings.Replace(imageJSON, `"width": 3`, `"width": 3.5`, 1) + `], "first": null, "previous": null, "next": null}`}, wantErr: "width"},
 		{name: "missing field", method: "GET", target: "/api/images", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"results": []}`}, wantErr: "next"},
 		{name: "not JSON", method: "GET", target: "/api/me", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"username":`}, wantErr: "not JSON"},
 		{name: "undocumented status", method: "GET", target: "/api/me", answer: answer{status: 418, header: map[string]string{"Content-Type": problem}, body: `{"type": "about:blank", "title": "I'm a teapot", "status": 418}`}, wantErr: "status 418 is not documented"},
