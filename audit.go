@@ -2,6 +2,7 @@ package tierpix
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -65,6 +66,33 @@ type ChangeQuery struct {
 	Before     int64     // keyset: entries older than this ID; 0 is the newest
 	After      int64     // keyset, backwards: entries newer than this ID, for a previous page
 	Limit      int
+}
+
+// ChangeCursor names where a page of the log starts: the entries older than the entry id
+// (the next page), or, newer, those newer than it (the previous page).
+func ChangeCursor(id int64, newer bool) string {
+	if newer {
+		return "n" + strconv.FormatInt(id, 10)
+	}
+	return "o" + strconv.FormatInt(id, 10)
+}
+
+// ParseChangeCursor sets q's Before or After from a ChangeCursor (EINVALID "cursor" for
+// anything else).
+func (q *ChangeQuery) ParseChangeCursor(c string) error {
+	if len(c) > 1 {
+		if id, err := strconv.ParseInt(c[1:], 10, 64); err == nil && id > 0 {
+			switch c[0] {
+			case 'o':
+				q.Before = id
+				return nil
+			case 'n':
+				q.After = id
+				return nil
+			}
+		}
+	}
+	return Invalid("cursor", "is not a cursor this list handed out")
 }
 
 // OperatorActor is how a ChangeQuery names the operator at the command line.

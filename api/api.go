@@ -136,10 +136,12 @@ type API struct {
 	// cursors seals image-list cursors (see encodeSeqCursor).
 	cursors cipher.Block
 
-	// spec is the OpenAPI document, for OPTIONS; allowed lists each route's methods, for
-	// the Allow header of its every answer (filled by Register, read-only after).
-	spec    *openapi.Spec
-	allowed map[string][]string
+	// spec is the OpenAPI document, for OPTIONS; allowed lists each route's methods and
+	// allowHeader joins them, for the Allow header of its every answer (both filled by
+	// Register, read-only after).
+	spec        *openapi.Spec
+	allowed     map[string][]string
+	allowHeader map[string]string
 
 	uploads uploadStats // see stats.go
 }
@@ -175,16 +177,17 @@ func New(cfg Config, svc Services, st Store, si *signin.Service, signer *signing
 		return nil, fmt.Errorf("api: load the OpenAPI document: %w", err)
 	}
 	return &API{
-		cursors: cursors,
-		spec:    spec,
-		allowed: map[string][]string{},
-		cfg:     cfg,
-		svc:     svc,
-		st:      st,
-		signin:  si,
-		signer:  signer,
-		browser: browser,
-		logger:  logger,
+		cursors:     cursors,
+		spec:        spec,
+		allowed:     map[string][]string{},
+		allowHeader: map[string]string{},
+		cfg:         cfg,
+		svc:         svc,
+		st:          st,
+		signin:      si,
+		signer:      signer,
+		browser:     browser,
+		logger:      logger,
 	}, nil
 }
 
@@ -247,6 +250,10 @@ func (a *API) Register(r *router.Router) {
 	route("DELETE", "/api/admin/images/{id}", adminOnly, a.handleDeleteAnyImage) // DELETE /api/admin/images/{id}
 
 	route("GET", "/api/admin/audit", adminOnly, a.handleListChanges) // GET /api/admin/audit
+
+	for path, methods := range a.allowed {
+		a.allowHeader[path] = strings.Join(methods, ", ")
+	}
 
 	r.NotFound = a.handleNotFound
 	r.MethodNotAllowed = a.handleMethodNotAllowed
@@ -355,7 +362,7 @@ func (a *API) handler(path string, who access, h handlerFunc) fasthttp.RequestHa
 				id = &ident
 			}
 		}
-		ctx.Response.Header.Set("Allow", strings.Join(a.allowed[path], ", "))
+		ctx.Response.Header.Set("Allow", a.allowHeader[path])
 		if err == nil {
 			err = h(ctx, id)
 		}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -75,7 +74,11 @@ func (a *API) handleListChanges(ctx *fasthttp.RequestCtx, caller *tierpix.Identi
 		}
 	}
 	if c, ok := queryArg(ctx, "cursor"); ok {
-		if q.Before, q.After, err = decodeChangeCursor(c); err != nil {
+		s, err := decodeStringCursor(c)
+		if err != nil {
+			return err
+		}
+		if err := q.ParseChangeCursor(s); err != nil {
 			return err
 		}
 	}
@@ -101,36 +104,16 @@ func (a *API) handleListChanges(ctx *fasthttp.RequestCtx, caller *tierpix.Identi
 	}
 	if n := len(page.Changes); n > 0 {
 		if page.More {
-			u := link(encodeStringCursor(fmt.Sprintf("o%d", page.Changes[n-1].ID)))
+			u := link(encodeStringCursor(tierpix.ChangeCursor(page.Changes[n-1].ID, false)))
 			out.Next = &u
 		}
 		if page.Newer {
-			u := link(encodeStringCursor(fmt.Sprintf("n%d", page.Changes[0].ID)))
+			u := link(encodeStringCursor(tierpix.ChangeCursor(page.Changes[0].ID, true)))
 			out.Previous = &u
 		}
 	}
 	a.writeJSON(ctx, http.StatusOK, out)
 	return nil
-}
-
-// decodeChangeCursor reads an audit cursor: "o" and an id for entries older than it, "n"
-// and an id for those newer.
-func decodeChangeCursor(c string) (before, after int64, err error) {
-	s, err := decodeStringCursor(c)
-	if err != nil {
-		return 0, 0, err
-	}
-	id, perr := strconv.ParseInt(s[1:], 10, 64)
-	if perr != nil || id < 1 {
-		return 0, 0, tierpix.Invalid("cursor", "is not a cursor this API handed out")
-	}
-	switch s[0] {
-	case 'o':
-		return id, 0, nil
-	case 'n':
-		return 0, id, nil
-	}
-	return 0, 0, tierpix.Invalid("cursor", "is not a cursor this API handed out")
 }
 
 // passwordRequest is the body of POST /api/me/password.

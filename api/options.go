@@ -80,7 +80,7 @@ func (a *API) handleOptions(template string) fasthttp.RequestHandler {
 			a.fail(ctx, err)
 			return
 		}
-		ctx.Response.Header.Set("Allow", strings.Join(a.allowed[template], ", "))
+		ctx.Response.Header.Set("Allow", a.allowHeader[template])
 		ctx.SetStatusCode(http.StatusOK)
 		ctx.SetContentType("application/json")
 		ctx.Response.Header.Set("Cache-Control", "no-store")

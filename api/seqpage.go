@@ -12,7 +12,7 @@ type seqPage[T any] struct {
 	Next     *string `json:"next"`
 }
 
-func (p seqPage[T]) nextPage() *string           { return p.Next }
+func (p seqPage[T]) nextPage() *string            { return p.Next }
 func (p seqPage[T]) prevPage() (*string, *string) { return p.Previous, p.First }
 
 // pageBySeq reads the newest-first page at cursor, one query whichever way: cursor 0 is the

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,10 +32,10 @@ func (s *Service) ListChanges(ctx context.Context, actor *tierpix.Identity, q ti
 	if err := tierpix.RequireAdmin(actor); err != nil {
 		return tierpix.ChangePage{}, err
 	}
-	if q.Action != "" && !contains(tierpix.Actions, q.Action) {
+	if q.Action != "" && !slices.Contains(tierpix.Actions, q.Action) {
 		return tierpix.ChangePage{}, tierpix.Invalid("action", "must be one of "+strings.Join(tierpix.Actions, ", "))
 	}
-	if q.ObjectType != "" && !contains(tierpix.ObjectTypes, q.ObjectType) {
+	if q.ObjectType != "" && !slices.Contains(tierpix.ObjectTypes, q.ObjectType) {
 		return tierpix.ChangePage{}, tierpix.Invalid("object_type", "must be one of "+strings.Join(tierpix.ObjectTypes, ", "))
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
@@ -45,15 +46,6 @@ func (s *Service) ListChanges(ctx context.Context, actor *tierpix.Identity, q ti
 		return tierpix.ChangePage{}, fmt.Errorf("list changes: %w", err)
 	}
 	return page, nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // userObject is how the log names a user: by number, which a later user of the same name

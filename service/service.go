@@ -224,14 +224,8 @@ func plural(n int, one, many string) string {
 
 // DeleteTier deletes a tier no user is on.
 func (s *Service) DeleteTier(ctx context.Context, actor *tierpix.Identity, name string) error {
-	if err := tierpix.RequireAdmin(actor); err != nil {
-		return err
-	}
-	t, err := s.FindTier(ctx, name)
+	t, err := s.CheckDeleteTier(ctx, actor, name)
 	if err != nil {
-		return err
-	}
-	if err := s.deleteTierRefusal(ctx, &t); err != nil {
 		return err
 	}
 	c := &tierpix.Change{Action: tierpix.ActionDelete, ObjectType: tierpix.ObjectTier,

@@ -266,9 +266,7 @@ func (w *Web) handleAdminIndex(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	d := adminDashboard{adminLayout: l, Tiers: len(tiers), Admins: admins, Users: strconv.Itoa(users.Total)}
-	for i := range recent.Changes {
-		d.Recent = append(d.Recent, adminChangeRowOf(&recent.Changes[i]))
-	}
+	d.Recent = adminChangeRows(recent.Changes)
 	if users.TotalCapped {
 		d.Users = fmt.Sprintf("more than %d", users.Total)
 	}

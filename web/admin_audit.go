@@ -97,6 +97,15 @@ func adminChangeRowOf(c *tierpix.Change) adminChangeRow {
 	return r
 }
 
+// adminChangeRows renders entries, in their order.
+func adminChangeRows(changes []tierpix.Change) []adminChangeRow {
+	rows := make([]adminChangeRow, len(changes))
+	for i := range changes {
+		rows[i] = adminChangeRowOf(&changes[i])
+	}
+	return rows
+}
+
 // adminRecentActions is how many entries the dashboard shows.
 const adminRecentActions = 10
 
@@ -174,16 +183,9 @@ func (w *Web) handleImageHistory(ctx *fasthttp.RequestCtx) {
 func (w *Web) auditPage(ctx *fasthttp.RequestCtx, l adminLayout, id *tierpix.Identity, q tierpix.ChangeQuery, heading, base string, filterable bool) {
 	q.Limit = adminPageSize
 	if c := adminQuery(ctx, "cursor"); c != "" {
-		dir, n := c[:1], c[1:]
-		v, err := strconv.ParseInt(n, 10, 64)
-		if err != nil || v < 1 || (dir != "o" && dir != "n") {
-			w.adminFail(ctx, l, base, "audit page", tierpix.Invalid("cursor", "is not a page of this list"))
+		if err := q.ParseChangeCursor(c); err != nil {
+			w.adminFail(ctx, l, base, "audit page", err)
 			return
-		}
-		if dir == "o" {
-			q.Before = v
-		} else {
-			q.After = v
 		}
 	}
 	page, err := w.svc.ListChanges(dbContext(), id, q)
@@ -227,15 +229,13 @@ func (w *Web) auditPage(ctx *fasthttp.RequestCtx, l adminLayout, id *tierpix.Ide
 	}
 	if n := len(page.Changes); n > 0 {
 		if page.More {
-			d.NextURL = link(fmt.Sprintf("o%d", page.Changes[n-1].ID))
+			d.NextURL = link(tierpix.ChangeCursor(page.Changes[n-1].ID, false))
 		}
 		if page.Newer {
-			d.PrevURL = link(fmt.Sprintf("n%d", page.Changes[0].ID))
+			d.PrevURL = link(tierpix.ChangeCursor(page.Changes[0].ID, true))
 			d.FirstURL = link("")
 		}
 	}
-	for i := range page.Changes {
-		d.Rows = append(d.Rows, adminChangeRowOf(&page.Changes[i]))
-	}
+	d.Rows = adminChangeRows(page.Changes)
 	w.render(ctx, http.StatusOK, "admin_audit.html", d)
 }

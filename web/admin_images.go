@@ -213,8 +213,6 @@ func (w *Web) handleImageDetail(ctx *fasthttp.RequestCtx) {
 	}
 	l.Title = "Image " + img.Name
 	d := adminImageDetail{adminLayout: l, Image: adminImageRowOf(img.Image, img.Owner), Format: strings.ToUpper(img.Format), UserURL: adminUserURL(img.Owner)}
-	for i := range hist.Changes {
-		d.History = append(d.History, adminChangeRowOf(&hist.Changes[i]))
-	}
+	d.History = adminChangeRows(hist.Changes)
 	w.render(ctx, http.StatusOK, "admin_image.html", d)
 }

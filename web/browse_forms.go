@@ -134,8 +134,11 @@ func rawTemplate(fields []openapi.Field, current map[string]string, patch bool) 
 		if f.Schema.ReadOnly || f.Schema.Format == "binary" {
 			continue
 		}
-		var v any
 		cur, ok := current[f.Name]
+		if patch && (!ok || f.Schema.Format == "password") {
+			continue // a PATCH sends only what changes; a password is typed in when it does
+		}
+		var v any
 		switch {
 		case f.Schema.Type == "boolean":
 			v = ok && cur == "true"
@@ -151,16 +154,8 @@ func rawTemplate(fields []openapi.Field, current map[string]string, patch bool) 
 				}
 			}
 			v = nums
-		case f.Schema.Format == "password":
-			v = ""
 		default:
-			v = cur
-		}
-		if patch && !ok && f.Schema.Format != "password" {
-			continue
-		}
-		if patch && f.Schema.Format == "password" {
-			continue // a PATCH sends only what changes; a password is typed in when it does
+			v = cur // a password's field starts empty: current never holds one
 		}
 		k, _ := json.Marshal(f.Name)
 		val, _ := json.Marshal(v)
