@@ -118,6 +118,7 @@ type Store interface {
 	CheckSpace(incoming int64) error
 	LowOnSpace() bool
 	Ping(ctx context.Context) error
+	PingOriginals(ctx context.Context) error
 	FindIdentityByToken(ctx context.Context, token string) (tierpix.Identity, error)
 }
 
@@ -303,7 +304,15 @@ func (a *API) handleHealth(ctx *fasthttp.RequestCtx, _ *tierpix.Identity) error 
 	if a.st.LowOnSpace() {
 		disk = "low on space: uploads are refused"
 	}
-	a.writeJSON(ctx, http.StatusOK, map[string]any{"status": "ok", "checks": map[string]string{"database": "ok", "disk": disk}})
+	// Originals in a bucket that does not answer: uploads, first renders and original links
+	// get 503, cached thumbnails are served. Said, not failed, since every node shares the
+	// bucket and taking them all out of a balancer would serve nothing at all.
+	originals := "ok"
+	if err := a.st.PingOriginals(pingCtx); err != nil {
+		a.logger.Warn("health check: originals storage", "err", err)
+		originals = "unavailable: uploads, first renders and original links get 503"
+	}
+	a.writeJSON(ctx, http.StatusOK, map[string]any{"status": "ok", "checks": map[string]string{"database": "ok", "disk": disk, "originals": originals}})
 	return nil
 }
 

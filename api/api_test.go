@@ -89,7 +89,7 @@ func TestRouting(t *testing.T) {
 		r := ts.do(t, http.MethodGet, "/healthz", noAuth, "", nil)
 		r.wantStatus(t, http.StatusOK)
 		r.wantHeaders(t, jsonHeaders)
-		if want := `{"checks":{"database":"ok","disk":"ok"},"status":"ok"}`; strings.TrimSuffix(string(r.body), "\n") != want {
+		if want := `{"checks":{"database":"ok","disk":"ok","originals":"ok"},"status":"ok"}`; strings.TrimSuffix(string(r.body), "\n") != want {
 			t.Errorf("body: got %s, want %s", r.body, want)
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -44,7 +45,14 @@ type Store interface {
 	// ChangeEpoch returns a number that moves, in the same transaction, with every change to
 	// what FindImageForServing answers for an image that exists.
 	ChangeEpoch(ctx context.Context) (int64, error)
-	OriginalPath(id string) string
+	// Original returns a file on this node's disk holding img's original (fetched into a
+	// local cache first when originals live in a bucket) and a release to call once it has
+	// been read.
+	Original(ctx context.Context, img tierpix.Image) (path string, release func(), err error)
+	// OpenOriginal returns img's original for streaming, with its length.
+	OpenOriginal(ctx context.Context, img tierpix.Image) (io.ReadCloser, int64, error)
+	// StatOriginal returns the length of img's original.
+	StatOriginal(ctx context.Context, img tierpix.Image) (int64, error)
 	// LowOnSpace reports whether the data dir is below its free-space reserve: the disk
 	// cache writes nothing then, so that it cannot take the room uploads and the database
 	// need.
@@ -842,6 +850,20 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 		return nil, imaging.Rendered{}, tierpix.Errorf(tierpix.EUNAVAILABLE, "The server is busy rendering images; retry shortly.")
 	}
 	defer o.pending.Add(-1)
+
+	// The original is fetched (when it lives in a bucket and is not in the node's cache)
+	// before a worker is taken, so that renders of cached originals go on meanwhile.
+	ipath, ih, fromInter := o.findIntermediate(img.ID, eff)
+	var src string
+	if !fromInter {
+		path, release, err := o.original(img)
+		if err != nil {
+			return nil, imaging.Rendered{}, err
+		}
+		defer release()
+		src = path
+	}
+
 	o.workers <- struct{}{}
 	defer func() { <-o.workers }()
 
@@ -851,28 +873,33 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 	o.renders.Add(1)
 	defer o.renderTimes.since(time.Now())
 
-	if path, ih, ok := o.findIntermediate(img.ID, eff); ok {
-		release, err := o.admit(path, int64(img.Width)*int64(img.Height))
+	if fromInter {
+		release, err := o.admit(ipath, int64(img.Width)*int64(img.Height))
 		if tierpix.ErrorCode(err) == tierpix.EUNAVAILABLE {
 			return nil, imaging.Rendered{}, err
 		}
 		var r imaging.Rendered
 		if err == nil {
-			r, err = imaging.ThumbnailFromIntermediate(path, img.Format, img.Width, img.Height, ih, eff)
+			r, err = imaging.ThumbnailFromIntermediate(ipath, img.Format, img.Width, img.Height, ih, eff)
 			release()
 		}
 		if err == nil {
 			o.fromIntermediate.Add(1)
-			o.touch(path)
+			o.touch(ipath)
 			return newEntry(img.ID, eff, r.Format, r.Body), imaging.Rendered{}, nil
 		}
 		// Damaged (a crash before the data reached the disk, an edit from outside): forget
 		// it and render from the original, which makes a new one.
-		o.logger.Warn("render from intermediate", "path", path, "err", err)
-		o.removeFile(path)
+		o.logger.Warn("render from intermediate", "path", ipath, "err", err)
+		o.removeFile(ipath)
+		path, release, err := o.original(img)
+		if err != nil {
+			return nil, imaging.Rendered{}, err
+		}
+		defer release()
+		src = path
 	}
 
-	src := o.store.OriginalPath(img.ID)
 	var r imaging.Rendered
 	release, err := o.admit(src, int64(img.Width)*int64(img.Height))
 	if err == nil {
@@ -894,6 +921,25 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 		return nil, imaging.Rendered{}, fmt.Errorf("render %s h%d: %w", img.ID, eff, err)
 	}
 	return newEntry(img.ID, eff, r.Format, r.Body), inter, nil
+}
+
+// originalWait bounds how long a render waits for its original to reach the node (from a
+// bucket); the fetch itself has the store's deadline.
+const originalWait = 30 * time.Second
+
+// original returns a local file holding img's original and its release: ENOTFOUND when the
+// image was deleted after its lookup, EUNAVAILABLE when storage could not deliver it in time.
+func (o *Origin) original(img tierpix.Image) (string, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), originalWait)
+	defer cancel()
+	path, release, err := o.store.Original(ctx, img)
+	if err != nil {
+		if c := tierpix.ErrorCode(err); c == tierpix.ENOTFOUND || c == tierpix.EUNAVAILABLE || c == tierpix.ESTORAGE {
+			return "", nil, err
+		}
+		return "", nil, fmt.Errorf("original of %s: %w", img.ID, err)
+	}
+	return path, release, nil
 }
 
 // minIntermediateShrink is how many times as high as its intermediate an original must be

@@ -2,12 +2,11 @@ package origin
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io/fs"
 	"net/http"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -252,12 +251,14 @@ func authorize(tier *tierpix.Tier, link *signing.Link) error {
 	return nil
 }
 
-// serveOriginal streams the uploaded file. HEAD only stats it.
+// serveOriginal streams the uploaded file: from disk, the node's cache of a bucket, or the
+// bucket, never read whole into memory. HEAD only learns its length.
 func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, m *metaEntry, link *signing.Link, now time.Time) {
 	img := &m.img
-	path := o.store.OriginalPath(img.ID)
+	sctx, cancel := context.WithTimeout(context.Background(), originalWait)
+	defer cancel()
 	if ctx.IsHead() {
-		info, err := os.Stat(path)
+		size, err := o.store.StatOriginal(sctx, *img)
 		if err != nil {
 			problem.Error(ctx, o.logger, originalError(img.ID, err))
 			return
@@ -265,32 +266,31 @@ func (o *Origin) serveOriginal(ctx *fasthttp.RequestCtx, m *metaEntry, link *sig
 		if o.writeHeaders(ctx, m, link, now, m.originalETag, contentTypeOf(img.Format)) {
 			return
 		}
-		ctx.Response.Header.SetContentLength(int(info.Size()))
+		ctx.Response.Header.SetContentLength(int(size))
 		return
 	}
-	f, err := os.Open(path)
+	// A 304 needs no body, so a conditional request opens nothing.
+	if o.writeHeaders(ctx, m, link, now, m.originalETag, contentTypeOf(img.Format)) {
+		return
+	}
+	body, size, err := o.store.OpenOriginal(sctx, *img)
 	if err != nil {
+		ctx.Response.Header.Del(fasthttp.HeaderETag)
+		ctx.Response.Header.Del(fasthttp.HeaderLastModified)
+		ctx.Response.Header.Del(fasthttp.HeaderExpires)
 		problem.Error(ctx, o.logger, originalError(img.ID, err))
 		return
 	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		problem.Error(ctx, o.logger, fmt.Errorf("stat original %s: %w", img.ID, err))
-		return
-	}
-	if o.writeHeaders(ctx, m, link, now, m.originalETag, contentTypeOf(img.Format)) {
-		f.Close()
-		return
-	}
-	// fasthttp closes f (an io.Closer) once the body is written or the connection fails.
-	ctx.SetBodyStream(f, int(info.Size()))
+	// fasthttp closes body (an io.Closer) once it is written or the connection fails.
+	ctx.SetBodyStream(body, int(size))
 }
 
-// originalError maps a failure to reach the original: gone means deleted since the lookup.
+// originalError keeps the store's client errors (ENOTFOUND: deleted since the lookup;
+// EUNAVAILABLE: storage down) and wraps anything else.
 func originalError(id string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		return errNoImage
+	var e *tierpix.Error
+	if errors.As(err, &e) {
+		return err
 	}
 	return fmt.Errorf("open original %s: %w", id, err)
 }

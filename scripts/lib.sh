@@ -102,6 +102,27 @@ MSG
   return 1
 }
 
+# VERSITYGW_VERSION is the S3 server the tests run (Versity's S3 gateway over a directory).
+VERSITYGW_VERSION=v1.8.0
+
+# ensure_versitygw makes sure versitygw, the S3 server the tests of originals in a bucket start
+# on 127.0.0.1, is built (go install, about a minute and a half the first time) and sets
+# TIERPIX_VERSITYGW to it.
+ensure_versitygw() {
+  local bin
+  bin="$(go env GOPATH)/bin/versitygw"
+  if [ -n "${TIERPIX_VERSITYGW:-}" ] && [ -x "$TIERPIX_VERSITYGW" ]; then
+    return 0
+  fi
+  if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -qE "^\s+mod\s+github.com/versity/versitygw\s+$VERSITYGW_VERSION(\s|$)"; then
+    TIERPIX_VERSITYGW=$bin
+    return 0
+  fi
+  echo "==> installing versitygw $VERSITYGW_VERSION (the S3 server of the tests; go install, about 90 s)" >&2
+  GOFLAGS= go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" >&2 || return 1
+  TIERPIX_VERSITYGW=$bin
+}
+
 # progress_dots reads go build -v's output: a dot for each package it names, any other line
 # (a compile error) as it is, and a newline at the end if it printed dots.
 progress_dots() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test: installs what the tests need (libvips; PostgreSQL's server binaries when none are
-# installed), starts a throwaway PostgreSQL cluster unless TEST_DATABASE_URL is set, and runs
+# installed; versitygw, the S3 server the tests of originals in a bucket start), starts a throwaway PostgreSQL cluster unless TEST_DATABASE_URL is set, and runs
 # every Go test, the PostgreSQL suite included (CI=true makes a missing database a failure,
 # never a skip).
 set -euo pipefail
@@ -14,6 +14,8 @@ ensure_chromium
 export TIERPIX_CHROMIUM=/usr/bin/chromium
 ensure_nginx
 export TIERPIX_NGINX
+ensure_versitygw
+export TIERPIX_VERSITYGW
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   ensure_postgres_binaries
   start_throwaway_postgres

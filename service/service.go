@@ -611,8 +611,8 @@ func (s *Service) ListImagesOldest(ctx context.Context, actor *tierpix.Identity,
 
 // AddImage validates the upload spooled at tmpPath (size bytes, a PNG or JPEG within the
 // pixel cap, decoded within the decode budget) and makes it the actor's image named name. The
-// store moves the file into place only once the row is in; on an error the caller removes
-// the temp file.
+// store puts the original in place, then the row goes in with its audit entry; on an error
+// the original is removed and the caller removes the temp file (which is gone on success).
 func (s *Service) AddImage(ctx context.Context, actor *tierpix.Identity, tmpPath, name string, size int64) (tierpix.Image, error) {
 	info, err := s.validate(ctx, tmpPath)
 	if err != nil {
@@ -630,9 +630,15 @@ func (s *Service) AddImage(ctx context.Context, actor *tierpix.Identity, tmpPath
 		Height:    info.Height,
 		SizeBytes: size,
 	}
+	// The original goes in place first, outside the transaction: an upload to a bucket
+	// takes as long as its bytes do, and must not hold the database meanwhile.
+	staged, err := s.st.StageOriginal(ctx, tmpPath)
+	if err != nil {
+		return tierpix.Image{}, fmt.Errorf("store original: %w", err)
+	}
 	c := &tierpix.Change{Action: tierpix.ActionCreate, ObjectType: tierpix.ObjectImage}
 	err = s.audited(ctx, actor, c, func(ctx context.Context) error {
-		if err := s.st.CreateImage(ctx, &img, tmpPath); err != nil {
+		if err := s.st.InsertImage(ctx, &img, staged); err != nil {
 			return err
 		}
 		c.ObjectID, c.ObjectRepr = img.ID, img.Name
@@ -640,6 +646,7 @@ func (s *Service) AddImage(ctx context.Context, actor *tierpix.Identity, tmpPath
 		return nil
 	})
 	if err != nil {
+		s.st.DiscardStaged(ctx, staged)
 		return tierpix.Image{}, fmt.Errorf("create image: %w", err)
 	}
 	return img, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -141,69 +142,69 @@ func removeUnlocked(path string) (bool, error) {
 	return true, nil
 }
 
-// OriginalPath returns where the original of image id lives: originals/{id[0:2]}/{id}, so
-// that no directory grows past a few thousand entries per million images. An id that is not
-// a valid image id maps to a path that never exists inside the originals directory, so a
-// hostile id cannot name another file.
+// OriginalPath returns where the original of image id lives on this node's disk:
+// originals/{id[0:2]}/{id}, or with originals in a bucket, its place in the node's cache,
+// where it may not be. An id that is not a valid image id maps to a path that never exists, so
+// a hostile id cannot name another file.
 func (s *Store) OriginalPath(id string) string {
-	if !tierpix.ValidImageID(id) {
-		return filepath.Join(s.originalsDir, "invalid-id")
+	if s.dirOrig != nil {
+		return s.dirOrig.path(id)
 	}
-	return filepath.Join(s.originalsDir, id[:2], id)
+	if !tierpix.ValidImageID(id) {
+		return filepath.Join(s.bucket.cache.dir, "invalid-id")
+	}
+	return s.bucket.cache.path(id)
 }
 
-// CreateImage moves the validated upload at tmpPath into place and records it: fsync the file,
-// rename it into originals/, fsync the directory, then insert the row; if the insert fails the
-// file is removed. It sets img.ID (random, non-sequential), Seq and CreatedAt, and SizeBytes
-// from the file itself. tmpPath should be in TempDir, on the same filesystem. If CreateImage
-// fails before the rename, the file is left at tmpPath for the caller to remove.
-func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath string) error {
-	if img.Format != tierpix.FormatJPEG && img.Format != tierpix.FormatPNG {
-		return tierpix.Invalid("format", "must be jpeg or png")
+// Originals names where the originals live, for logs: a directory, or the bucket and its
+// endpoint.
+func (s *Store) Originals() string { return s.orig.String() }
+
+// Staged is an original put in place under a fresh id by StageOriginal, that no row refers
+// to yet.
+type Staged struct {
+	ID   string
+	Size int64
+}
+
+// StageOriginal puts the validated upload at tmpPath in place as a new original, durable when
+// it returns: renamed into originals/ (tmpPath should be in TempDir), or uploaded to the
+// bucket (then kept in the node's cache). It runs outside any transaction, since an upload
+// to a bucket takes as long as its bytes do. Until InsertImage's row commits, the original is
+// an orphan that Sweep would remove an hour on, and DiscardStaged removes at once. On an
+// error the file is left at tmpPath for the caller to remove; on success it is gone.
+func (s *Store) StageOriginal(ctx context.Context, tmpPath string) (Staged, error) {
+	size, err := fileSize(tmpPath)
+	if err != nil {
+		return Staged{}, err
 	}
-	if img.Width < 1 || img.Height < 1 {
-		return tierpix.Invalid("size", "width and height must be positive")
+	id := newImageID()
+	if err := s.orig.stage(ctx, id, tmpPath, size); err != nil {
+		return Staged{}, err
+	}
+	return Staged{ID: id, Size: size}, nil
+}
+
+// DiscardStaged removes a staged original whose row never came. Best effort: what stays is
+// swept later.
+func (s *Store) DiscardStaged(ctx context.Context, st Staged) {
+	s.orig.remove(context.WithoutCancel(ctx), []string{st.ID})
+}
+
+// InsertImage records the staged original as img: it sets img.ID (random, non-sequential),
+// Seq, CreatedAt and SizeBytes. The caller discards the staged original if this fails or the
+// transaction it runs in rolls back.
+func (s *Store) InsertImage(ctx context.Context, img *tierpix.Image, st Staged) error {
+	if err := validImage(img); err != nil {
+		return err
 	}
 	now, us := s.nowMicros()
-	// The file's mtime becomes the time it was moved, so that Sweep, which spares recent
-	// files, cannot take it for an orphan in the moment between the rename and the INSERT.
-	if err := os.Chtimes(tmpPath, now, now); err != nil {
-		return fmt.Errorf("touch upload: %w", err)
-	}
-	size, err := syncFile(tmpPath)
-	if err != nil {
-		return err
-	}
-
-	id := newImageID()
-	final := s.OriginalPath(id)
-	shard := filepath.Dir(final)
-	shardCreated := false
-	if err := os.Mkdir(shard, 0o755); err == nil {
-		shardCreated = true
-	} else if !errors.Is(err, fs.ErrExist) {
-		return FileError(err, "create shard directory")
-	}
-	if err := os.Rename(tmpPath, final); err != nil {
-		return FileError(err, "move upload into place")
-	}
-	// Make the rename durable before the row that points at the file is committed.
-	err = syncDir(shard)
-	if err == nil && shardCreated {
-		err = syncDir(s.originalsDir)
-	}
-	if err != nil {
-		os.Remove(final)
-		return err
-	}
-
 	var seq int64
-	err = s.get(ctx, s.q(ctx), &seq, `INSERT INTO images (id, owner_id, name, format, width, height, size_bytes, created_at)
+	err := s.get(ctx, s.q(ctx), &seq, `INSERT INTO images (id, owner_id, name, format, width, height, size_bytes, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		RETURNING seq`,
-		id, img.OwnerID, img.Name, img.Format, img.Width, img.Height, size, us)
+		st.ID, img.OwnerID, img.Name, img.Format, img.Width, img.Height, st.Size, us)
 	if err != nil {
-		os.Remove(final)
 		err = dbError(err, "create image", "The image")
 		if tierpix.ErrorCode(err) == tierpix.EINVALID {
 			// The only reference is the owner, deleted while the upload was in flight.
@@ -211,9 +212,91 @@ func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath str
 		}
 		return err
 	}
-	onRollback(ctx, func() { os.Remove(final) })
-	img.ID, img.Seq, img.CreatedAt, img.SizeBytes = id, seq, now, size
+	img.ID, img.Seq, img.CreatedAt, img.SizeBytes = st.ID, seq, now, st.Size
 	return nil
+}
+
+func validImage(img *tierpix.Image) error {
+	if img.Format != tierpix.FormatJPEG && img.Format != tierpix.FormatPNG {
+		return tierpix.Invalid("format", "must be jpeg or png")
+	}
+	if img.Width < 1 || img.Height < 1 {
+		return tierpix.Invalid("size", "width and height must be positive")
+	}
+	return nil
+}
+
+// CreateImage stages the validated upload at tmpPath and records it (StageOriginal, then
+// InsertImage); if the row cannot be inserted, or the transaction ctx carries rolls back, the
+// original is removed. If CreateImage fails before the original is in place, the file is
+// left at tmpPath for the caller to remove.
+func (s *Store) CreateImage(ctx context.Context, img *tierpix.Image, tmpPath string) error {
+	if err := validImage(img); err != nil {
+		return err
+	}
+	st, err := s.StageOriginal(ctx, tmpPath)
+	if err != nil {
+		return err
+	}
+	if err := s.InsertImage(ctx, img, st); err != nil {
+		s.DiscardStaged(ctx, st)
+		return err
+	}
+	onRollback(ctx, func() { s.DiscardStaged(ctx, st) })
+	return nil
+}
+
+// Original returns a file on this node's disk holding img's original, fetched into the
+// node's cache first when the originals live in a bucket (one fetch however many callers
+// want it at once), and release, to call once the file has been read. ENOTFOUND when the
+// original is gone (the image was deleted after img was looked up); EUNAVAILABLE when the
+// bucket could not deliver it in time.
+func (s *Store) Original(ctx context.Context, img tierpix.Image) (path string, release func(), err error) {
+	return s.orig.local(ctx, img.ID, img.SizeBytes)
+}
+
+// OpenOriginal returns img's original for streaming, with its length: the file, the node's
+// cached copy, or the object as the bucket sends it, never read whole into memory.
+func (s *Store) OpenOriginal(ctx context.Context, img tierpix.Image) (io.ReadCloser, int64, error) {
+	return s.orig.open(ctx, img.ID, img.SizeBytes)
+}
+
+// StatOriginal returns the length of img's original (ENOTFOUND when it is gone).
+func (s *Store) StatOriginal(ctx context.Context, img tierpix.Image) (int64, error) {
+	return s.orig.stat(ctx, img.ID, img.SizeBytes)
+}
+
+// PingOriginals checks that the bucket of the originals answers (EUNAVAILABLE when it does
+// not); with originals in a directory there is nothing to reach.
+func (s *Store) PingOriginals(ctx context.Context) error {
+	if s.bucket == nil {
+		return nil
+	}
+	return s.bucket.ping(ctx)
+}
+
+// OriginalsInBucket reports whether the originals live in a bucket rather than a directory.
+func (s *Store) OriginalsInBucket() bool { return s.bucket != nil }
+
+// OriginalsCacheStats returns the counters of the node's cache of originals from a bucket;
+// ok is false when the originals live in a directory.
+func (s *Store) OriginalsCacheStats() (stats OriginalsCacheStats, ok bool) {
+	if s.bucket == nil {
+		return OriginalsCacheStats{}, false
+	}
+	return s.bucket.cache.stats(), true
+}
+
+// fileSize returns the size of the regular file at name.
+func fileSize(name string) (int64, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return 0, fmt.Errorf("stat upload: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("upload %s is not a regular file", name)
+	}
+	return fi.Size(), nil
 }
 
 // syncFile flushes a file's contents to stable storage and returns its size.
@@ -362,17 +445,19 @@ func (s *Store) DeleteImage(ctx context.Context, ownerID int64, id string) error
 	if err != nil {
 		return err
 	}
-	return afterCommit(ctx, func() error { return s.removeOriginal(id) })
+	return afterCommit(ctx, func() error { return s.removeOriginals(ctx, []string{id}) })
 }
 
-// removeOriginal removes the original of a deleted row; one that stays is ErrOriginalKept,
-// for the sweep.
-func (s *Store) removeOriginal(id string) error {
-	if err := os.Remove(s.OriginalPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: remove original %s: %w", ErrOriginalKept, id, err)
-	}
-	return nil
+// removeOriginals removes the originals of deleted rows, within removeTime; those that stay
+// are reported with ErrOriginalKept, for the sweep.
+func (s *Store) removeOriginals(ctx context.Context, ids []string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTime)
+	defer cancel()
+	return s.orig.remove(ctx, ids)
 }
+
+// removeTime bounds the removal of a delete's originals; the sweep removes what remains.
+const removeTime = 30 * time.Second
 
 // deleteImageRow deletes the row of an image and moves the change epoch.
 func (s *Store) deleteImageRow(ctx context.Context, ownerID int64, id string) error {
@@ -402,10 +487,12 @@ type SweepResult struct {
 const sweepBatch = 500
 
 // Sweep removes temp files whose upload is gone (no longer locked, see CreateTemp) or that
-// are older than olderThan, and originals with no row whose files are older than olderThan
-// (the window between an upload's rename and its INSERT is short, but an orphan is only disk
-// space, so the age rule errs on the side of keeping). Originals are checked a batch of ids per query. Files that vanish meanwhile
-// are not errors; only files named like image ids are considered in originals/.
+// are older than olderThan, and originals with no row last modified more than olderThan ago:
+// those of uploads whose row never came, and those a delete could not remove (the bucket
+// was down). The window between staging and the INSERT is short, but an orphan is only
+// space, so the age rule errs on the side of keeping. Originals are listed a directory or a
+// page of the bucket at a time and checked a batch of ids per query; files that vanish
+// meanwhile are not errors, and only names like image ids are considered.
 func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult, error) {
 	var res SweepResult
 	cutoff := s.now().Add(-olderThan)
@@ -438,44 +525,8 @@ func (s *Store) Sweep(ctx context.Context, olderThan time.Duration) (SweepResult
 		}
 	}
 
-	shards, err := os.ReadDir(s.originalsDir)
-	if err != nil {
-		return res, fmt.Errorf("sweep: read originals directory: %w", err)
-	}
-	var batch []string
-	for _, shard := range shards {
-		if !shard.IsDir() || len(shard.Name()) != 2 {
-			continue
-		}
-		files, err := os.ReadDir(filepath.Join(s.originalsDir, shard.Name()))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return res, fmt.Errorf("sweep: read shard directory: %w", err)
-		}
-		for _, f := range files {
-			if f.Type().IsRegular() && tierpix.ValidImageID(f.Name()) && f.Name()[:2] == shard.Name() && olderThanCutoff(f, cutoff) {
-				batch = append(batch, f.Name())
-			}
-			if len(batch) == sweepBatch {
-				n, err := s.removeOrphans(ctx, batch)
-				res.Orphans += n
-				if err != nil {
-					return res, err
-				}
-				batch = batch[:0]
-			}
-		}
-	}
-	if len(batch) > 0 {
-		n, err := s.removeOrphans(ctx, batch)
-		res.Orphans += n
-		if err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	res.Orphans, err = s.orig.sweep(ctx, cutoff, func(ids []string) ([]string, error) { return s.orphans(ctx, ids) })
+	return res, err
 }
 
 // olderThanCutoff reports whether a directory entry was last modified before cutoff. An entry
@@ -485,33 +536,28 @@ func olderThanCutoff(e fs.DirEntry, cutoff time.Time) bool {
 	return err == nil && info.ModTime().Before(cutoff)
 }
 
-// removeOrphans removes the originals among ids that have no row, with one query. It leaves
-// the change epoch alone: an image without a row was never served.
-func (s *Store) removeOrphans(ctx context.Context, ids []string) (int, error) {
+// orphans returns those of ids that have no row, with one query. Removing them leaves the
+// change epoch alone: an image without a row was never served.
+func (s *Store) orphans(ctx context.Context, ids []string) ([]string, error) {
 	query, args, err := sqlx.In(`SELECT id FROM images WHERE id IN (?)`, ids)
 	if err != nil {
-		return 0, fmt.Errorf("sweep: build query: %w", err)
+		return nil, fmt.Errorf("sweep: build query: %w", err)
 	}
 	var known []string
 	if err := s.sel(ctx, s.q(ctx), &known, query, args...); err != nil {
-		return 0, dbError(err, "sweep: find images", "The image")
+		return nil, dbError(err, "sweep: find images", "The image")
 	}
 	exists := make(map[string]bool, len(known))
 	for _, id := range known {
 		exists[id] = true
 	}
-	removed := 0
+	var gone []string
 	for _, id := range ids {
-		if exists[id] {
-			continue
-		}
-		if err := os.Remove(s.OriginalPath(id)); err == nil {
-			removed++
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return removed, fmt.Errorf("sweep: %w", err)
+		if !exists[id] {
+			gone = append(gone, id)
 		}
 	}
-	return removed, nil
+	return gone, nil
 }
 
 // OwnedImage is an image with its owner's username.

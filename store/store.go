@@ -20,8 +20,12 @@
 // ModifyUser when the tier changes, UpdateTier, ModifyTier). A method that adds
 // one must do the same.
 //
-// Originals live at DataDir/originals/{id[0:2]}/{id}; uploads are spooled in DataDir/tmp on
-// the same filesystem so that a rename moves them into place atomically.
+// Originals live at DataDir/originals/{id[0:2]}/{id} (uploads are spooled in DataDir/tmp on
+// the same filesystem, so that a rename moves them into place atomically), or as objects in an
+// S3 bucket read through a bounded cache on the node's disk (originals.go, bucket.go,
+// origcache.go). Either way an upload's original is in place before its row is inserted, and
+// a deleted row's original is removed after the commit; what a crash or an outage leaves
+// behind, Sweep removes.
 package store
 
 import (
@@ -61,8 +65,19 @@ type Config struct {
 	// DatabaseURL: empty for SQLite at DataDir/tierpix.db; postgres:// or postgresql:// for
 	// PostgreSQL (extra query parameters such as search_path pass through to pgx).
 	DatabaseURL string
-	// DataDir holds the SQLite database (when used), originals/ and tmp/.
+	// DataDir holds the SQLite database (when used), tmp/ (uploads being spooled), and
+	// originals/ or, with originals in a bucket, originals-cache/.
 	DataDir string
+	// Originals is where uploaded originals live: empty for DataDir/originals, a directory
+	// (uploads are then spooled in its .tmp, on the same filesystem), or s3://BUCKET[/PREFIX]
+	// for objects PREFIX/{id} in an S3 bucket reached as S3 says, read through a cache on
+	// this node's disk.
+	Originals string
+	// S3 says how to reach the bucket when Originals is an s3:// URL.
+	S3 S3Config
+	// OriginalsCacheBytes bounds the cache of originals fetched from the bucket (least
+	// recently used go first); zero means DefaultOriginalsCacheBytes.
+	OriginalsCacheBytes int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Timeout bounds every statement and transaction, the wait for a connection included;
@@ -91,6 +106,14 @@ func (c Config) Validate() error {
 	if c.DatabaseURL != "" && !isPostgresURL(c.DatabaseURL) {
 		return errors.New("store: the database URL must be empty (SQLite) or start with postgres:// or postgresql://")
 	}
+	if _, _, isBucket, err := ParseOriginals(c.Originals); err != nil {
+		return fmt.Errorf("store: %w", err)
+	} else if !isBucket && c.Originals != "" && (strings.Contains(c.Originals, "://") || !filepath.IsAbs(c.Originals)) {
+		return fmt.Errorf("store: originals %q: want an absolute directory or s3://BUCKET/PREFIX", c.Originals)
+	}
+	if c.OriginalsCacheBytes < 0 {
+		return errors.New("store: the originals cache size must not be negative")
+	}
 	return nil
 }
 
@@ -100,15 +123,17 @@ func isPostgresURL(u string) bool {
 
 // Store is the one persistence type, over *sqlx.DB.
 type Store struct {
-	db           *sqlx.DB
-	dialect      string
-	now          func() time.Time
-	dataDir      string
-	originalsDir string
-	tmpDir       string
-	timeout      time.Duration
-	minFree      int64
-	ballastHeld  atomic.Bool // the ballast file is in place (see ensureBallast)
+	db          *sqlx.DB
+	dialect     string
+	now         func() time.Time
+	dataDir     string
+	orig        originals
+	dirOrig     *dirOriginals    // orig, when the originals live in a directory
+	bucket      *bucketOriginals // orig, when they live in a bucket
+	tmpDir      string
+	timeout     time.Duration
+	minFree     int64
+	ballastHeld atomic.Bool // the ballast file is in place (see ensureBallast)
 
 	// queries counts statements run since Open; see Queries.
 	queries atomic.Uint64
@@ -134,13 +159,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		now:          cfg.Now,
-		dataDir:      cfg.DataDir,
-		timeout:      cfg.Timeout,
-		minFree:      cfg.MinFreeBytes,
-		hooks:        cfg.Hooks,
-		originalsDir: filepath.Join(cfg.DataDir, "originals"),
-		tmpDir:       filepath.Join(cfg.DataDir, "tmp"),
+		now:     cfg.Now,
+		dataDir: cfg.DataDir,
+		timeout: cfg.Timeout,
+		minFree: cfg.MinFreeBytes,
+		hooks:   cfg.Hooks,
+		tmpDir:  filepath.Join(cfg.DataDir, "tmp"),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -154,10 +178,33 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	case s.minFree < 0:
 		s.minFree = 0
 	}
-	for _, dir := range []string{cfg.DataDir, s.originalsDir, s.tmpDir} {
+	dirs := []string{cfg.DataDir, s.tmpDir}
+	if _, _, isBucket, _ := ParseOriginals(cfg.Originals); !isBucket {
+		s.dirOrig = &dirOriginals{dir: filepath.Join(cfg.DataDir, "originals")}
+		if cfg.Originals != "" {
+			s.dirOrig.dir, s.tmpDir = cfg.Originals, filepath.Join(cfg.Originals, ".tmp")
+		}
+		s.orig = s.dirOrig
+		dirs = append(dirs, s.dirOrig.dir, s.tmpDir)
+	}
+	for _, dir := range dirs {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
+	}
+	if s.orig == nil {
+		size := cfg.OriginalsCacheBytes
+		if size == 0 {
+			size = DefaultOriginalsCacheBytes
+		}
+		cache, err := openOriginalCache(filepath.Join(cfg.DataDir, "originals-cache"), size)
+		if err != nil {
+			return nil, err
+		}
+		if s.bucket, err = openBucket(ctx, cfg.Originals, cfg.S3, cache); err != nil {
+			return nil, err
+		}
+		s.orig = s.bucket
 	}
 
 	var err error

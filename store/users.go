@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -514,13 +513,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) ([]string, erro
 	if ids == nil {
 		ids = []string{}
 	}
-	return ids, afterCommit(ctx, func() error {
-		var errs []error
-		for _, id := range ids {
-			errs = append(errs, s.removeOriginal(id))
-		}
-		return errors.Join(errs...)
-	})
+	return ids, afterCommit(ctx, func() error { return s.removeOriginals(ctx, ids) })
 }
 
 // CountAdmins returns how many users are admins.

@@ -21,9 +21,21 @@ import (
 // everything, so they get the widest builtin tier.
 const adminTier = "Enterprise"
 
+// storeConfig is the store's part of the configuration.
+func storeConfig(cfg config) store.Config {
+	return store.Config{
+		DatabaseURL:         cfg.DatabaseURL,
+		DataDir:             cfg.DataDir,
+		Originals:           cfg.Originals,
+		S3:                  cfg.S3,
+		OriginalsCacheBytes: cfg.OriginalsCache,
+		Timeout:             cfg.DBTimeout,
+		MinFreeBytes:        cfg.MinFreeBytes,
+	}
+}
+
 func openStore(ctx context.Context, cfg config) (*store.Store, error) {
-	st, err := store.Open(ctx, store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir,
-		Timeout: cfg.DBTimeout, MinFreeBytes: cfg.MinFreeBytes})
+	st, err := store.Open(ctx, storeConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -6,9 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tierpix/tierpix/store"
 )
 
 // config is everything tierpix reads from its environment. Only main reads the environment;
@@ -17,6 +20,9 @@ type config struct {
 	Addr              string
 	DataDir           string
 	DatabaseURL       string
+	Originals         string // "", a directory, or s3://BUCKET/PREFIX
+	S3                store.S3Config
+	OriginalsCache    int64 // bytes of originals fetched from the bucket kept on this node
 	PublicURL         string
 	publicURLDefault  bool // PublicURL was derived from Addr, so it follows the bound port
 	SigningKey        string
@@ -55,6 +61,13 @@ var envVars = []envVar{
 	{"TIERPIX_ADDR", "127.0.0.1:8080", "address to listen on"},
 	{"TIERPIX_DATA_DIR", "./data", "SQLite database, originals, render cache, signing key"},
 	{"DATABASE_URL", "", "empty: SQLite in the data dir; postgres://... : PostgreSQL"},
+	{"TIERPIX_ORIGINALS", "<data dir>/originals", "where uploaded originals live: a directory, or s3://BUCKET/PREFIX for an S3 bucket (then every node can run without a shared directory)"},
+	{"TIERPIX_S3_ENDPOINT", "AWS", "the S3 server, e.g. http://127.0.0.1:7070 or https://<account>.r2.cloudflarestorage.com; empty: AWS"},
+	{"TIERPIX_S3_REGION", "us-east-1", "the bucket's region"},
+	{"TIERPIX_S3_PATH_STYLE", "false", "true: address the bucket in the path (most servers other than AWS want it)"},
+	{"TIERPIX_S3_TIMEOUT", "10", "seconds a request to the bucket may take, plus one per MiB it carries; past it, 503 with Retry-After"},
+	{"AWS_ACCESS_KEY_ID", "", "with AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN): the bucket's credentials; empty: the shared credentials file, then the instance's or container's role"},
+	{"TIERPIX_ORIGINALS_CACHE_BYTES", "4294967296", "with originals in a bucket: originals kept on this node's disk for renders (4 GiB), least recently used evicted"},
 	{"TIERPIX_PUBLIC_URL", "http://<TIERPIX_ADDR>", "base of the links handed out"},
 	{"TIERPIX_SIGNING_KEY", "", "comma-separated keys (>= 32 bytes each); the first signs, all verify. Empty: generated once into <data dir>/signing.key"},
 	{"TIERPIX_ADMIN_USERNAME", "", "an admin created, or updated, at start"},
@@ -87,9 +100,17 @@ var envVars = []envVar{
 // problems at once.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Addr:          or(getenv("TIERPIX_ADDR"), "127.0.0.1:8080"),
-		DataDir:       or(getenv("TIERPIX_DATA_DIR"), "./data"),
-		DatabaseURL:   getenv("DATABASE_URL"),
+		Addr:        or(getenv("TIERPIX_ADDR"), "127.0.0.1:8080"),
+		DataDir:     or(getenv("TIERPIX_DATA_DIR"), "./data"),
+		DatabaseURL: getenv("DATABASE_URL"),
+		Originals:   strings.TrimSpace(getenv("TIERPIX_ORIGINALS")),
+		S3: store.S3Config{
+			Endpoint:     strings.TrimSpace(getenv("TIERPIX_S3_ENDPOINT")),
+			Region:       strings.TrimSpace(getenv("TIERPIX_S3_REGION")),
+			AccessKey:    getenv("AWS_ACCESS_KEY_ID"),
+			SecretKey:    getenv("AWS_SECRET_ACCESS_KEY"),
+			SessionToken: getenv("AWS_SESSION_TOKEN"),
+		},
 		PublicURL:     getenv("TIERPIX_PUBLIC_URL"),
 		SigningKey:    getenv("TIERPIX_SIGNING_KEY"),
 		AdminUsername: getenv("TIERPIX_ADMIN_USERNAME"),
@@ -125,6 +146,28 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.MinFreeBytes = intVar(getenv, "TIERPIX_MIN_FREE_BYTES", 512<<20, 0, 1<<50, bad)
 	if c.MinFreeBytes == 0 {
 		c.MinFreeBytes = -1 // the store reads 0 as its default
+	}
+	c.S3.Timeout = time.Duration(intVar(getenv, "TIERPIX_S3_TIMEOUT", 10, 1, 600, bad)) * time.Second
+	c.OriginalsCache = intVar(getenv, "TIERPIX_ORIGINALS_CACHE_BYTES", store.DefaultOriginalsCacheBytes, 16<<20, 1<<50, bad)
+	switch strings.ToLower(strings.TrimSpace(getenv("TIERPIX_S3_PATH_STYLE"))) {
+	case "", "false", "0", "no":
+	case "true", "1", "yes":
+		c.S3.PathStyle = true
+	default:
+		bad("TIERPIX_S3_PATH_STYLE", "want true or false")
+	}
+	if _, _, isBucket, err := store.ParseOriginals(c.Originals); err != nil {
+		bad("TIERPIX_ORIGINALS", "want a directory or s3://BUCKET/PREFIX")
+	} else if isBucket {
+		if (c.S3.AccessKey == "") != (c.S3.SecretKey == "") {
+			bad("AWS_ACCESS_KEY_ID", "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither")
+		}
+	} else if c.Originals != "" {
+		if strings.Contains(c.Originals, "://") {
+			bad("TIERPIX_ORIGINALS", "want a directory or s3://BUCKET/PREFIX")
+		} else if abs, err := filepath.Abs(c.Originals); err == nil {
+			c.Originals = abs
+		}
 	}
 	c.HeaderTimeout = time.Duration(intVar(getenv, "TIERPIX_HEADER_TIMEOUT", 10, 1, 3600, bad)) * time.Second
 	c.BodyIdleTimeout = time.Duration(intVar(getenv, "TIERPIX_BODY_IDLE_TIMEOUT", 60, 1, 3600, bad)) * time.Second

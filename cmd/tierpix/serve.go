@@ -73,13 +73,22 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		return err
 	}
 	// Leftovers of a crash: temp files and originals whose row never landed. At start, and
-	// then every sweepEvery, so leftovers of another node's crash go too.
-	if err := sweep(ctx, st, cfg, logger); err != nil {
-		return err
+	// then every sweepEvery, so leftovers of another node's crash go too. A bucket's listing
+	// may take minutes, so with originals in a bucket the first sweep runs in the background.
+	inBucket := st.OriginalsInBucket()
+	if !inBucket {
+		if err := sweep(ctx, st, cfg, logger); err != nil {
+			return err
+		}
 	}
 	go func() {
 		t := time.NewTicker(sweepEvery)
 		defer t.Stop()
+		if inBucket {
+			if err := sweep(ctx, st, cfg, logger); err != nil && ctx.Err() == nil {
+				logger.Error("sweep", "err", err)
+			}
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -205,7 +214,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	}
 
 	logger.Info("tierpix listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
-		"database", st.Dialect(), "data_dir", cfg.DataDir)
+		"database", st.Dialect(), "data_dir", cfg.DataDir, "originals", st.Originals())
 
 	limits := resolveConnLimits(cfg, fileLimit(), logger)
 	logger.Info("connection limits", "max_conns", limits.Total, "max_conns_per_ip", limits.PerIP)

@@ -51,6 +51,11 @@ var ClockStart = time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
 // NewClock returns a Clock at ClockStart.
 func NewClock() *Clock { return &Clock{now: ClockStart} }
 
+// NewClockAt returns a Clock at start: time.Now() for a test whose files or objects get the
+// real time from elsewhere (an S3 server's LastModified) and whose store's clock must then move
+// past it.
+func NewClockAt(start time.Time) *Clock { return &Clock{now: start} }
+
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()

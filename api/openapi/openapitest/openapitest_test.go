@@ -83,7 +83,7 @@ func TestTransport(t *testing.T) {
 		{name: "image", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 200, header: map[string]string{"Content-Type": "image/png", "ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60", "Content-Security-Policy": "sandbox; default-src 'none'"}, body: "\x89PNG..."}},
 		{name: "not modified", method: "GET", target: "/i/sig/abc/h200", answer: answer{status: 304, header: map[string]string{"ETag": `"abc-h200-v2"`, "Cache-Control": "public, max-age=60", "Content-Security-Policy": "sandbox; default-src 'none'"}}},
 		{name: "malformed link", method: "GET", target: "/i/nonsense", answer: answer{status: 404, header: map[string]string{"Content-Type": problem}, body: `{"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such image."}`}},
-		{name: "health", method: "GET", target: "/healthz", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"status":"ok","checks":{"database":"ok","disk":"ok"}}`}},
+		{name: "health", method: "GET", target: "/healthz", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: `{"status":"ok","checks":{"database":"ok","disk":"ok","originals":"ok"}}`}},
 
 		// Wrong answers.
 		{name: "extra field", method: "GET", target: "/api/me", answer: answer{status: 200, header: map[string]string{"Content-Type": jsonType}, body: strings.Replace(meJSON, `"username"`, `"password_hash": "x", "username"`, 1)}, wantErr: "password_hash"},
