@@ -366,6 +366,55 @@ func (c *signInCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(s.Busy), "busy")
 }
 
+// OriginalsCounts is what the metrics read, at scrape time, from the node's cache of originals
+// fetched from a bucket.
+type OriginalsCounts struct {
+	Hits, Misses, Fetches, Evictions, BucketFailures uint64
+	Bytes, Files                                     int64
+}
+
+// AddOriginals adds the counters of the node's cache of originals in a bucket (only when the
+// originals live in one): hits, misses, fetches (fewer than misses when readers share one),
+// evictions, its size, and requests to the bucket that failed.
+func (m *Metrics) AddOriginals(o func() OriginalsCounts) error {
+	c := &originalsCollector{
+		o:         o,
+		hits:      prometheus.NewDesc("tierpix_originals_cache_hits_total", "Originals read from this node's cache of the bucket.", nil, nil),
+		misses:    prometheus.NewDesc("tierpix_originals_cache_misses_total", "Originals wanted that were not in this node's cache.", nil, nil),
+		fetches:   prometheus.NewDesc("tierpix_originals_fetches_total", "Originals fetched from the bucket (concurrent misses for one original share a fetch).", nil, nil),
+		evictions: prometheus.NewDesc("tierpix_originals_cache_evictions_total", "Originals evicted from this node's cache, least recently used first.", nil, nil),
+		failures:  prometheus.NewDesc("tierpix_originals_bucket_failures_total", "Requests to the bucket that failed: unreachable, slow, refused or erroring (each answered 503 where a client waited).", nil, nil),
+		bytes:     prometheus.NewDesc("tierpix_originals_cache_bytes", "Bytes of originals in this node's cache.", nil, nil),
+		files:     prometheus.NewDesc("tierpix_originals_cache_files", "Originals in this node's cache.", nil, nil),
+	}
+	if err := m.reg.Register(c); err != nil {
+		return fmt.Errorf("metrics: register originals collector: %w", err)
+	}
+	return nil
+}
+
+type originalsCollector struct {
+	o                                                        func() OriginalsCounts
+	hits, misses, fetches, evictions, failures, bytes, files *prometheus.Desc
+}
+
+func (c *originalsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.fetches, c.evictions, c.failures, c.bytes, c.files} {
+		ch <- d
+	}
+}
+
+func (c *originalsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.o()
+	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(s.Hits))
+	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(s.Misses))
+	ch <- prometheus.MustNewConstMetric(c.fetches, prometheus.CounterValue, float64(s.Fetches))
+	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(s.Evictions))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(s.BucketFailures))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.files, prometheus.GaugeValue, float64(s.Files))
+}
+
 // slogPrinter routes promhttp's error log to slog.
 type slogPrinter struct{ logger *slog.Logger }
 

@@ -415,3 +415,27 @@ func TestSignInSeries(t *testing.T) {
 		}
 	}
 }
+
+// TestOriginalsSeries checks the series of the cache of originals against the values it reports.
+func TestOriginalsSeries(t *testing.T) {
+	m := newMetrics(t, &fakeOrigin{}, &fakeAPI{})
+	if err := m.AddOriginals(func() OriginalsCounts {
+		return OriginalsCounts{Hits: 11, Misses: 4, Fetches: 3, Evictions: 2, BucketFailures: 9, Bytes: 12345, Files: 6}
+	}); err != nil {
+		t.Fatalf("AddOriginals: %v", err)
+	}
+	s := metricstest.Get(t, httpClient(t), testServer(t, m)+"/metrics")
+	for name, want := range map[string]float64{
+		"tierpix_originals_cache_hits_total":      11,
+		"tierpix_originals_cache_misses_total":    4,
+		"tierpix_originals_fetches_total":         3,
+		"tierpix_originals_cache_evictions_total": 2,
+		"tierpix_originals_bucket_failures_total": 9,
+		"tierpix_originals_cache_bytes":           12345,
+		"tierpix_originals_cache_files":           6,
+	} {
+		if got := s.Value(t, name, nil); got != want {
+			t.Errorf("%s: got %v, want %v", name, got, want)
+		}
+	}
+}

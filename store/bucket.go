@@ -79,6 +79,7 @@ type bucketOriginals struct {
 	timeout   time.Duration
 	cache     *originalCache
 	downUntil atomic.Int64 // Unix nanoseconds; see downFor
+	failures  atomic.Uint64
 }
 
 // openBucket makes the client and checks that the bucket is there and writable, so that a
@@ -242,6 +243,7 @@ func (b *bucketOriginals) fail(op, id string, err error) error {
 	case resp.Code == "XMinioStorageFull" || resp.StatusCode == http.StatusInsufficientStorage || isFull(err):
 		return fmt.Errorf("%w (%s %s: %w)", tierpix.Errorf(tierpix.ESTORAGE, "The storage of originals is full; the upload was not stored."), op, id, err)
 	}
+	b.failures.Add(1)
 	if resp.StatusCode == 0 && !errors.Is(err, context.Canceled) {
 		b.downUntil.Store(time.Now().Add(downFor).UnixNano())
 	}

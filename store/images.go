@@ -284,7 +284,9 @@ func (s *Store) OriginalsCacheStats() (stats OriginalsCacheStats, ok bool) {
 	if s.bucket == nil {
 		return OriginalsCacheStats{}, false
 	}
-	return s.bucket.cache.stats(), true
+	st := s.bucket.cache.stats()
+	st.BucketFailures = s.bucket.failures.Load()
+	return st, true
 }
 
 // fileSize returns the size of the regular file at name.

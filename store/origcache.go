@@ -332,6 +332,7 @@ func (c *originalCache) open(id string, size int64) (*os.File, bool) {
 // OriginalsCacheStats counts the work of the node's cache of originals from a bucket.
 type OriginalsCacheStats struct {
 	Hits, Misses, Fetches, Evictions uint64
+	BucketFailures                   uint64 // requests to the bucket that failed
 	Bytes, Files                     int64
 }
 

@@ -5,6 +5,7 @@ import (
 	"github.com/tierpix/tierpix/metrics"
 	"github.com/tierpix/tierpix/origin"
 	"github.com/tierpix/tierpix/signin"
+	"github.com/tierpix/tierpix/store"
 )
 
 // The metrics read each part's counters through these, at scrape time: the metrics package
@@ -37,5 +38,15 @@ func signInCounts(si *signin.Service) func() metrics.SignInCounts {
 	return func() metrics.SignInCounts {
 		s := si.Stats()
 		return metrics.SignInCounts{PasswordChecks: s.PasswordChecks, Throttled: s.Throttled, Busy: s.Busy}
+	}
+}
+
+func originalsCounts(st *store.Store) func() metrics.OriginalsCounts {
+	return func() metrics.OriginalsCounts {
+		s, _ := st.OriginalsCacheStats()
+		return metrics.OriginalsCounts{
+			Hits: s.Hits, Misses: s.Misses, Fetches: s.Fetches, Evictions: s.Evictions,
+			BucketFailures: s.BucketFailures, Bytes: s.Bytes, Files: s.Files,
+		}
 	}
 }

@@ -170,6 +170,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 	if err := mx.AddSignIn(signInCounts(si)); err != nil {
 		return fmt.Errorf("start metrics: %w", err)
 	}
+	if st.OriginalsInBucket() {
+		if err := mx.AddOriginals(originalsCounts(st)); err != nil {
+			return fmt.Errorf("start metrics: %w", err)
+		}
+	}
 
 	r := router.New()
 	r.SaveMatchedRoutePath = true
