@@ -41,7 +41,9 @@ type options struct {
 	db      string
 	out     string
 	quick   bool
-	only    string // "" for every scenario, or "users" for the user list's alone
+	only    string // "" for every scenario, "users" for the user list's alone, "s3" for originals in S3
+	// versitygw is the S3 server of the scenario with originals in a bucket.
+	versitygw string
 }
 
 // Durations of the wrk runs. The full run takes some 6-8 minutes on a 2-core machine.
@@ -66,10 +68,11 @@ func main() {
 	flag.StringVar(&o.db, "db", "", "PostgreSQL URL of a database the bench may fill (it adds users and a million image rows)")
 	flag.StringVar(&o.out, "out", "bench-out", "directory for the cached sources, the run's data and logs, and the results")
 	flag.BoolVar(&o.quick, "quick", false, "run every scenario for a third of the time (to try the bench out; not for the record)")
-	flag.StringVar(&o.only, "only", "", `"users" runs the user list scenario alone (a million users, every ordering)`)
+	flag.StringVar(&o.only, "only", "", `"users" runs the user list scenario alone (a million users, every ordering); "s3" the cold renders with originals in S3 against local disk`)
+	flag.StringVar(&o.versitygw, "versitygw", "", "the versitygw binary, the S3 server of the scenario with originals in a bucket")
 	flag.Parse()
-	if o.tierpix == "" || o.db == "" || (o.only != "" && o.only != "users") {
-		fmt.Fprintln(os.Stderr, "usage: bench -tierpix BINARY -db POSTGRES_URL [-out DIR] [-quick] [-only users]")
+	if o.tierpix == "" || o.db == "" || (o.only != "" && o.only != "users" && o.only != "s3") {
+		fmt.Fprintln(os.Stderr, "usage: bench -tierpix BINARY -db POSTGRES_URL [-versitygw BINARY] [-out DIR] [-quick] [-only users|s3]")
 		os.Exit(2)
 	}
 	if o.quick {
@@ -267,6 +270,9 @@ func (b *bench) run(ctx context.Context) error {
 	logf("uploading the sources and seeding rows")
 	b.ids, b.next = map[string][]string{}, map[string]int{}
 	for _, s := range sources {
+		if b.o.only == "s3" && s.key != s3Source {
+			continue
+		}
 		up, _, err := b.a.client.upload(ctx, owner, paths[s.key])
 		if err != nil {
 			return fmt.Errorf("upload %s: %w", s.file(), err)
@@ -275,7 +281,7 @@ func (b *bench) run(ctx context.Context) error {
 		if s.png {
 			format = "png"
 		}
-		ids, err := b.db.seedCopies(ctx, b.dataDir, up, format, s.seeds)
+		ids, err := b.db.seedCopies(ctx, b.dataDir, up, format, s.seeds+s.s3Seeds)
 		if err != nil {
 			return err
 		}
@@ -284,6 +290,12 @@ func (b *bench) run(ctx context.Context) error {
 	// One seeded link must render: proof the rows and hard links are what tierpix reads.
 	if _, err := b.a.client.get(ctx, b.a.base+b.link(b.take("075mp", 1)[0], thumbHeight)); err != nil {
 		return fmt.Errorf("a seeded image does not render: %w", err)
+	}
+	if b.o.only == "s3" {
+		if err := b.s3Scenario(ctx, sourceOf(s3Source)); err != nil {
+			return err
+		}
+		return b.finish(ctx, out)
 	}
 	logf("seeding the list owners: 1 000 and 1 000 000 image rows")
 	listTokens := map[string]string{}
@@ -315,6 +327,9 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 		rendered[s.key] = r
+	}
+	if err := b.s3Scenario(ctx, sourceOf(s3Source)); err != nil {
+		return err
 	}
 	if err := b.hitScenarios(ctx, rendered["075mp"]); err != nil {
 		return err
@@ -651,7 +666,7 @@ func (b *bench) coldScenario(ctx context.Context, s source, path string, heights
 	var firstCPU time.Duration
 	for _, conns := range []int{4, 16} {
 		logf("cold renders, %s, %d connections", s.label, conns)
-		ids := b.take(s.key, len(b.ids[s.key])/3)
+		ids := b.take(s.key, s.seeds/3)
 		links := make([]string, len(ids))
 		for i, id := range ids {
 			links[i] = b.link(id, thumbHeight)

@@ -24,13 +24,15 @@ type source struct {
 	// seeds is how many rows (hard links of this file) are seeded for renders that must each
 	// be a first render. Generous: a run stops when they run out rather than repeat a link.
 	seeds int
+	// s3Seeds are seeded beyond seeds for the scenario with originals in S3 (s3Scenario).
+	s3Seeds int
 }
 
 // The sources of the anchors: JPEG Q90 at 24, 12 and 0.75 MP (about 7.5 MB, 3.9 MB and
 // 0.25 MB), and a 2 MP RGB PNG of about 5.7 MB.
 var sources = []source{
 	{key: "24mp", label: "24 MP JPEG", w: 6000, h: 4000, imgproxyCPU: 120, seeds: 1500},
-	{key: "12mp", label: "12 MP JPEG", w: 4000, h: 3000, imgproxyCPU: 70, seeds: 2000},
+	{key: "12mp", label: "12 MP JPEG", w: 4000, h: 3000, imgproxyCPU: 70, seeds: 2000, s3Seeds: 3 * 3 * 250},
 	{key: "075mp", label: "0.75 MP JPEG", w: 1000, h: 750, imgproxyCPU: 16, seeds: 8000},
 	{key: "2mp", label: "2 MP PNG", w: 1920, h: 1080, png: true, seeds: 2000},
 }
