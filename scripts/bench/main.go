@@ -219,7 +219,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	var paths map[string]string
 	var uploadPNG string
-	if b.o.only == "" {
+	if b.o.only != "users" {
 		if paths, uploadPNG, err = makeSources(filepath.Join(out, "sources")); err != nil {
 			return err
 		}
@@ -263,8 +263,10 @@ func (b *bench) run(ctx context.Context) error {
 	owner := bearer(token)
 
 	// First, while the server holds nothing yet: the upload's peak RSS.
-	if err := b.uploadScenario(ctx, owner, uploadPNG); err != nil {
-		return err
+	if b.o.only == "" {
+		if err := b.uploadScenario(ctx, owner, uploadPNG); err != nil {
+			return err
+		}
 	}
 
 	logf("uploading the sources and seeding rows")
@@ -288,7 +290,11 @@ func (b *bench) run(ctx context.Context) error {
 		b.ids[s.key] = ids
 	}
 	// One seeded link must render: proof the rows and hard links are what tierpix reads.
-	if _, err := b.a.client.get(ctx, b.a.base+b.link(b.take("075mp", 1)[0], thumbHeight)); err != nil {
+	proof := "075mp"
+	if b.o.only == "s3" {
+		proof = s3Source
+	}
+	if _, err := b.a.client.get(ctx, b.a.base+b.link(b.take(proof, 1)[0], thumbHeight)); err != nil {
 		return fmt.Errorf("a seeded image does not render: %w", err)
 	}
 	if b.o.only == "s3" {
