@@ -305,13 +305,13 @@ func (b *bucketOriginals) remove(ctx context.Context, ids []string) error {
 		return nil
 	}
 	if err := b.failFast(); err != nil {
-		return fmt.Errorf("%w: %d originals: %w", ErrOriginalKept, len(ids), err)
+		return fmt.Errorf("%w: %d originals: %v", ErrOriginalKept, len(ids), err)
 	}
 	ctx, cancel := b.deadline(ctx, 0)
 	defer cancel()
 	if len(ids) == 1 {
 		if err := b.client.RemoveObject(ctx, b.bucket, b.key(ids[0]), minio.RemoveObjectOptions{}); err != nil {
-			return fmt.Errorf("%w: %w", ErrOriginalKept, b.fail("remove original", ids[0], err))
+			return fmt.Errorf("%w: %v", ErrOriginalKept, b.fail("remove original", ids[0], err))
 		}
 		return nil
 	}
@@ -325,7 +325,7 @@ func (b *bucketOriginals) remove(ctx context.Context, ids []string) error {
 		if minio.ToErrorResponse(e.Err).Code == "NoSuchKey" {
 			continue
 		}
-		errs = append(errs, fmt.Errorf("%w: %w", ErrOriginalKept, b.fail("remove original", strings.TrimPrefix(e.ObjectName, b.prefix), e.Err)))
+		errs = append(errs, fmt.Errorf("%w: %v", ErrOriginalKept, b.fail("remove original", strings.TrimPrefix(e.ObjectName, b.prefix), e.Err)))
 	}
 	return errors.Join(errs...)
 }
