@@ -44,9 +44,9 @@ type CopyOptions struct {
 type CopyResult struct {
 	// Files and Bytes are what the walk before the copy counted in the directory.
 	Files, Bytes int64
-	// Done counts the originals dealt with: Copied (uploaded and read back right), Skipped
-	// (the bucket held them already, same length and SHA-256), Gone (deleted from the
-	// directory meanwhile, as a running server does) and Failed.
+	// Done counts the originals dealt with: Copied (uploaded, then found right by a HEAD),
+	// Skipped (the bucket held them already, same length and SHA-256), Gone (deleted from
+	// the directory meanwhile, as a running server does) and Failed.
 	Done, Copied, Skipped, Gone, Failed int64
 	// BytesDone is the length of the originals dealt with, BytesCopied of those uploaded.
 	BytesDone, BytesCopied int64
