@@ -152,7 +152,7 @@ func (s *Store) CopyOriginalsFrom(ctx context.Context, dir string, opts CopyOpti
 		if code := tierpix.ErrorCode(r.err); code == tierpix.EUNAVAILABLE || code == tierpix.ESTORAGE {
 			// Every original would fail the same way: stop rather than fail them all.
 			if stopErr == nil {
-				stopErr = fmt.Errorf("copy stopped, the bucket refuses (what is copied stays; run again once it is fixed): %w", r.err)
+				stopErr = fmt.Errorf("copy stopped, the bucket is unreachable, refusing or full (what is copied stays; run again once it works): %w", r.err)
 			}
 			cancel()
 			continue
