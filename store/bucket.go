@@ -271,22 +271,24 @@ func (b *bucketOriginals) put(ctx context.Context, id, path string, size int64, 
 // multipartPartSize is the part size of a multipart upload: files larger go in parts.
 const multipartPartSize = 16 << 20
 
-// fileSHA256 returns the hex SHA-256 of the file at path.
-func fileSHA256(path string) (string, error) {
+// hashFile returns the length and the hex SHA-256 of the file at path, read through one
+// descriptor so that the two agree.
+func hashFile(path string) (int64, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("open upload: %w", err)
+		return 0, "", fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read upload: %w", err)
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("read %s: %w", path, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (b *bucketOriginals) stage(ctx context.Context, id, tmp string, size int64) error {
-	sum, err := fileSHA256(tmp)
+	_, sum, err := hashFile(tmp)
 	if err != nil {
 		return err
 	}

@@ -140,12 +140,8 @@ func (d *dirOriginals) missing(id string, err error) error {
 	return fmt.Errorf("open original %s: %w", id, err)
 }
 
-// sweep walks the shards; only files named like image ids, in their own shard, are considered.
+// sweep walks the shards (see walkOriginals) and removes the orphans a batch at a time.
 func (d *dirOriginals) sweep(ctx context.Context, cutoff time.Time, orphans func([]string) ([]string, error)) (int, error) {
-	shards, err := os.ReadDir(d.dir)
-	if err != nil {
-		return 0, fmt.Errorf("sweep: read originals directory: %w", err)
-	}
 	removed := 0
 	flush := func(batch []string) error {
 		gone, err := orphans(batch)
@@ -162,31 +158,21 @@ func (d *dirOriginals) sweep(ctx context.Context, cutoff time.Time, orphans func
 		return nil
 	}
 	var batch []string
-	for _, shard := range shards {
-		if !shard.IsDir() || len(shard.Name()) != 2 {
-			continue
+	err := walkOriginals(ctx, d.dir, func(id string, f fs.DirEntry) error {
+		if !olderThanCutoff(f, cutoff) {
+			return nil
 		}
-		files, err := os.ReadDir(filepath.Join(d.dir, shard.Name()))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
+		batch = append(batch, id)
+		if len(batch) == sweepBatch {
+			if err := flush(batch); err != nil {
+				return err
 			}
-			return removed, fmt.Errorf("sweep: read shard directory: %w", err)
+			batch = batch[:0]
 		}
-		for _, f := range files {
-			if f.Type().IsRegular() && tierpix.ValidImageID(f.Name()) && f.Name()[:2] == shard.Name() && olderThanCutoff(f, cutoff) {
-				batch = append(batch, f.Name())
-			}
-			if len(batch) == sweepBatch {
-				if err := flush(batch); err != nil {
-					return removed, err
-				}
-				batch = batch[:0]
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return removed, err
-		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("sweep: %w", err)
 	}
 	if len(batch) > 0 {
 		if err := flush(batch); err != nil {
@@ -194,4 +180,39 @@ func (d *dirOriginals) sweep(ctx context.Context, cutoff time.Time, orphans func
 		}
 	}
 	return removed, nil
+}
+
+// walkOriginals calls fn for each original in a directory laid out as dirOriginals keeps it:
+// a regular file named like an image id, in the shard its name begins with. Anything else (the
+// temp directory, stray files) is passed over. It reads one shard at a time, so it never holds
+// more than a shard's listing, and stops at the first error of fn or when ctx ends; a shard
+// that vanishes meanwhile is not an error.
+func walkOriginals(ctx context.Context, dir string, fn func(id string, f fs.DirEntry) error) error {
+	shards, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read originals directory: %w", err)
+	}
+	for _, shard := range shards {
+		if !shard.IsDir() || len(shard.Name()) != 2 {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(dir, shard.Name()))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("read shard directory: %w", err)
+		}
+		for _, f := range files {
+			if f.Type().IsRegular() && tierpix.ValidImageID(f.Name()) && f.Name()[:2] == shard.Name() {
+				if err := fn(f.Name(), f); err != nil {
+					return err
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

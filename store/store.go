@@ -96,6 +96,9 @@ type Hooks struct {
 	// BeforeTempLock runs in CreateTemp between creating a temp file and locking it: the
 	// moment a sweep could take the file for a dead upload's.
 	BeforeTempLock func(path string)
+	// AfterCopyPut runs in CopyOriginalsFrom between an original's upload and the check of
+	// what the bucket holds: the moment another writer could replace the object.
+	AfterCopyPut func(id string)
 }
 
 // Validate reports a configuration the store cannot open.

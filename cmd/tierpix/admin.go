@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"time"
 
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/service"
@@ -137,6 +139,72 @@ func cmdMintToken(ctx context.Context, cfg config, args []string, stdout io.Writ
 		return nil
 	})
 }
+
+// cmdMigrateOriginals copies a directory of originals into the bucket of TIERPIX_ORIGINALS,
+// so that a deployment on one disk can move to a bucket; the store does the copy and its
+// checks, and this prints its progress and the outcome.
+func cmdMigrateOriginals(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate-originals", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "the directory of originals to copy (default <data dir>/originals)")
+	workers := fs.Int("workers", store.DefaultCopyWorkers, "originals copied at once")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 || *workers < 1 {
+		return errors.New("usage: tierpix migrate-originals [-from DIR] [-workers N] (N at least 1)")
+	}
+	dir := *from
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "originals")
+	}
+	// Checked before the store opens: with originals in a directory it would create one.
+	if _, _, ok, _ := store.ParseOriginals(cfg.Originals); !ok {
+		return fmt.Errorf("migrate-originals copies into a bucket: set TIERPIX_ORIGINALS=s3://BUCKET/PREFIX and the S3 settings (see 'tierpix env'); TIERPIX_ORIGINALS is %q", cfg.Originals)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	last := time.Now() // the first line after a second, when the rate means something
+	res, err := st.CopyOriginalsFrom(ctx, dir, store.CopyOptions{
+		Workers: *workers,
+		Progress: func(r store.CopyResult, id string, err error) {
+			if err != nil {
+				fmt.Fprintf(stderr, "migrate-originals: failed %s: %v\n", id, err)
+			}
+			if time.Since(last) >= time.Second {
+				last = time.Now()
+				fmt.Fprintln(stderr, copyProgress(r))
+			}
+		},
+	})
+	if res.Files > 0 || err == nil {
+		fmt.Fprintln(stderr, copyProgress(res))
+		fmt.Fprintf(stdout, "%d of %d originals in %s now in %s: %d copied (%s in %s, %.1f MiB/s), %d already there, %d deleted meanwhile, %d failed\n",
+			res.Copied+res.Skipped, res.Files, dir, st.Originals(), res.Copied, mib(res.BytesCopied), res.Elapsed.Round(time.Second), res.Rate(), res.Skipped, res.Gone, res.Failed)
+		fmt.Fprintf(stdout, "the files in %s are kept: once a run ends without failures, set TIERPIX_ORIGINALS=%s on every node, restart, then remove the directory\n", dir, cfg.Originals)
+	}
+	if err != nil {
+		return fmt.Errorf("migrate-originals: %w", err)
+	}
+	return nil
+}
+
+// copyProgress is the progress line of migrate-originals.
+func copyProgress(r store.CopyResult) string {
+	eta := "ETA unknown"
+	if d, ok := r.ETA(); ok {
+		eta = "ETA " + d.String()
+	}
+	return fmt.Sprintf("migrate-originals: %d/%d files, %s copied, %d skipped (already there), %d failed, %.1f MiB/s, %s",
+		r.Done, r.Files, mib(r.BytesCopied), r.Skipped, r.Failed, r.Rate(), eta)
+}
+
+// mib writes a byte count in MiB.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // noPurge stands for the origin at the command line, which runs none: the command line
 // deletes no images, and a running server's origin is told by the change epoch.

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tierpix/tierpix/store"
+	"github.com/tierpix/tierpix/store/storetest"
 )
 
 func envFunc(env map[string]string) func(string) string {
@@ -18,9 +22,16 @@ func envFunc(env map[string]string) func(string) string {
 // runCLI runs one tierpix command as main would and returns its stdout.
 func runCLI(t *testing.T, env map[string]string, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := runCLI2(t, env, args...)
+	return out, err
+}
+
+// runCLI2 runs one tierpix command as main would and returns its stdout and its stderr.
+func runCLI2(t *testing.T, env map[string]string, args ...string) (string, string, error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), args, envFunc(env), &out, &errOut)
-	return out.String(), err
+	return out.String(), errOut.String(), err
 }
 
 func TestAdminCommands(t *testing.T) {
@@ -181,5 +192,77 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := runCLI(t, map[string]string{"TIERPIX_SIGNING_KEY": "short", "TIERPIX_DATA_DIR": t.TempDir()}, "serve"); err == nil || !strings.Contains(err.Error(), "TIERPIX_SIGNING_KEY") {
 		t.Fatalf("serve with a short key: got %v, want an error naming TIERPIX_SIGNING_KEY", err)
+	}
+}
+
+// TestMigrateOriginals moves a running server's originals into a bucket with
+// migrate-originals, and reads them back from the bucket byte for byte; it refuses without a
+// bucket or a directory, and a second run finds everything there.
+func TestMigrateOriginals(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, map[string]string{"TIERPIX_DATA_DIR": dir})
+	admin := s.basic(t, testAdmin, testAdminPW)
+	uploaded := map[string][]byte{}
+	for _, w := range []int{300, 640, 1200} {
+		body := gradientJPEG(t, w, w/2)
+		var img imageJSON
+		resp, rbody := admin.upload("a.jpg", body, &img)
+		wantStatus(t, "upload", resp, rbody, http.StatusCreated)
+		uploaded[img.ID] = body
+	}
+
+	if _, err := runCLI(t, map[string]string{"TIERPIX_DATA_DIR": dir}, "migrate-originals"); err == nil || !strings.Contains(err.Error(), "TIERPIX_ORIGINALS=s3://") {
+		t.Fatalf("migrate-originals without a bucket: got %v, want a refusal naming TIERPIX_ORIGINALS=s3://", err)
+	}
+	srv := storetest.StartS3(t)
+	bucket := srv.NewBucket(t)
+	env := srv.Env(bucket)
+	env["TIERPIX_DATA_DIR"] = dir
+	if _, err := runCLI(t, env, "migrate-originals", "-from", filepath.Join(dir, "nope")); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("migrate-originals from a missing directory: got %v, want an error naming it", err)
+	}
+
+	// While the server runs on the directory, as the bulk of a move is copied.
+	out, errOut, err := runCLI2(t, env, "migrate-originals", "-workers", "2")
+	if err != nil {
+		t.Fatalf("migrate-originals: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "3 copied") || !strings.Contains(out, "kept") || !strings.Contains(errOut, "3/3 files") {
+		t.Fatalf("migrate-originals: got stdout %q and stderr %q, want 3 copied, the files kept, a progress line at 3/3", out, errOut)
+	}
+	for id := range uploaded {
+		if _, err := os.Stat(filepath.Join(dir, "originals", id[:2], id)); err != nil {
+			t.Fatalf("got the local original gone: %v", err)
+		}
+	}
+
+	// A store on the bucket, as the server will be once moved, with the same rows.
+	st, err := store.Open(t.Context(), store.Config{DataDir: dir, Originals: env["TIERPIX_ORIGINALS"], S3: srv.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if got := srv.Keys(t, bucket, "originals/"); len(got) != len(uploaded) {
+		t.Fatalf("got objects %v, want the %d originals", got, len(uploaded))
+	}
+	for id, body := range uploaded {
+		img, err := st.FindImage(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _, err := st.OpenOriginal(t.Context(), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("got %d bytes (%v) from the bucket for %s, want the %d uploaded", len(got), err, id, len(body))
+		}
+	}
+
+	out, _, err = runCLI2(t, env, "migrate-originals")
+	if err != nil || !strings.Contains(out, "0 copied") || !strings.Contains(out, "3 already there") {
+		t.Fatalf("migrate-originals again: got %q, %v; want 0 copied, 3 already there", out, err)
 	}
 }

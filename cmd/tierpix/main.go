@@ -4,7 +4,9 @@
 //	tierpix migrate                                 apply database migrations and exit
 //	tierpix create-user [-tier T] [-admin] [-password P] USERNAME
 //	tierpix set-tier USERNAME TIER
+//	tierpix set-password [-password P] USERNAME
 //	tierpix mint-token USERNAME
+//	tierpix migrate-originals [-from DIR] [-workers N]
 //
 // Every command reads its configuration from the environment (see the README).
 package main
@@ -43,6 +45,9 @@ commands:
   set-password [-password P] USERNAME      set a user's password (a lost admin password too;
                                            generated and printed when -password is not given)
   mint-token USERNAME                      mint an API token and print it once
+  migrate-originals [-from DIR] [-workers N]
+                                           copy the originals in DIR (default <data dir>/originals)
+                                           into the bucket of TIERPIX_ORIGINALS=s3://...; resumable
   env                                      list the environment variables tierpix reads
 
 Configuration comes from the environment; see 'tierpix env'.
@@ -89,6 +94,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdSetPassword(ctx, cfg, args, stdout, stderr)
 	case "mint-token":
 		return cmdMintToken(ctx, cfg, args, stdout)
+	case "migrate-originals":
+		return cmdMigrateOriginals(ctx, cfg, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
