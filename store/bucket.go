@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -242,6 +243,10 @@ func (b *bucketOriginals) fail(op, id string, err error) error {
 		return fmt.Errorf("%w (%s %s: %w)", errNoOriginal(), op, id, err)
 	case resp.Code == "XMinioStorageFull" || resp.StatusCode == http.StatusInsufficientStorage || isFull(err):
 		return fmt.Errorf("%w (%s %s: %w)", tierpix.Errorf(tierpix.ESTORAGE, "The storage of originals is full; the upload was not stored."), op, id, err)
+	}
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		// A local file (an upload's, a fetch's) failed, not the bucket.
+		return fmt.Errorf("%s %s: %w", op, id, err)
 	}
 	b.failures.Add(1)
 	if resp.StatusCode == 0 && !errors.Is(err, context.Canceled) {

@@ -360,7 +360,7 @@ func TestBucketDown(t *testing.T) {
 	wantCode(t, err, tierpix.ENOTFOUND)
 
 	srv.Start(t)
-	time.Sleep(1100 * time.Millisecond) // past the time the store takes the bucket for down
+	mustOK(t, s.PingOriginals(ctx)) // a ping that answers ends the second the bucket is taken for down
 	if _, ok := b.Stat(t, elsewhere.ID); !ok {
 		t.Fatalf("got the deleted image's object gone, want it left for the sweep")
 	}
