@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -376,42 +375,24 @@ type site struct {
 	BodyLimit string   // client_max_body_size; "" keeps the shipped one
 }
 
-// rewriteConf returns conf (tierpix.conf) for s. It replaces the server lines of the
-// upstream block (commented ones included) with s.Servers, the listen address, the cache
-// path and the body limit, and fails unless each is where it is expected, exactly once: a change to the
+// upstreams are the upstream blocks of tierpix.conf, each of which lists every node: links
+// hashed by image id, and round-robin for the rest.
+var upstreams = []string{"tierpix_origin", "tierpix_images"}
+
+// rewriteConf returns conf (tierpix.conf) for s. It replaces the server lines of each upstream
+// block (commented ones included) with s.Servers, the listen address, the cache path and the
+// body limit, and fails unless each is where it is expected, exactly once: a change to the
 // shipped file's shape breaks the tests instead of leaving them to test something else.
 func rewriteConf(conf string, s site) (string, error) {
-	const upstreamOpen = "upstream tierpix_origin {\n"
-	i := strings.Index(conf, upstreamOpen)
-	if i < 0 || strings.Count(conf, upstreamOpen) != 1 {
-		return "", errors.New(`want one "upstream tierpix_origin {" block`)
+	if n := strings.Count(conf, "\nupstream "); n != len(upstreams) {
+		return "", fmt.Errorf("got %d upstream blocks, want %d (%s)", n, len(upstreams), strings.Join(upstreams, ", "))
 	}
-	bodyStart := i + len(upstreamOpen)
-	end := strings.Index(conf[bodyStart:], "\n}\n")
-	if end < 0 {
-		return "", errors.New("the upstream block does not end")
-	}
-	body := conf[bodyStart : bodyStart+end+1]
-	var kept []string
-	active := 0
-	for _, line := range strings.SplitAfter(body, "\n") {
-		trimmed := strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(trimmed, "server "):
-			active++
-		case strings.HasPrefix(trimmed, "# server "):
-		default:
-			kept = append(kept, line)
+	for _, name := range upstreams {
+		var err error
+		if conf, err = rewriteUpstream(conf, name, s.Servers); err != nil {
+			return "", err
 		}
 	}
-	if active == 0 {
-		return "", errors.New("the upstream block has no server line")
-	}
-	var servers strings.Builder
-	for _, srv := range s.Servers {
-		servers.WriteString("    server " + srv + ";\n")
-	}
-	conf = conf[:bodyStart] + servers.String() + strings.Join(kept, "") + conf[bodyStart+end+1:]
 
 	if s.Listen != "" {
 		if n := strings.Count(conf, "    listen 80;\n"); n != 1 {
@@ -434,6 +415,43 @@ func rewriteConf(conf string, s site) (string, error) {
 		conf = re.ReplaceAllLiteralString(conf, "    client_max_body_size "+s.BodyLimit+";")
 	}
 	return conf, nil
+}
+
+// rewriteUpstream replaces the server lines of conf's upstream block name with servers, where
+// the first active one was, and drops the commented ones.
+func rewriteUpstream(conf, name string, servers []string) (string, error) {
+	open := "\nupstream " + name + " {\n"
+	i := strings.Index(conf, open)
+	if i < 0 || strings.Count(conf, open) != 1 {
+		return "", fmt.Errorf("want one %q block", strings.TrimSpace(open))
+	}
+	bodyStart := i + len(open)
+	end := strings.Index(conf[bodyStart:], "\n}\n")
+	if end < 0 {
+		return "", fmt.Errorf("the upstream block %s does not end", name)
+	}
+	body := conf[bodyStart : bodyStart+end+1]
+	var lines strings.Builder
+	active := 0
+	for _, line := range strings.SplitAfter(body, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(trimmed, "server "):
+			if active == 0 {
+				for _, srv := range servers {
+					lines.WriteString("    server " + srv + ";\n")
+				}
+			}
+			active++
+		case strings.HasPrefix(trimmed, "# server "):
+		default:
+			lines.WriteString(line)
+		}
+	}
+	if active == 0 {
+		return "", fmt.Errorf("the upstream block %s has no server line", name)
+	}
+	return conf[:bodyStart] + lines.String() + conf[bodyStart+end+1:], nil
 }
 
 // client is an HTTP client whose every response to an API or image path is checked against
