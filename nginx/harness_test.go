@@ -25,6 +25,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -205,6 +207,58 @@ func (n *node) sync(t *testing.T) {
 	waitFor(t, 10*time.Second, "the log line of "+path, func() bool { return n.requests("GET", path) == 1 })
 }
 
+// kill stops the node at once (SIGKILL), as a crash or a lost machine would, and waits until
+// it has exited.
+func (n *node) kill() {
+	n.cmd.Process.Kill()
+	n.cmd.Wait()
+}
+
+// renders reads tierpix_origin_renders_total, the thumbnails the node has rendered, from its
+// /metrics.
+func (n *node) renders(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get(n.URL + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", n.URL, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics of %s: got status %d, error %v; want 200", n.URL, resp.StatusCode, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "tierpix_origin_renders_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metrics of %s: %q: %v", n.URL, line, err)
+			}
+			return int(f)
+		}
+	}
+	t.Fatalf("metrics of %s: no tierpix_origin_renders_total", n.URL)
+	return 0
+}
+
+// cachedOriginals lists, sorted, the ids of the originals in the node's cache of originals
+// from a bucket (<data dir>/originals-cache, files named by image id; temp files of fetches
+// in progress start with a dot).
+func (n *node) cachedOriginals(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(n.DataDir, "originals-cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			ids = append(ids, e.Name())
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // front is an nginx running a copy of tierpix.conf.
 type front struct {
 	URL string
@@ -354,6 +408,16 @@ func runNginx(t *testing.T, bin, dir, conf string, port int) (*front, error) {
 		}
 	})
 	return f, nil
+}
+
+// errorLog returns nginx's error log so far.
+func (f *front) errorLog(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.Dir, "error.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func freePort(t *testing.T) int {
