@@ -2,7 +2,8 @@
 // of real tierpix processes, and checks the promises the file makes: hits never reach the
 // origin, variants never mix, errors are never cached, expiring links are never served past
 // their expiry, a deleted image stops being served within TIERPIX_CACHE_MAX_AGE, and several
-// nodes on one PostgreSQL and one data directory behave as one service.
+// nodes sharing PostgreSQL and an S3 bucket but no directory behave as one service, each
+// image's links going to one node and to another when that one dies.
 //
 // The package has no code of its own; nginx/tierpix.conf is what it tests.
 package nginx_test
