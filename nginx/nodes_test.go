@@ -331,6 +331,15 @@ func TestImageAffinity(t *testing.T) {
 	if got, want := survivor.renders(t)-survivorBefore, len(heights)*len(owned[victim]); got != want {
 		t.Fatalf("the survivor rendered %d thumbnails during the load, want %d (the %d sizes of node %d's %d images, once each)", got, want, len(heights), victim+1, len(owned[victim]))
 	}
+	// It rendered them from the originals it fetched from the bucket: now every image's.
+	var all []string
+	for _, img := range imgs {
+		all = append(all, img.ID)
+	}
+	slices.Sort(all)
+	if got := survivor.cachedOriginals(t); !slices.Equal(got, all) {
+		t.Fatalf("after the load the survivor holds the originals %v, want every image's, %v", got, all)
+	}
 }
 
 func minTime(a, b time.Time) time.Time {
