@@ -2,7 +2,8 @@
 // of real tierpix processes, and checks the promises the file makes: hits never reach the
 // origin, variants never mix, errors are never cached, expiring links are never served past
 // their expiry, a deleted image stops being served within TIERPIX_CACHE_MAX_AGE, and several
-// nodes on one PostgreSQL and one data directory behave as one service.
+// nodes sharing PostgreSQL and an S3 bucket but no directory behave as one service, each
+// image's links going to one node and to another when that one dies.
 //
 // The package has no code of its own; nginx/tierpix.conf is what it tests.
 package nginx_test
@@ -12,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -26,6 +26,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,6 +208,58 @@ func (n *node) sync(t *testing.T) {
 	waitFor(t, 10*time.Second, "the log line of "+path, func() bool { return n.requests("GET", path) == 1 })
 }
 
+// kill stops the node at once (SIGKILL), as a crash or a lost machine would, and waits until
+// it has exited.
+func (n *node) kill() {
+	n.cmd.Process.Kill()
+	n.cmd.Wait()
+}
+
+// renders reads tierpix_origin_renders_total, the thumbnails the node has rendered, from its
+// /metrics.
+func (n *node) renders(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get(n.URL + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", n.URL, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics of %s: got status %d, error %v; want 200", n.URL, resp.StatusCode, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "tierpix_origin_renders_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metrics of %s: %q: %v", n.URL, line, err)
+			}
+			return int(f)
+		}
+	}
+	t.Fatalf("metrics of %s: no tierpix_origin_renders_total", n.URL)
+	return 0
+}
+
+// cachedOriginals lists, sorted, the ids of the originals in the node's cache of originals
+// from a bucket (<data dir>/originals-cache, files named by image id; temp files of fetches
+// in progress start with a dot).
+func (n *node) cachedOriginals(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(n.DataDir, "originals-cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			ids = append(ids, e.Name())
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // front is an nginx running a copy of tierpix.conf.
 type front struct {
 	URL string
@@ -357,6 +411,16 @@ func runNginx(t *testing.T, bin, dir, conf string, port int) (*front, error) {
 	return f, nil
 }
 
+// errorLog returns nginx's error log so far.
+func (f *front) errorLog(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.Dir, "error.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -376,42 +440,24 @@ type site struct {
 	BodyLimit string   // client_max_body_size; "" keeps the shipped one
 }
 
-// rewriteConf returns conf (tierpix.conf) for s. It replaces the server lines of the
-// upstream block (commented ones included) with s.Servers, the listen address, the cache
-// path and the body limit, and fails unless each is where it is expected, exactly once: a change to the
+// upstreams are the upstream blocks of tierpix.conf, each of which lists every node: links
+// hashed by image id, and round-robin for the rest.
+var upstreams = []string{"tierpix_origin", "tierpix_images"}
+
+// rewriteConf returns conf (tierpix.conf) for s. It replaces the server lines of each upstream
+// block (commented ones included) with s.Servers, the listen address, the cache path and the
+// body limit, and fails unless each is where it is expected, exactly once: a change to the
 // shipped file's shape breaks the tests instead of leaving them to test something else.
 func rewriteConf(conf string, s site) (string, error) {
-	const upstreamOpen = "upstream tierpix_origin {\n"
-	i := strings.Index(conf, upstreamOpen)
-	if i < 0 || strings.Count(conf, upstreamOpen) != 1 {
-		return "", errors.New(`want one "upstream tierpix_origin {" block`)
+	if n := strings.Count(conf, "\nupstream "); n != len(upstreams) {
+		return "", fmt.Errorf("got %d upstream blocks, want %d (%s)", n, len(upstreams), strings.Join(upstreams, ", "))
 	}
-	bodyStart := i + len(upstreamOpen)
-	end := strings.Index(conf[bodyStart:], "\n}\n")
-	if end < 0 {
-		return "", errors.New("the upstream block does not end")
-	}
-	body := conf[bodyStart : bodyStart+end+1]
-	var kept []string
-	active := 0
-	for _, line := range strings.SplitAfter(body, "\n") {
-		trimmed := strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(trimmed, "server "):
-			active++
-		case strings.HasPrefix(trimmed, "# server "):
-		default:
-			kept = append(kept, line)
+	for _, name := range upstreams {
+		var err error
+		if conf, err = rewriteUpstream(conf, name, s.Servers); err != nil {
+			return "", err
 		}
 	}
-	if active == 0 {
-		return "", errors.New("the upstream block has no server line")
-	}
-	var servers strings.Builder
-	for _, srv := range s.Servers {
-		servers.WriteString("    server " + srv + ";\n")
-	}
-	conf = conf[:bodyStart] + servers.String() + strings.Join(kept, "") + conf[bodyStart+end+1:]
 
 	if s.Listen != "" {
 		if n := strings.Count(conf, "    listen 80;\n"); n != 1 {
@@ -434,6 +480,43 @@ func rewriteConf(conf string, s site) (string, error) {
 		conf = re.ReplaceAllLiteralString(conf, "    client_max_body_size "+s.BodyLimit+";")
 	}
 	return conf, nil
+}
+
+// rewriteUpstream replaces the server lines of conf's upstream block name with servers, where
+// the first active one was, and drops the commented ones.
+func rewriteUpstream(conf, name string, servers []string) (string, error) {
+	open := "\nupstream " + name + " {\n"
+	i := strings.Index(conf, open)
+	if i < 0 || strings.Count(conf, open) != 1 {
+		return "", fmt.Errorf("want one %q block", strings.TrimSpace(open))
+	}
+	bodyStart := i + len(open)
+	end := strings.Index(conf[bodyStart:], "\n}\n")
+	if end < 0 {
+		return "", fmt.Errorf("the upstream block %s does not end", name)
+	}
+	body := conf[bodyStart : bodyStart+end+1]
+	var lines strings.Builder
+	active := 0
+	for _, line := range strings.SplitAfter(body, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(trimmed, "server "):
+			if active == 0 {
+				for _, srv := range servers {
+					lines.WriteString("    server " + srv + ";\n")
+				}
+			}
+			active++
+		case strings.HasPrefix(trimmed, "# server "):
+		default:
+			lines.WriteString(line)
+		}
+	}
+	if active == 0 {
+		return "", fmt.Errorf("the upstream block %s has no server line", name)
+	}
+	return conf[:bodyStart] + lines.String() + conf[bodyStart+end+1:], nil
 }
 
 // client is an HTTP client whose every response to an API or image path is checked against
