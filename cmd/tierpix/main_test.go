@@ -900,6 +900,12 @@ func waitHealthy(t *testing.T, s *server, done chan error) {
 // authenticates as them with a freshly minted token.
 func newTestUser(t *testing.T, s *server, admin *client, tier string) *client {
 	t.Helper()
+	return s.bearer(t, newTestUserToken(t, admin, tier))
+}
+
+// newTestUserToken creates testUserName on tier through the admin API and mints them a token.
+func newTestUserToken(t *testing.T, admin *client, tier string) string {
+	t.Helper()
 	resp, body := admin.json("POST", "/api/admin/users", map[string]any{
 		"username": testUserName, "password": testUserPW, "tier": tier,
 	}, nil)
@@ -909,7 +915,7 @@ func newTestUser(t *testing.T, s *server, admin *client, tier string) *client {
 	}
 	resp, body = admin.json("POST", "/api/admin/users/"+testUserName+"/tokens", nil, &tok)
 	wantStatus(t, "mint token", resp, body, http.StatusCreated)
-	return s.bearer(t, tok.Token)
+	return tok.Token
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
