@@ -483,10 +483,9 @@ func TestBucketOutage(t *testing.T) {
 			wantStatus(t, fmt.Sprintf("cold %d px after the outage", h), resp, body, http.StatusOK)
 		}
 	}
-	resp, body = admin.upload("after.jpg", gradientJPEG(t, 90, 60), nil)
-	wantStatus(t, "upload after the outage", resp, body, http.StatusCreated)
 	var after imageJSON
-	json.Unmarshal(body, &after)
+	resp, body = admin.upload("after.jpg", gradientJPEG(t, 90, 60), &after)
+	wantStatus(t, "upload after the outage", resp, body, http.StatusCreated)
 	resp, body = admin.json("DELETE", "/api/images/"+after.ID, nil, nil)
 	wantStatus(t, "delete after the outage", resp, body, http.StatusNoContent)
 	if slices.Contains(srv.Keys(t, bucket, "originals/"), "originals/"+after.ID) {
@@ -507,12 +506,12 @@ func TestBucketOutage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sweep after the outage: %v", err)
 	}
-	var want2 []string
+	var wantKeys []string
 	for _, id := range live {
-		want2 = append(want2, "originals/"+id)
+		wantKeys = append(wantKeys, "originals/"+id)
 	}
-	if got := srv.Keys(t, bucket, "originals/"); !slices.Equal(got, want2) {
-		t.Errorf("objects after the sweep: got %v, want those of the %d rows %v", got, len(want2), want2)
+	if got := srv.Keys(t, bucket, "originals/"); !slices.Equal(got, wantKeys) {
+		t.Errorf("objects after the sweep: got %v, want those of the %d rows %v", got, len(wantKeys), wantKeys)
 	}
 	t.Logf("accepted uploads during the load: %d; the sweep removed %d orphan objects (%d deleted during the outage)", len(accepted), res.Orphans, len(doomed))
 	if res.Orphans < len(doomed) {
