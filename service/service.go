@@ -91,7 +91,7 @@ func notFound(err error, message, op string) error {
 // the delete happened, so it is no error for the caller.
 func (s *Service) kept(op string, err error) error {
 	if errors.Is(err, store.ErrOriginalKept) {
-		s.logger.Warn(op+": originals left on disk for the sweep", "err", err)
+		s.logger.Warn(op+": originals left in storage for the sweep", "err", err)
 		return nil
 	}
 	return err

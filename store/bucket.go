@@ -49,7 +49,10 @@ const DefaultS3Timeout = 10 * time.Second
 const bucketRetryAfter = 2 * time.Second
 
 // downFor is how long the bucket is taken for down after a request failed to reach it:
-// meanwhile requests fail at once with 503 instead of each waiting out its own retries.
+// meanwhile requests fail at once with 503 instead of each waiting out its own retries. A
+// failure counts only if no request begun after it has reached the server since: the client
+// library reports a failure after its retries and a last backoff, a second or so after its
+// last attempt, by which time the server may be back.
 const downFor = time.Second
 
 // ParseOriginals splits an s3://BUCKET[/PREFIX] location into the bucket and the key prefix
@@ -80,6 +83,8 @@ type bucketOriginals struct {
 	timeout   time.Duration
 	cache     *originalCache
 	downUntil atomic.Int64 // Unix nanoseconds; see downFor
+	failedAt  atomic.Int64 // Unix nanoseconds: when the request whose failure set downUntil began
+	reachedAt atomic.Int64 // Unix nanoseconds: when the latest request that reached the server began
 	failures  atomic.Uint64
 }
 
@@ -180,15 +185,13 @@ func (b *bucketOriginals) check(ctx context.Context) error {
 
 // ping asks the server for the bucket, within ctx.
 func (b *bucketOriginals) ping(ctx context.Context) error {
+	began := time.Now()
 	ok, err := b.client.BucketExists(ctx, b.bucket)
 	if err == nil && !ok {
+		b.reached(began)
 		err = fmt.Errorf("the bucket %q does not exist", b.bucket)
 	}
-	if err != nil {
-		return b.fail("ping bucket", "", err)
-	}
-	b.downUntil.Store(0)
-	return nil
+	return b.fail("ping bucket", "", began, err)
 }
 
 // describeBucketError words a failure to reach the bucket for an operator.
@@ -225,12 +228,44 @@ func (b *bucketOriginals) failFast() error {
 	return nil
 }
 
-// fail translates a request's error: a missing object is ENOTFOUND, a full server ESTORAGE
-// (507), and anything else, the server unreachable, slow, refusing or failing, EUNAVAILABLE
-// (503 with Retry-After), with the cause kept for the log. A failure to reach the server takes
-// it for down for downFor.
-func (b *bucketOriginals) fail(op, id string, err error) error {
+// reached records that a request begun at began got an answer from the server: failures of
+// requests begun before it are old news (see downFor), and so is the bucket being taken for
+// down, if the failure that said so began before it too.
+func (b *bucketOriginals) reached(began time.Time) {
+	storeLater(&b.reachedAt, began.UnixNano())
+	if began.UnixNano() > b.failedAt.Load() {
+		b.downUntil.Store(0)
+	}
+}
+
+// down takes the bucket for down for downFor after a request begun at began failed to reach
+// the server, unless a request begun since has reached it.
+func (b *bucketOriginals) down(began time.Time) {
+	if began.UnixNano() < b.reachedAt.Load() {
+		return
+	}
+	storeLater(&b.failedAt, began.UnixNano())
+	b.downUntil.Store(time.Now().Add(downFor).UnixNano())
+}
+
+// storeLater stores t in a unless a holds a later time already.
+func storeLater(a *atomic.Int64, t int64) {
+	for {
+		at := a.Load()
+		if t <= at || a.CompareAndSwap(at, t) {
+			return
+		}
+	}
+}
+
+// fail translates the outcome of a request begun at began: nil records that the server was
+// reached; a missing object is ENOTFOUND, a full server ESTORAGE (507), and anything else, the
+// server unreachable, slow, refusing or failing, EUNAVAILABLE (503 with Retry-After), with the
+// cause kept for the log. A failure to reach the server takes it for down for downFor, unless
+// a request begun since has reached it.
+func (b *bucketOriginals) fail(op, id string, began time.Time, err error) error {
 	if err == nil {
+		b.reached(began)
 		return nil
 	}
 	var e *tierpix.Error
@@ -238,6 +273,9 @@ func (b *bucketOriginals) fail(op, id string, err error) error {
 		return err
 	}
 	resp := minio.ToErrorResponse(err)
+	if resp.StatusCode != 0 {
+		b.reached(began)
+	}
 	switch {
 	case resp.Code == "NoSuchKey":
 		return fmt.Errorf("%w (%s %s: %w)", errNoOriginal(), op, id, err)
@@ -250,7 +288,7 @@ func (b *bucketOriginals) fail(op, id string, err error) error {
 	}
 	b.failures.Add(1)
 	if resp.StatusCode == 0 && !errors.Is(err, context.Canceled) {
-		b.downUntil.Store(time.Now().Add(downFor).UnixNano())
+		b.down(began)
 	}
 	return fmt.Errorf("%w (%s %s in %s: %w)", tierpix.Unavailable(bucketRetryAfter, "The storage of originals is unavailable; try again shortly."), op, id, b, err)
 }
@@ -264,13 +302,14 @@ func (b *bucketOriginals) put(ctx context.Context, id, path string, size int64, 
 	}
 	ctx, cancel := b.deadline(ctx, size)
 	defer cancel()
+	began := time.Now()
 	_, err := b.client.FPutObject(ctx, b.bucket, b.key(id), path, minio.PutObjectOptions{
 		ContentType:    "application/octet-stream",
 		UserMetadata:   map[string]string{"sha256": sum},
 		SendContentMd5: true,
 		PartSize:       multipartPartSize,
 	})
-	return b.fail("put original", id, err)
+	return b.fail("put original", id, began, err)
 }
 
 // multipartPartSize is the part size of a multipart upload: files larger go in parts.
@@ -316,9 +355,10 @@ func (b *bucketOriginals) remove(ctx context.Context, ids []string) error {
 	}
 	ctx, cancel := b.deadline(ctx, 0)
 	defer cancel()
+	began := time.Now()
 	if len(ids) == 1 {
-		if err := b.client.RemoveObject(ctx, b.bucket, b.key(ids[0]), minio.RemoveObjectOptions{}); err != nil {
-			return fmt.Errorf("%w: %v", ErrOriginalKept, b.fail("remove original", ids[0], err))
+		if err := b.fail("remove original", ids[0], began, b.client.RemoveObject(ctx, b.bucket, b.key(ids[0]), minio.RemoveObjectOptions{})); err != nil {
+			return fmt.Errorf("%w: %v", ErrOriginalKept, err)
 		}
 		return nil
 	}
@@ -332,7 +372,7 @@ func (b *bucketOriginals) remove(ctx context.Context, ids []string) error {
 		if minio.ToErrorResponse(e.Err).Code == "NoSuchKey" {
 			continue
 		}
-		errs = append(errs, fmt.Errorf("%w: %v", ErrOriginalKept, b.fail("remove original", strings.TrimPrefix(e.ObjectName, b.prefix), e.Err)))
+		errs = append(errs, fmt.Errorf("%w: %v", ErrOriginalKept, b.fail("remove original", strings.TrimPrefix(e.ObjectName, b.prefix), began, e.Err)))
 	}
 	return errors.Join(errs...)
 }
@@ -348,18 +388,19 @@ func (b *bucketOriginals) local(ctx context.Context, id string, size int64) (str
 			if err := b.failFast(); err != nil {
 				return err
 			}
+			began := time.Now()
 			obj, err := b.client.GetObject(ctx, b.bucket, b.key(id), minio.GetObjectOptions{})
 			if err != nil {
-				return b.fail("fetch original", id, err)
+				return b.fail("fetch original", id, began, err)
 			}
 			defer obj.Close()
 			if _, err := io.Copy(f, obj); err != nil {
 				if isFull(err) {
 					return FileError(err, "write fetched original")
 				}
-				return b.fail("fetch original", id, err)
+				return b.fail("fetch original", id, began, err)
 			}
-			return nil
+			return b.fail("fetch original", id, began, nil)
 		})
 }
 
@@ -377,16 +418,17 @@ func (b *bucketOriginals) open(ctx context.Context, id string, size int64) (io.R
 		return nil, 0, err
 	}
 	rctx, cancel := b.deadline(context.WithoutCancel(ctx), size)
+	began := time.Now()
 	obj, err := b.client.GetObject(rctx, b.bucket, b.key(id), minio.GetObjectOptions{})
 	if err != nil {
 		cancel()
-		return nil, 0, b.fail("open original", id, err)
+		return nil, 0, b.fail("open original", id, began, err)
 	}
 	info, err := obj.Stat() // makes the request, so a missing object or a down server is known before the answer starts
-	if err != nil {
+	if err := b.fail("open original", id, began, err); err != nil {
 		obj.Close()
 		cancel()
-		return nil, 0, b.fail("open original", id, err)
+		return nil, 0, err
 	}
 	return &objectBody{Object: obj, cancel: cancel}, info.Size, nil
 }
@@ -416,9 +458,10 @@ func (b *bucketOriginals) stat(ctx context.Context, id string, size int64) (int6
 	}
 	ctx, cancel := b.deadline(ctx, 0)
 	defer cancel()
+	began := time.Now()
 	info, err := b.client.StatObject(ctx, b.bucket, b.key(id), minio.StatObjectOptions{})
-	if err != nil {
-		return 0, b.fail("stat original", id, err)
+	if err := b.fail("stat original", id, began, err); err != nil {
+		return 0, err
 	}
 	return info.Size, nil
 }
@@ -441,9 +484,10 @@ func (b *bucketOriginals) sweep(ctx context.Context, cutoff time.Time, orphans f
 		return nil
 	}
 	var batch []string
+	began := time.Now()
 	for obj := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix}) {
 		if obj.Err != nil {
-			return removed, fmt.Errorf("sweep: list %s: %w", b, b.fail("list originals", "", obj.Err))
+			return removed, fmt.Errorf("sweep: list %s: %w", b, b.fail("list originals", "", began, obj.Err))
 		}
 		id := strings.TrimPrefix(obj.Key, b.prefix)
 		if !tierpix.ValidImageID(id) || !obj.LastModified.Before(cutoff) {

@@ -263,12 +263,14 @@ func (b *bucketOriginals) head(ctx context.Context, id string) (size int64, sum 
 	}
 	ctx, cancel := b.deadline(ctx, 0)
 	defer cancel()
+	began := time.Now()
 	info, err := b.client.StatObject(ctx, b.bucket, b.key(id), minio.StatObjectOptions{})
 	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+		b.reached(began)
 		return 0, "", false, nil
 	}
-	if err != nil {
-		return 0, "", false, b.fail("check original", id, err)
+	if err := b.fail("check original", id, began, err); err != nil {
+		return 0, "", false, err
 	}
 	return info.Size, info.Metadata.Get("X-Amz-Meta-Sha256"), true, nil
 }

@@ -69,7 +69,7 @@ func imageNotFound() error { return tierpix.Errorf(tierpix.ENOTFOUND, "The image
 // ErrOriginalKept is wrapped by the errors of DeleteImage and DeleteUser when the rows are gone
 // but an original could not be removed from disk: the deletion happened, and Sweep removes
 // the file later.
-var ErrOriginalKept = errors.New("deleted, but the original is still on disk")
+var ErrOriginalKept = errors.New("deleted, but the original is still stored (the sweep removes it)")
 
 // TempDir is where uploads are spooled: on the same filesystem as the originals, so that a
 // rename moves them into place atomically.

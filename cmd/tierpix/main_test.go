@@ -9,18 +9,23 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
+	"io/fs"
+	"maps"
 	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +33,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/tierpix/tierpix/api/openapi/openapitest"
+	"github.com/tierpix/tierpix/store/storetest"
 )
 
 // server is a tierpix started in-process through serve, as `tierpix serve` runs it.
@@ -69,10 +75,9 @@ func startServer(t *testing.T, env map[string]string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{URL: "http://" + ln.Addr().String(), DataDir: t.TempDir(), logs: &syncBuffer{}}
+	s := &server{URL: "http://" + ln.Addr().String(), logs: &syncBuffer{}}
 	full := map[string]string{
 		"TIERPIX_ADDR":           ln.Addr().String(),
-		"TIERPIX_DATA_DIR":       s.DataDir,
 		"TIERPIX_PUBLIC_URL":     s.URL,
 		"TIERPIX_ADMIN_USERNAME": testAdmin,
 		"TIERPIX_ADMIN_PASSWORD": testAdminPW,
@@ -81,6 +86,10 @@ func startServer(t *testing.T, env map[string]string) *server {
 	for k, v := range env {
 		full[k] = v
 	}
+	if full["TIERPIX_DATA_DIR"] == "" {
+		full["TIERPIX_DATA_DIR"] = t.TempDir()
+	}
+	s.DataDir = full["TIERPIX_DATA_DIR"]
 	cfg, err := loadConfig(func(k string) string { return full[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -292,20 +301,82 @@ func getLink(t *testing.T, link string) (*http.Response, []byte) {
 	return resp, b
 }
 
-// dialects runs fn against SQLite and, with TEST_DATABASE_URL, against PostgreSQL in a fresh
-// schema. Under CI=true a missing PostgreSQL is a failure.
-func dialects(t *testing.T, fn func(t *testing.T, env map[string]string)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, map[string]string{}) })
+// configuration is one way of keeping tierpix's data that the API's contract must hold in: a
+// database and a place for the originals.
+type configuration struct {
+	env    map[string]string   // its part of the environment
+	s3     *storetest.S3Server // nil: the originals live in the data dir
+	bucket string              // the bucket of the originals, with s3
+}
+
+// configurations runs fn as the subtests "sqlite", "postgres", "sqlite-s3" and "postgres-s3":
+// each database with the originals in the data dir, then in a fresh bucket of one real S3
+// server (versitygw on 127.0.0.1) started for the test. PostgreSQL runs in a fresh schema of
+// TEST_DATABASE_URL. Under CI=true a missing PostgreSQL or versitygw is a failure.
+func configurations(t *testing.T, fn func(t *testing.T, c configuration)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, configuration{env: map[string]string{}}) })
 	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv("TEST_DATABASE_URL")
-		if base == "" {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("TEST_DATABASE_URL is not set; make test starts a throwaway PostgreSQL")
-			}
-			t.Skip("TEST_DATABASE_URL is not set; run make test for the PostgreSQL suite")
-		}
-		fn(t, map[string]string{"DATABASE_URL": pgSchemaURL(t, base)})
+		fn(t, configuration{env: map[string]string{"DATABASE_URL": postgresURL(t)}})
 	})
+	srv := storetest.StartS3(t)
+	inBucket := func(t *testing.T, env map[string]string) configuration {
+		c := configuration{env: env, s3: srv, bucket: srv.NewBucket(t)}
+		maps.Copy(c.env, srv.Env(c.bucket))
+		return c
+	}
+	t.Run("sqlite-s3", func(t *testing.T) { fn(t, inBucket(t, map[string]string{})) })
+	t.Run("postgres-s3", func(t *testing.T) {
+		fn(t, inBucket(t, map[string]string{"DATABASE_URL": postgresURL(t)}))
+	})
+}
+
+// postgresURL returns a fresh schema of TEST_DATABASE_URL, or skips the test without one
+// (fails it under CI=true).
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("TEST_DATABASE_URL")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TEST_DATABASE_URL is not set; make test starts a throwaway PostgreSQL")
+		}
+		t.Skip("TEST_DATABASE_URL is not set; run make test for the PostgreSQL suite")
+	}
+	return pgSchemaURL(t, base)
+}
+
+// originals returns the sorted ids of the originals s keeps: the files under the data dir's
+// originals/, or the objects in the bucket.
+func (c configuration) originals(t *testing.T, s *server) []string {
+	t.Helper()
+	var ids []string
+	if c.s3 != nil {
+		for _, k := range c.s3.Keys(t, c.bucket, "originals/") {
+			ids = append(ids, strings.TrimPrefix(k, "originals/"))
+		}
+	} else {
+		ids = fileNames(t, filepath.Join(s.DataDir, "originals"))
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// fileNames returns the names of the regular files under dir, at any depth.
+func fileNames(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			names = append(names, d.Name())
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return names
 }
 
 func pgSchemaURL(t *testing.T, base string) string {
@@ -339,10 +410,21 @@ func pgSchemaURL(t *testing.T, base string) string {
 	return u.String()
 }
 
-// TestEndToEnd walks the README's flow through the real server: an admin creates a user and a
-// token, the user uploads, lists, opens every link, makes an expiring link, and deletes.
+// e2eMaxUpload is TestEndToEnd's TIERPIX_MAX_UPLOAD_BYTES: small, so an upload over it is
+// cheap to make.
+const e2eMaxUpload = 1 << 20
+
+// TestEndToEnd walks the API's whole contract through the real server, in every
+// configuration: an admin creates a user and a token; the user uploads a JPEG and a PNG, has
+// a non-image, corrupt images and an oversized one refused without a trace, lists in pages
+// both ways, opens every link (each thumbnail height, the original by GET and HEAD, expiring
+// links, conditional GETs); a downgrade revokes what the tier no longer grants on links
+// already handed out and an upgrade grants it back; deletes leave every link 404 and no
+// original behind, on disk or in the bucket.
 func TestEndToEnd(t *testing.T) {
-	dialects(t, func(t *testing.T, env map[string]string) {
+	configurations(t, func(t *testing.T, c configuration) {
+		env := maps.Clone(c.env)
+		env["TIERPIX_MAX_UPLOAD_BYTES"] = strconv.Itoa(e2eMaxUpload)
 		s := startServer(t, env)
 		admin := s.basic(t, testAdmin, testAdminPW)
 
@@ -362,6 +444,38 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("me: got %+v, want alice on Enterprise", me)
 		}
 
+		// holds checks that the user's images are exactly ids, by row, by original (file or
+		// object) and in the node's cache of originals, and that no upload left a temp file.
+		holds := func(t *testing.T, what string, ids ...string) {
+			t.Helper()
+			want := slices.Sorted(slices.Values(ids))
+			var list struct {
+				Results []imageJSON `json:"results"`
+			}
+			resp, body := user.json("GET", "/api/images?limit=100", nil, &list)
+			wantStatus(t, what+": list", resp, body, http.StatusOK)
+			var rows []string
+			for _, r := range list.Results {
+				rows = append(rows, r.ID)
+			}
+			slices.Sort(rows)
+			if !slices.Equal(rows, want) {
+				t.Fatalf("%s: got images %v, want %v", what, rows, want)
+			}
+			if got := c.originals(t, s); !slices.Equal(got, want) {
+				t.Fatalf("%s: got originals %v, want %v", what, got, want)
+			}
+			if tmp := fileNames(t, filepath.Join(s.DataDir, "tmp")); len(tmp) > 0 {
+				t.Fatalf("%s: got temp files %v, want none", what, tmp)
+			}
+			for _, id := range fileNames(t, filepath.Join(s.DataDir, "originals-cache")) {
+				if !slices.Contains(want, id) {
+					t.Fatalf("%s: the cache of originals holds %s, want only %v", what, id, want)
+				}
+			}
+		}
+
+		// Uploads: a JPEG and a PNG.
 		orig := gradientJPEG(t, 900, 600)
 		var img imageJSON
 		resp, body = user.upload("photo.jpg", orig, &img)
@@ -369,19 +483,108 @@ func TestEndToEnd(t *testing.T) {
 		if img.Width != 900 || img.Height != 600 || img.ContentType != "image/jpeg" || img.SizeBytes != int64(len(orig)) {
 			t.Fatalf("upload: got %+v, want a 900x600 image/jpeg of %d bytes", img, len(orig))
 		}
-
-		var list struct {
-			Results []imageJSON `json:"results"`
-			Next    *string     `json:"next"`
+		origPNG := alphaPNG(t, 640, 480)
+		var pngImg imageJSON
+		resp, body = user.upload("alpha.png", origPNG, &pngImg)
+		wantStatus(t, "PNG upload", resp, body, http.StatusCreated)
+		if pngImg.Width != 640 || pngImg.Height != 480 || pngImg.ContentType != "image/png" || pngImg.SizeBytes != int64(len(origPNG)) {
+			t.Fatalf("PNG upload: got %+v, want a 640x480 image/png of %d bytes", pngImg, len(origPNG))
 		}
-		resp, body = user.json("GET", "/api/images", nil, &list)
-		wantStatus(t, "list", resp, body, http.StatusOK)
-		if len(list.Results) != 1 || list.Results[0].ID != img.ID || list.Next != nil {
-			t.Fatalf("list: got %s, want one image %s and next null", body, img.ID)
+		holds(t, "after two uploads", img.ID, pngImg.ID)
+
+		// Refused uploads leave no row, no file and no object.
+		corruptPNG := bytes.Clone(origPNG)
+		for i := len(corruptPNG) / 3; i < len(corruptPNG)/3+64; i++ {
+			corruptPNG[i] ^= 0x5a
+		}
+		oversized := append(bytes.Clone(orig), make([]byte, e2eMaxUpload+1-len(orig))...)
+		for _, tt := range []struct {
+			name, filename string
+			data           []byte
+			want           int
+		}{
+			{"not an image", "notes.txt", []byte("these are notes, not pixels\n"), http.StatusUnsupportedMediaType},
+			{"truncated JPEG", "cut.jpg", orig[:len(orig)/2], http.StatusUnprocessableEntity},
+			{"corrupt PNG", "bad.png", corruptPNG, http.StatusUnprocessableEntity},
+			{"over TIERPIX_MAX_UPLOAD_BYTES", "big.jpg", oversized, http.StatusRequestEntityTooLarge},
+		} {
+			resp, body := user.upload(tt.filename, tt.data, nil)
+			wantStatus(t, "upload "+tt.name, resp, body, tt.want)
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+				t.Fatalf("upload %s: Content-Type %q, want application/problem+json", tt.name, ct)
+			}
+			holds(t, "after the refused upload ("+tt.name+")", img.ID, pngImg.ID)
 		}
 
+		// Lists: five images in pages of two, newest first, followed by next and back by
+		// previous.
+		uploaded := []string{img.ID, pngImg.ID}
+		for i := range 3 {
+			var small imageJSON
+			resp, body := user.upload(fmt.Sprintf("small-%d.jpg", i), gradientJPEG(t, 60+i, 40), &small)
+			wantStatus(t, "small upload", resp, body, http.StatusCreated)
+			uploaded = append(uploaded, small.ID)
+		}
+		newestFirst := slices.Clone(uploaded)
+		slices.Reverse(newestFirst)
+		type listPage struct {
+			Results  []imageJSON `json:"results"`
+			First    *string     `json:"first"`
+			Previous *string     `json:"previous"`
+			Next     *string     `json:"next"`
+		}
+		getPage := func(link string) listPage {
+			t.Helper()
+			var p listPage
+			resp, body := user.json("GET", link, nil, &p)
+			wantStatus(t, "list "+link, resp, body, http.StatusOK)
+			return p
+		}
+		pageIDs := func(p listPage) (ids []string) {
+			for _, r := range p.Results {
+				ids = append(ids, r.ID)
+			}
+			return ids
+		}
+		listed := map[string]imageJSON{}
+		var pages [][]string
+		p := getPage("/api/images?limit=2")
+		if p.Previous != nil {
+			t.Fatalf("first page: previous %q, want null", *p.Previous)
+		}
+		for {
+			pages = append(pages, pageIDs(p))
+			for _, r := range p.Results {
+				listed[r.ID] = r
+			}
+			if p.Next == nil {
+				break
+			}
+			if len(pages) > len(uploaded) {
+				t.Fatalf("list: more than %d pages", len(uploaded))
+			}
+			p = getPage(*p.Next)
+			if p.Previous == nil {
+				t.Fatalf("page %d: previous is null, want the page before", len(pages)+1)
+			}
+		}
+		if got := fmt.Sprint(pages); got != fmt.Sprint([][]string{newestFirst[0:2], newestFirst[2:4], newestFirst[4:]}) {
+			t.Fatalf("list by next: got pages %v, want %v in pages of 2", got, newestFirst)
+		}
+		for i := len(pages) - 2; i >= 0; i-- {
+			p = getPage(*p.Previous)
+			if got := pageIDs(p); !slices.Equal(got, pages[i]) {
+				t.Fatalf("list by previous: got page %v, want %v", got, pages[i])
+			}
+		}
+		if p.Previous != nil {
+			t.Fatalf("back on the first page: previous %q, want null", *p.Previous)
+		}
+		links := listed[img.ID].Links
+
+		// Every link kind.
 		heights := []int{}
-		for _, th := range list.Results[0].Links.Thumbnails {
+		for _, th := range links.Thumbnails {
 			heights = append(heights, th.Height)
 			resp, b := getLink(t, th.URL)
 			wantStatus(t, "thumbnail", resp, b, http.StatusOK)
@@ -400,17 +603,43 @@ func TestEndToEnd(t *testing.T) {
 			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 				t.Fatalf("thumbnail: X-Content-Type-Options %q, want nosniff", got)
 			}
+			resp, b = fetchLink(t, http.MethodGet, th.URL, "If-None-Match", resp.Header.Get("ETag"))
+			wantStatus(t, "conditional thumbnail", resp, b, http.StatusNotModified)
+			if len(b) != 0 {
+				t.Fatalf("conditional thumbnail: got %d bytes of body, want none", len(b))
+			}
 		}
 		if fmt.Sprint(heights) != "[200 400]" {
 			t.Fatalf("thumbnail heights: got %v, want [200 400]", heights)
 		}
-		resp, b := getLink(t, list.Results[0].Links.Original)
+		resp, b := getLink(t, links.Original)
 		wantStatus(t, "original", resp, b, http.StatusOK)
 		if !bytes.Equal(b, orig) {
 			t.Fatalf("original: got %d bytes, want the %d uploaded bytes", len(b), len(orig))
 		}
+		resp, b = fetchLink(t, http.MethodGet, links.Original, "If-None-Match", resp.Header.Get("ETag"))
+		wantStatus(t, "conditional original", resp, b, http.StatusNotModified)
+		resp, b = fetchLink(t, http.MethodHead, links.Original)
+		wantStatus(t, "original HEAD", resp, b, http.StatusOK)
+		if resp.ContentLength != int64(len(orig)) || len(b) != 0 || resp.Header.Get("Content-Type") != "image/jpeg" {
+			t.Fatalf("original HEAD: got length %d, %d bytes of body, type %q; want length %d, no body, image/jpeg",
+				resp.ContentLength, len(b), resp.Header.Get("Content-Type"), len(orig))
+		}
+		pngLinks := listed[pngImg.ID].Links
+		for _, th := range pngLinks.Thumbnails {
+			resp, b := getLink(t, th.URL)
+			wantStatus(t, "PNG thumbnail", resp, b, http.StatusOK)
+			if cfg, format, err := image.DecodeConfig(bytes.NewReader(b)); err != nil || format != "png" || cfg.Height != th.Height {
+				t.Fatalf("PNG thumbnail %d: got %s %dx%d (err %v), want a png %d high", th.Height, format, cfg.Width, cfg.Height, err, th.Height)
+			}
+		}
+		resp, b = getLink(t, pngLinks.Original)
+		wantStatus(t, "PNG original", resp, b, http.StatusOK)
+		if !bytes.Equal(b, origPNG) {
+			t.Fatalf("PNG original: got %d bytes, want the %d uploaded bytes", len(b), len(origPNG))
+		}
 
-		var exp struct {
+		var exp, expOrig struct {
 			URL       string `json:"url"`
 			ExpiresAt string `json:"expires_at"`
 		}
@@ -421,17 +650,92 @@ func TestEndToEnd(t *testing.T) {
 		if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") {
 			t.Fatalf("expiring link: Cache-Control %q has no max-age", cc)
 		}
+		resp, body = user.json("POST", "/api/images/"+img.ID+"/expiring-links", map[string]any{"expires_in": 300}, &expOrig)
+		wantStatus(t, "expiring link to the original", resp, body, http.StatusCreated)
+		resp, b = getLink(t, expOrig.URL)
+		wantStatus(t, "expiring link to the original fetch", resp, b, http.StatusOK)
+		if !bytes.Equal(b, orig) {
+			t.Fatalf("expiring link to the original: got %d bytes, want the %d uploaded bytes", len(b), len(orig))
+		}
 
+		// Tier changes reach the links already handed out: a downgrade to Basic (200 px
+		// only, no original, no expiring links) refuses the rest, an upgrade grants it again.
+		var h200, h400 string
+		for _, th := range links.Thumbnails {
+			switch th.Height {
+			case 200:
+				h200 = th.URL
+			case 400:
+				h400 = th.URL
+			}
+		}
+		resp, body = admin.json("PATCH", "/api/admin/users/"+testUserName, map[string]any{"tier": "Basic"}, nil)
+		wantStatus(t, "downgrade", resp, body, http.StatusOK)
+		changed := time.Now()
+		for _, link := range []string{h400, links.Original, exp.URL, expOrig.URL} {
+			waitStatus(t, link, http.StatusForbidden, 5*time.Second-time.Since(changed))
+		}
+		resp, b = getLink(t, h200)
+		wantStatus(t, "200 px after the downgrade", resp, b, http.StatusOK)
+		var basic imageJSON
+		resp, body = user.json("GET", "/api/images/"+img.ID, nil, &basic)
+		wantStatus(t, "image after the downgrade", resp, body, http.StatusOK)
+		if len(basic.Links.Thumbnails) != 1 || basic.Links.Thumbnails[0].Height != 200 || basic.Links.Original != "" {
+			t.Fatalf("image after the downgrade: got links %+v, want one 200 px thumbnail and no original", basic.Links)
+		}
+		resp, body = admin.json("PATCH", "/api/admin/users/"+testUserName, map[string]any{"tier": "Enterprise"}, nil)
+		wantStatus(t, "upgrade", resp, body, http.StatusOK)
+		changed = time.Now()
+		for _, link := range []string{h400, links.Original, exp.URL, expOrig.URL} {
+			waitStatus(t, link, http.StatusOK, 5*time.Second-time.Since(changed))
+		}
+
+		// Deletes: every link of the image answers 404 and its original is gone.
 		resp, body = user.json("DELETE", "/api/images/"+img.ID, nil, nil)
 		wantStatus(t, "delete", resp, body, http.StatusNoContent)
-		for _, link := range []string{list.Results[0].Links.Thumbnails[0].URL, list.Results[0].Links.Original, exp.URL} {
+		for _, link := range []string{h200, h400, links.Original, exp.URL, expOrig.URL} {
 			resp, b := getLink(t, link)
 			wantStatus(t, "deleted image link", resp, b, http.StatusNotFound)
 		}
+		resp, b = fetchLink(t, http.MethodHead, links.Original)
+		wantStatus(t, "deleted image original HEAD", resp, b, http.StatusNotFound)
+		resp, body = user.json("GET", "/api/images/"+img.ID, nil, nil)
+		wantStatus(t, "deleted image", resp, body, http.StatusNotFound)
+		resp, body = user.json("DELETE", "/api/images/"+img.ID, nil, nil)
+		wantStatus(t, "delete again", resp, body, http.StatusNotFound)
+		holds(t, "after one delete", uploaded[1:]...)
+		for _, id := range uploaded[1:] {
+			resp, body = user.json("DELETE", "/api/images/"+id, nil, nil)
+			wantStatus(t, "delete", resp, body, http.StatusNoContent)
+		}
+		holds(t, "after every delete")
 		if n := countFiles(t, filepath.Join(s.DataDir, "originals")); n != 0 {
 			t.Fatalf("after delete: got %d files under originals, want 0", n)
 		}
 	})
+}
+
+// fetchLink sends method to an image link without credentials, with the header pairs given
+// (name, value, ...).
+func fetchLink(t *testing.T, method, link string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, link, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := apiClient(t).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, link, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
 }
 
 // TestTierChangeReachesOrigin shows a downgrade revoking a size on the origin within 5 seconds,
@@ -596,6 +900,12 @@ func waitHealthy(t *testing.T, s *server, done chan error) {
 // authenticates as them with a freshly minted token.
 func newTestUser(t *testing.T, s *server, admin *client, tier string) *client {
 	t.Helper()
+	return s.bearer(t, newTestUserToken(t, admin, tier))
+}
+
+// newTestUserToken creates testUserName on tier through the admin API and mints them a token.
+func newTestUserToken(t *testing.T, admin *client, tier string) string {
+	t.Helper()
 	resp, body := admin.json("POST", "/api/admin/users", map[string]any{
 		"username": testUserName, "password": testUserPW, "tier": tier,
 	}, nil)
@@ -605,7 +915,7 @@ func newTestUser(t *testing.T, s *server, admin *client, tier string) *client {
 	}
 	resp, body = admin.json("POST", "/api/admin/users/"+testUserName+"/tokens", nil, &tok)
 	wantStatus(t, "mint token", resp, body, http.StatusCreated)
-	return s.bearer(t, tok.Token)
+	return tok.Token
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
