@@ -157,8 +157,19 @@ func (c *originalCache) get(ctx context.Context, id string, size int64, fetchCtx
 				e.pins++
 				c.lru.MoveToFront(e.elem)
 				c.mu.Unlock()
-				c.hits.Add(1)
-				return c.path(id), c.releaser(e), nil
+				// A stat is nothing next to the render that follows, and a file removed from
+				// outside (a cleaned cache directory) is fetched again rather than failing it.
+				if _, err := os.Stat(c.path(id)); err == nil {
+					c.hits.Add(1)
+					return c.path(id), c.releaser(e), nil
+				}
+				c.mu.Lock()
+				e.pins--
+				if c.entries[id] == e {
+					c.drop(e)
+				}
+				c.mu.Unlock()
+				continue
 			}
 			if e.pins == 0 {
 				c.drop(e)

@@ -294,6 +294,21 @@ func TestOriginalCache(t *testing.T) {
 		}
 	})
 
+	t.Run("removed from outside fetched again", func(t *testing.T) {
+		node := openSecond(t, b, 1<<30)
+		path, release, err := node.Original(t.Context(), imgs[2])
+		mustOK(t, err)
+		release()
+		mustOK(t, os.Remove(path))
+		local, _, _ := readOriginal(t, node, imgs[2])
+		if !bytes.Equal(local, bodies[2]) {
+			t.Fatalf("got %d bytes, want the original's %d", len(local), size)
+		}
+		if st, _ := node.OriginalsCacheStats(); st.Fetches != 2 {
+			t.Fatalf("got %d fetches, want 2 (%+v)", st.Fetches, st)
+		}
+	})
+
 	t.Run("wrong length fetched again", func(t *testing.T) {
 		node := openSecond(t, b, 1<<30)
 		path, release, err := node.Original(t.Context(), imgs[1])
