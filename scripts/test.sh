@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # make test: installs what the tests need (libvips; PostgreSQL's server binaries when none are
-# installed; versitygw, the S3 server the tests of originals in a bucket start), starts a throwaway PostgreSQL cluster unless TEST_DATABASE_URL is set, and runs
-# every Go test, the PostgreSQL suite included (CI=true makes a missing database a failure,
+# installed; versitygw, the S3 server the tests of originals in a bucket start), starts a
+# throwaway PostgreSQL cluster unless TEST_DATABASE_URL is set, and runs every Go test, the
+# PostgreSQL and S3 suites included (CI=true makes a missing database or S3 server a failure,
 # never a skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_go
+# versitygw builds (some 90 s on a new machine) while the packages below install.
+vgw_log=$(mktemp /tmp/tierpix-versitygw.XXXXXX)
+ensure_versitygw >"$vgw_log" 2>&1 &
+vgw_pid=$!
 ensure_libvips
 ensure_vips_cli
 ensure_chromium
 export TIERPIX_CHROMIUM=/usr/bin/chromium
 ensure_nginx
 export TIERPIX_NGINX
-ensure_versitygw
+if ! wait "$vgw_pid"; then
+  cat "$vgw_log" >&2
+  echo "could not install versitygw, the S3 server of the tests (set TIERPIX_VERSITYGW to one)" >&2
+  exit 1
+fi
+cat "$vgw_log" >&2
+if [ -z "${TIERPIX_VERSITYGW:-}" ] || [ ! -x "$TIERPIX_VERSITYGW" ]; then
+  TIERPIX_VERSITYGW="$(go env GOPATH)/bin/versitygw"
+fi
 export TIERPIX_VERSITYGW
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   ensure_postgres_binaries
