@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_go
-# versitygw builds (some 90 s on a new machine) while the packages below install.
+# versitygw builds (some 90 s on a new machine) while the packages install and go vet runs.
 vgw_log=$(mktemp /tmp/tierpix-versitygw.XXXXXX)
 ensure_versitygw >"$vgw_log" 2>&1 &
 vgw_pid=$!
@@ -19,16 +19,6 @@ ensure_chromium
 export TIERPIX_CHROMIUM=/usr/bin/chromium
 ensure_nginx
 export TIERPIX_NGINX
-if ! wait "$vgw_pid"; then
-  cat "$vgw_log" >&2
-  echo "could not install versitygw, the S3 server of the tests (set TIERPIX_VERSITYGW to one)" >&2
-  exit 1
-fi
-cat "$vgw_log" >&2
-if [ -z "${TIERPIX_VERSITYGW:-}" ] || [ ! -x "$TIERPIX_VERSITYGW" ]; then
-  TIERPIX_VERSITYGW="$(go env GOPATH)/bin/versitygw"
-fi
-export TIERPIX_VERSITYGW
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   ensure_postgres_binaries
   start_throwaway_postgres
@@ -42,6 +32,16 @@ export GOFLAGS="${GOFLAGS:-} -mod=readonly"
 log=$(mktemp /tmp/tierpix-test.XXXXXX)
 echo "==> go vet ./..."
 go vet ./...
+if ! wait "$vgw_pid"; then
+  cat "$vgw_log" >&2
+  echo "could not install versitygw, the S3 server of the tests (set TIERPIX_VERSITYGW to one)" >&2
+  exit 1
+fi
+cat "$vgw_log" >&2
+if [ -z "${TIERPIX_VERSITYGW:-}" ] || [ ! -x "$TIERPIX_VERSITYGW" ]; then
+  TIERPIX_VERSITYGW="$(go env GOPATH)/bin/versitygw"
+fi
+export TIERPIX_VERSITYGW
 echo "==> go test -race ./... (full log: $log)"
 set +e
 go test -race -count=1 -timeout 14m -v ./... >"$log" 2>&1
