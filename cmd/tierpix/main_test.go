@@ -304,9 +304,8 @@ func getLink(t *testing.T, link string) (*http.Response, []byte) {
 // configuration is one way of keeping tierpix's data that the API's contract must hold in: a
 // database and a place for the originals.
 type configuration struct {
-	env    map[string]string   // its part of the environment
-	s3     *storetest.S3Server // nil: the originals live in the data dir
-	bucket string              // the bucket of the originals, with s3
+	env    map[string]string // its part of the environment
+	bucket *storetest.Bucket // nil: the originals live in the data dir
 }
 
 // configurations runs fn as the subtests "sqlite", "postgres", "sqlite-s3" and "postgres-s3":
@@ -320,8 +319,8 @@ func configurations(t *testing.T, fn func(t *testing.T, c configuration)) {
 	})
 	srv := storetest.StartS3(t)
 	inBucket := func(t *testing.T, env map[string]string) configuration {
-		c := configuration{env: env, s3: srv, bucket: srv.NewBucket(t)}
-		maps.Copy(c.env, srv.Env(c.bucket))
+		c := configuration{env: env, bucket: storetest.NewStoreBucket(t, srv)}
+		maps.Copy(c.env, srv.Env(c.bucket.Name))
 		return c
 	}
 	t.Run("sqlite-s3", func(t *testing.T) { fn(t, inBucket(t, map[string]string{})) })
@@ -349,10 +348,8 @@ func postgresURL(t *testing.T) string {
 func (c configuration) originals(t *testing.T, s *server) []string {
 	t.Helper()
 	var ids []string
-	if c.s3 != nil {
-		for _, k := range c.s3.Keys(t, c.bucket, "originals/") {
-			ids = append(ids, strings.TrimPrefix(k, "originals/"))
-		}
+	if c.bucket != nil {
+		ids = c.bucket.IDs(t)
 	} else {
 		ids = fileNames(t, filepath.Join(s.DataDir, "originals"))
 	}

@@ -66,26 +66,34 @@ func countsFrom(samples map[string]float64) originCounts {
 	return c
 }
 
-// fetchCounts reads the origin's counters from a tierpix's /metrics; ok is false when the
-// tierpix has no /metrics (or it lacks the render counter), and the bench then goes without.
-func fetchCounts(ctx context.Context, c *client) (counts originCounts, ok bool, err error) {
+// scrape reads a tierpix's /metrics into its samples; ok is false when it has none.
+func scrape(ctx context.Context, c *client) (samples map[string]float64, ok bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
 	if err != nil {
-		return counts, false, err
+		return nil, false, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return counts, false, fmt.Errorf("GET /metrics: %w", err)
+		return nil, false, fmt.Errorf("GET /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return counts, false, nil
+		return nil, false, nil
 	}
 	var b strings.Builder
 	if _, err := bufio.NewReader(resp.Body).WriteTo(&b); err != nil {
-		return counts, false, fmt.Errorf("read /metrics: %w", err)
+		return nil, false, fmt.Errorf("read /metrics: %w", err)
 	}
-	samples := parseMetrics(b.String())
+	return parseMetrics(b.String()), true, nil
+}
+
+// fetchCounts reads the origin's counters from a tierpix's /metrics; ok is false when the
+// tierpix has no /metrics (or it lacks the render counter), and the bench then goes without.
+func fetchCounts(ctx context.Context, c *client) (counts originCounts, ok bool, err error) {
+	samples, ok, err := scrape(ctx, c)
+	if !ok || err != nil {
+		return counts, false, err
+	}
 	if _, ok := samples["tierpix_origin_renders_total"]; !ok {
 		return counts, false, nil
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,21 +205,12 @@ func median(v []float64) float64 {
 
 // fetchMetric reads one sample without labels from a tierpix's /metrics.
 func fetchMetric(ctx context.Context, c *client, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	samples, ok, err := scrape(ctx, c)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	v, ok := parseMetrics(string(body))[name]
-	if !ok {
+	v, found := samples[name]
+	if !ok || !found {
 		return 0, fmt.Errorf("no %s in /metrics", name)
 	}
 	return v, nil
