@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -86,7 +87,14 @@ type bucketOriginals struct {
 	failedAt  atomic.Int64 // Unix nanoseconds: when the request whose failure set downUntil began
 	reachedAt atomic.Int64 // Unix nanoseconds: when the latest request that reached the server began
 	failures  atomic.Uint64
+
+	sweepMu    sync.Mutex
+	sweepAfter string // the key a sweep that ran out of time stopped at; see sweepTime
 }
+
+// sweepTime bounds one sweep's walk of the bucket's listing; the next sweep goes on where one
+// that ran out of time stopped, so a bucket too large for one sweep is still swept whole.
+const sweepTime = 10 * time.Minute
 
 // openBucket makes the client and checks that the bucket is there and writable, so that a
 // wrong name, endpoint or key is an error at start-up rather than a 503 on the first upload.
@@ -467,28 +475,40 @@ func (b *bucketOriginals) stat(ctx context.Context, id string, size int64) (int6
 }
 
 // sweep lists the prefix a page at a time (the client asks for 1 000 keys a request and hands
-// them over as they come), so the listing is never held whole.
-func (b *bucketOriginals) sweep(ctx context.Context, cutoff time.Time, orphans func([]string) ([]string, error)) (int, error) {
-	ctx, cancel := context.WithCancel(ctx)
+// them over as they come), so the listing is never held whole, for at most sweepTime.
+func (b *bucketOriginals) sweep(parent context.Context, cutoff time.Time, orphans func([]string) ([]string, error)) (int, error) {
+	b.sweepMu.Lock()
+	defer b.sweepMu.Unlock()
+	ctx, cancel := context.WithTimeout(parent, sweepTime)
 	defer cancel()
 	removed := 0
 	flush := func(batch []string) error {
+		if len(batch) == 0 {
+			return nil
+		}
 		gone, err := orphans(batch)
 		if err != nil {
 			return err
 		}
-		if err := b.remove(ctx, gone); err != nil {
+		if err := b.remove(parent, gone); err != nil {
 			return fmt.Errorf("sweep: %w", err)
 		}
 		removed += len(gone)
 		return nil
 	}
 	var batch []string
+	last := ""
 	began := time.Now()
-	for obj := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix}) {
+	for obj := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, StartAfter: b.sweepAfter}) {
 		if obj.Err != nil {
+			if parent.Err() == nil && ctx.Err() != nil {
+				// Out of time: the next sweep goes on after the last key seen.
+				b.sweepAfter = last
+				return removed, flush(batch)
+			}
 			return removed, fmt.Errorf("sweep: list %s: %w", b, b.fail("list originals", "", began, obj.Err))
 		}
+		last = obj.Key
 		id := strings.TrimPrefix(obj.Key, b.prefix)
 		if !tierpix.ValidImageID(id) || !obj.LastModified.Before(cutoff) {
 			continue
@@ -501,10 +521,9 @@ func (b *bucketOriginals) sweep(ctx context.Context, cutoff time.Time, orphans f
 			batch = batch[:0]
 		}
 	}
-	if len(batch) > 0 {
-		if err := flush(batch); err != nil {
-			return removed, err
-		}
+	if err := flush(batch); err != nil {
+		return removed, err
 	}
+	b.sweepAfter = ""
 	return removed, nil
 }
