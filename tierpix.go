@@ -122,10 +122,12 @@ type Identity struct {
 	Tier Tier
 }
 
-// Image formats accepted for upload and produced by the origin.
+// Image formats: JPEG and PNG are accepted for upload; the origin renders thumbnails in the
+// original's format or, for clients that take it, in WebP.
 const (
 	FormatJPEG = "jpeg"
 	FormatPNG  = "png"
+	FormatWebP = "webp"
 )
 
 // ContentTypeOf returns the media type of a format.
@@ -135,6 +137,8 @@ func ContentTypeOf(format string) string {
 		return "image/jpeg"
 	case FormatPNG:
 		return "image/png"
+	case FormatWebP:
+		return "image/webp"
 	}
 	return "application/octet-stream"
 }

@@ -8,8 +8,8 @@
 //	"tierpix/v1\n" + id + "\n" + variant + "\n" + exp
 //
 // with exp "0" for a permanent link. The canonical string is unambiguous because every
-// component has a restricted alphabet without "\n" (ids are [a-z0-9], variants "original" or
-// "h<N>", exp decimal digits), and Verify accepts only the one spelling of each component that
+// component has a restricted alphabet without "\n" (ids are [a-z0-9], variants "original",
+// "h<N>" or "h<N>.<format>", exp decimal digits), and Verify accepts only the one spelling of each component that
 // Path produces: so a path verifies only if it is byte for byte the path Path makes for the
 // link it carries. The "tierpix/v1" prefix keeps these MACs apart from anything else the same
 // key might ever sign and lets the format change without old links verifying as new ones.
@@ -60,8 +60,11 @@ const (
 	// sigLength is the length of an unpadded base64url HMAC-SHA256.
 	sigLength = (sha256.Size*8 + 5) / 6
 
-	// maxVariantLength is "original" or "h10000".
-	maxVariantLength = len(originalSegment)
+	// maxFormatLength bounds a variant's format suffix ("webp"), so that a path that is not
+	// a link is refused before any MAC is computed.
+	maxFormatLength = 5
+	// maxVariantLength is "h10000." and a format.
+	maxVariantLength = len("h10000.") + maxFormatLength
 	// maxExpLength is the number of decimal digits of the largest int64.
 	maxExpLength = 19
 
@@ -75,20 +78,30 @@ const (
 var sigEncoding = base64.RawURLEncoding
 
 // Variant names what a link serves: a thumbnail of a given height, or the original (Height 0).
+// A thumbnail's Format is "" for the format the origin negotiates (the original's, or WebP
+// for a client that accepts it), or a fixed format (tierpix.FormatWebP) whatever the client
+// accepts, for caches that cannot vary on Accept. The format is part of the signed segment,
+// so a link's format cannot be changed without breaking its signature.
 type Variant struct {
 	Height int
+	Format string
 }
 
 // Original is the variant that serves the uploaded bytes.
 var Original = Variant{}
 
-// Thumbnail returns the variant for a thumbnail of height h.
+// Thumbnail returns the variant for a thumbnail of height h in the negotiated format.
 func Thumbnail(h int) Variant { return Variant{Height: h} }
+
+// ThumbnailAs returns the variant for a thumbnail of height h always served in format
+// (tierpix.FormatWebP).
+func ThumbnailAs(h int, format string) Variant { return Variant{Height: h, Format: format} }
 
 // IsOriginal reports whether v is the original.
 func (v Variant) IsOriginal() bool { return v.Height == 0 }
 
-// String returns the variant's path segment: "original" or "h<height>", e.g. "h200".
+// String returns the variant's path segment: "original", "h<height>" or
+// "h<height>.<format>", e.g. "h200" or "h200.webp".
 func (v Variant) String() string {
 	return string(v.appendSegment(make([]byte, 0, maxVariantLength)))
 }
@@ -96,22 +109,35 @@ func (v Variant) String() string {
 // appendSegment appends the variant's path segment to dst.
 func (v Variant) appendSegment(dst []byte) []byte {
 	if v.IsOriginal() {
-		return append(dst, originalSegment...)
+		dst = append(dst, originalSegment...)
+	} else {
+		dst = strconv.AppendInt(append(dst, 'h'), int64(v.Height), 10)
 	}
-	return strconv.AppendInt(append(dst, 'h'), int64(v.Height), 10)
+	if v.Format != "" {
+		dst = append(append(dst, '.'), v.Format...)
+	}
+	return dst
 }
 
 // Validate reports whether v can appear in a link: the original or a height of 1 to
-// MaxHeight. The error wraps ErrMalformed.
+// MaxHeight, and a format only on a thumbnail, only tierpix.FormatWebP (originals are
+// never converted). The error wraps ErrMalformed.
 func (v Variant) Validate() error {
 	if v.Height < 0 || v.Height > MaxHeight {
 		return fmt.Errorf("%w: height must be between 1 and %d", ErrMalformed, MaxHeight)
+	}
+	if v.Format != "" && (v.IsOriginal() || v.Format != tierpix.FormatWebP) {
+		return fmt.Errorf("%w: only a thumbnail may name a format, and only %q", ErrMalformed, tierpix.FormatWebP)
 	}
 	return nil
 }
 
 // parseVariant parses a path segment made by String. It accepts only what String makes, so
 // "h0200" or "h0" are refused rather than taken as other spellings of a valid variant.
+//
+// A suffix of up to maxFormatLength lower-case letters parses whatever it names, so that a
+// link whose format was edited ("h200.webp" to "h200.png") fails on its signature (403)
+// rather than reading as no link at all; only a format Validate accepts is ever signed.
 func parseVariant[T ~string | ~[]byte](s T) (Variant, bool) {
 	if string(s) == originalSegment {
 		return Original, true
@@ -119,11 +145,38 @@ func parseVariant[T ~string | ~[]byte](s T) (Variant, bool) {
 	if len(s) < 2 || s[0] != 'h' {
 		return Variant{}, false
 	}
-	h, ok := parseDecimal(s[1:], MaxHeight)
+	digits, format := s[1:], s[:0]
+	for i := 1; i < len(s); i++ {
+		if s[i] == '.' {
+			digits, format = s[1:i], s[i+1:]
+			if len(format) == 0 || len(format) > maxFormatLength {
+				return Variant{}, false
+			}
+			for j := 0; j < len(format); j++ {
+				if format[j] < 'a' || format[j] > 'z' {
+					return Variant{}, false
+				}
+			}
+			break
+		}
+	}
+	h, ok := parseDecimal(digits, MaxHeight)
 	if !ok {
 		return Variant{}, false
 	}
-	return Thumbnail(int(h)), true
+	v := Thumbnail(int(h))
+	if len(format) > 0 {
+		v.Format = knownFormat(format)
+	}
+	return v, true
+}
+
+// knownFormat returns the format named by b without allocating for tierpix.FormatWebP.
+func knownFormat[T ~string | ~[]byte](b T) string {
+	if string(b) == tierpix.FormatWebP {
+		return tierpix.FormatWebP
+	}
+	return string(b)
 }
 
 // parseDecimal parses a positive decimal number without sign or leading zeros that is at
@@ -361,6 +414,11 @@ func (s *Signer) Verify(path []byte, now time.Time) (Link, error) {
 		return Link{}, ErrSignature
 	}
 
+	// Only a format Validate accepts is ever signed by a caller that validates; one that
+	// signed another is refused here, after the MAC, like any other path that is no link.
+	if variant.Format != "" && variant.Format != tierpix.FormatWebP {
+		return Link{}, ErrMalformed
+	}
 	l := Link{ImageID: string(id), Variant: variant, Expires: exp}
 	if exp != 0 && now.Unix() >= exp {
 		return l, ErrExpired

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierpix/tierpix"
+
 	"github.com/tierpix/tierpix/signing"
 )
 
@@ -53,6 +55,8 @@ func TestVariant(t *testing.T) {
 		{name: "smallest", variant: signing.Thumbnail(1), want: "h1"},
 		{name: "typical", variant: signing.Thumbnail(200), want: "h200"},
 		{name: "largest", variant: signing.Thumbnail(signing.MaxHeight), want: "h10000"},
+		{name: "webp", variant: signing.ThumbnailAs(200, tierpix.FormatWebP), want: "h200.webp"},
+		{name: "largest webp", variant: signing.ThumbnailAs(signing.MaxHeight, tierpix.FormatWebP), want: "h10000.webp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +97,14 @@ func TestParseVariantMalformed(t *testing.T) {
 		{name: "space", segment: "h 200"},
 		{name: "original upper", segment: "Original"},
 		{name: "original suffix", segment: "originals"},
+		{name: "original with a format", segment: "original.webp"},
+		{name: "empty format", segment: "h200."},
+		{name: "format without height", segment: "h.webp"},
+		{name: "upper-case format", segment: "h200.WEBP"},
+		{name: "format too long", segment: "h200.webpxx"},
+		{name: "two formats", segment: "h200.webp.webp"},
+		{name: "digit in format", segment: "h200.w3bp"},
+		{name: "leading zero before a format", segment: "h0200.webp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,6 +134,9 @@ func TestLinkValidate(t *testing.T) {
 		{name: "negative height", link: signing.Link{ImageID: testID, Variant: signing.Thumbnail(-1)}},
 		{name: "height too large", link: signing.Link{ImageID: testID, Variant: signing.Thumbnail(10001)}},
 		{name: "negative expiry", link: signing.Link{ImageID: testID, Variant: signing.Original, Expires: -5}},
+		{name: "webp thumbnail", link: signing.Link{ImageID: testID, Variant: signing.ThumbnailAs(200, tierpix.FormatWebP), Expires: 1}, ok: true},
+		{name: "png thumbnail", link: signing.Link{ImageID: testID, Variant: signing.ThumbnailAs(200, tierpix.FormatPNG)}},
+		{name: "webp original", link: signing.Link{ImageID: testID, Variant: signing.Variant{Format: tierpix.FormatWebP}}},
 	}
 	s := newSigner(t, keyA)
 	for _, tt := range tests {
@@ -219,6 +234,11 @@ func TestKnownAnswer(t *testing.T) {
 			link: signing.Link{ImageID: testID, Variant: signing.Original, Expires: 1700000300},
 			want: "/i/" + sign(keyA, testID, "original", "1700000300") + "/" + testID + "/original/1700000300",
 		},
+		{
+			name: "webp",
+			link: signing.Link{ImageID: testID, Variant: signing.ThumbnailAs(400, tierpix.FormatWebP), Expires: 1700000300},
+			want: "/i/" + sign(keyA, testID, "h400.webp", "1700000300") + "/" + testID + "/h400.webp/1700000300",
+		},
 	}
 	s := newSigner(t, keyA, keyB)
 	for _, tt := range tests {
@@ -280,6 +300,7 @@ func TestTamper(t *testing.T) {
 	}{
 		{name: "permanent", link: signing.Link{ImageID: testID, Variant: signing.Thumbnail(200)}},
 		{name: "expiring", link: signing.Link{ImageID: testID, Variant: signing.Original, Expires: now.Unix() + 3600}},
+		{name: "webp", link: signing.Link{ImageID: testID, Variant: signing.ThumbnailAs(200, tierpix.FormatWebP)}},
 	}
 	check := func(t *testing.T, path []byte) {
 		t.Helper()
@@ -382,6 +403,30 @@ func TestExpiry(t *testing.T) {
 	perm := []byte(s.Path(signing.Link{ImageID: testID, Variant: signing.Original}))
 	if _, err := s.Verify(perm, time.Unix(1<<62, 0)); err != nil {
 		t.Errorf("Verify permanent link far in the future: got %v, want nil", err)
+	}
+}
+
+// TestFormatTamper checks that a link's format suffix is covered by its signature: adding,
+// removing or changing it gives ErrSignature (403 at the origin), not another image format
+// and not a malformed link (404).
+func TestFormatTamper(t *testing.T) {
+	s := newSigner(t, keyA)
+	plain := s.Path(signing.Link{ImageID: testID, Variant: signing.Thumbnail(200)})
+	webp := s.Path(signing.Link{ImageID: testID, Variant: signing.ThumbnailAs(200, tierpix.FormatWebP), Expires: now.Unix() + 600})
+	if l, err := s.Verify([]byte(webp), now); err != nil || l.Variant.Format != tierpix.FormatWebP || l.Variant.Height != 200 {
+		t.Fatalf("Verify(%q): got %+v, %v, want the WebP variant of h200", webp, l, err)
+	}
+	for _, path := range []string{
+		plain + ".webp",
+		strings.Replace(webp, "/h200.webp/", "/h200/", 1),
+		strings.Replace(webp, "/h200.webp/", "/h200.png/", 1),
+		strings.Replace(webp, "/h200.webp/", "/h200.avif/", 1),
+		strings.Replace(webp, "/h200.webp/", "/h200.jpeg/", 1),
+		strings.Replace(webp, "/h200.webp/", "/h400.webp/", 1),
+	} {
+		if l, err := s.Verify([]byte(path), now); !errors.Is(err, signing.ErrSignature) {
+			t.Errorf("Verify(%q): got %+v, %v, want ErrSignature", path, l, err)
+		}
 	}
 }
 
