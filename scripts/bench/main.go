@@ -41,7 +41,7 @@ type options struct {
 	db      string
 	out     string
 	quick   bool
-	only    string // "" for every scenario, "users" for the user list's alone, "s3" for originals in S3
+	only    string // "" for every scenario, "users" for the user list's alone, "s3" for originals in S3, "formats" for issue 13's
 	// versitygw is the S3 server of the scenario with originals in a bucket.
 	versitygw string
 }
@@ -68,15 +68,15 @@ func main() {
 	flag.StringVar(&o.db, "db", "", "PostgreSQL URL of a database the bench may fill (it adds users and a million image rows)")
 	flag.StringVar(&o.out, "out", "bench-out", "directory for the cached sources, the run's data and logs, and the results")
 	flag.BoolVar(&o.quick, "quick", false, "run every scenario for a third of the time (to try the bench out; not for the record)")
-	flag.StringVar(&o.only, "only", "", `"users" runs the user list scenario alone (a million users, every ordering); "s3" the cold renders with originals in S3 against local disk`)
+	flag.StringVar(&o.only, "only", "", `"users" runs the user list scenario alone (a million users, every ordering); "s3" the cold renders with originals in S3 against local disk; "formats" the thumbnails by format (bytes, SSIM, cold-render CPU, vipsthumbnail)`)
 	flag.StringVar(&o.versitygw, "versitygw", "", "the versitygw binary, the S3 server of the scenario with originals in a bucket")
 	flag.Parse()
-	if o.tierpix == "" || o.db == "" || (o.only != "" && o.only != "users" && o.only != "s3") {
-		fmt.Fprintln(os.Stderr, "usage: bench -tierpix BINARY -db POSTGRES_URL [-versitygw BINARY] [-out DIR] [-quick] [-only users|s3]")
+	if o.tierpix == "" || o.db == "" || (o.only != "" && o.only != "users" && o.only != "s3" && o.only != "formats") {
+		fmt.Fprintln(os.Stderr, "usage: bench -tierpix BINARY -db POSTGRES_URL [-versitygw BINARY] [-out DIR] [-quick] [-only users|s3|formats]")
 		os.Exit(2)
 	}
 	if o.quick {
-		for _, d := range []*time.Duration{&hitDur, &coldDur, &furtherDur, &listDur, &userDur} {
+		for _, d := range []*time.Duration{&hitDur, &coldDur, &furtherDur, &listDur, &userDur, &formatDur} {
 			*d = max(2*time.Second, *d/3)
 		}
 	}
@@ -124,6 +124,9 @@ type bench struct {
 	// Seeded image ids per source, and how many have been handed out to runs.
 	ids  map[string][]string
 	next map[string]int
+
+	// formatTable is the formats scenario's table of bytes and SSIM ("" when it did not run).
+	formatTable string
 }
 
 func (b *bench) cleanup() {
@@ -204,9 +207,12 @@ func (b *bench) take(key string, n int) []string {
 func (b *bench) run(ctx context.Context) error {
 	b.began = time.Now()
 	b.loadFrom = loadavg()
-	tools := []string{"wrk", b.o.nginx, "vips"}
-	if b.o.only == "users" {
+	tools := []string{"wrk", b.o.nginx, "vips", "vipsthumbnail"}
+	switch b.o.only {
+	case "users":
 		tools = []string{"wrk"}
+	case "formats":
+		tools = []string{"wrk", "vips", "vipsthumbnail"}
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -218,11 +224,18 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	var paths map[string]string
+	var pics map[string][]string // the formats scenario's pictures
 	var uploadPNG string
 	if b.o.only != "users" {
 		if paths, uploadPNG, err = makeSources(filepath.Join(out, "sources")); err != nil {
 			return err
 		}
+	}
+	if b.o.only == "" || b.o.only == "formats" {
+		if pics, err = makeFormatPictures(filepath.Join(out, "sources"), paths); err != nil {
+			return err
+		}
+		paths[screenshotSource.key] = pics[screenshotSource.key][0]
 	}
 	b.work = filepath.Join(out, "run")
 	if err := os.RemoveAll(b.work); err != nil {
@@ -271,8 +284,18 @@ func (b *bench) run(ctx context.Context) error {
 
 	logf("uploading the sources and seeding rows")
 	b.ids, b.next = map[string][]string{}, map[string]int{}
-	for _, s := range sources {
-		if b.o.only == "s3" && s.key != s3Source {
+	for _, s := range formatSources() {
+		n := s.seeds + s.s3Seeds + s.formatSeeds
+		switch b.o.only {
+		case "s3":
+			n = s.seeds + s.s3Seeds
+			if s.key != s3Source {
+				n = 0
+			}
+		case "formats":
+			n = s.formatSeeds
+		}
+		if n == 0 {
 			continue
 		}
 		up, _, err := b.a.client.upload(ctx, owner, paths[s.key])
@@ -283,7 +306,7 @@ func (b *bench) run(ctx context.Context) error {
 		if s.png {
 			format = "png"
 		}
-		ids, err := b.db.seedCopies(ctx, b.dataDir, up, format, s.seeds+s.s3Seeds)
+		ids, err := b.db.seedCopies(ctx, b.dataDir, up, format, n)
 		if err != nil {
 			return err
 		}
@@ -297,8 +320,14 @@ func (b *bench) run(ctx context.Context) error {
 	if _, err := b.a.client.get(ctx, b.a.base+b.link(b.take(proof, 1)[0], thumbHeight)); err != nil {
 		return fmt.Errorf("a seeded image does not render: %w", err)
 	}
-	if b.o.only == "s3" {
+	switch b.o.only {
+	case "s3":
 		if err := b.s3Scenario(ctx, sourceOf(s3Source)); err != nil {
+			return err
+		}
+		return b.finish(ctx, out)
+	case "formats":
+		if err := b.formatsScenario(ctx, owner, pics, filepath.Join(out, "sources")); err != nil {
 			return err
 		}
 		return b.finish(ctx, out)
@@ -341,6 +370,9 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	if err := b.listScenario(ctx, listTokens); err != nil {
+		return err
+	}
+	if err := b.formatsScenario(ctx, owner, pics, filepath.Join(out, "sources")); err != nil {
 		return err
 	}
 	// Last: its million users are left out of every scenario before it.
@@ -561,6 +593,9 @@ func (m measured) renderNote() []string {
 	if c.MemoryHits+c.DiskHits > 0 {
 		note += fmt.Sprintf(", **%.0f cache hits**", c.MemoryHits+c.DiskHits)
 	}
+	if c.Intermediates > 0 {
+		note += fmt.Sprintf(", %.0f intermediates built in the background (their CPU included)", c.Intermediates)
+	}
 	return []string{note}
 }
 
@@ -720,7 +755,12 @@ func (b *bench) coldScenario(ctx context.Context, s source, path string, heights
 		b.rows = append(b.rows, r)
 	}
 
-	// Further sizes: each rendered image asked once for each larger height of the tier.
+	// Further sizes: each rendered image asked once for each larger height of the tier, once
+	// the intermediates the first renders queued in the background are built.
+	waited, err := waitIntermediates(ctx, b.a.client, 60*time.Second)
+	if err != nil {
+		return nil, err
+	}
 	for _, h := range heights {
 		if h <= thumbHeight {
 			continue
@@ -741,7 +781,7 @@ func (b *bench) coldScenario(ctx context.Context, s source, path string, heights
 			Scenario: fmt.Sprintf("further size, %s → h%d after h%d", s.label, h, thumbHeight),
 			Conns:    4, RPS: m.wrk.ReqPerSec, P50: m.wrk.P50, P99: m.wrk.P99, CPU: m.cpu, RSS: m.rss,
 			Target: "CPU ≤ 0.3x the first render's; PSNR ≥ 35 dB",
-			Notes:  append(m.notes(), m.renderNote()...),
+			Notes:  append(append(m.notes(), m.renderNote()...), waited),
 		}
 		if len(m.used) >= len(links) {
 			r.Notes = append(r.Notes, fmt.Sprintf("ended when each of the %d rendered images had been asked", len(links)))
@@ -912,8 +952,12 @@ func combine(name string, conns int, runs []measured) row {
 	}
 	r.Notes = append(r.Notes, otherNote(other)...)
 	if counts.MemoryHits+counts.DiskHits+counts.Renders > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("/metrics: %.0f memory hits, %.0f disk hits, %.0f renders",
-			counts.MemoryHits, counts.DiskHits, counts.Renders))
+		note := fmt.Sprintf("/metrics: %.0f memory hits, %.0f disk hits, %.0f renders",
+			counts.MemoryHits, counts.DiskHits, counts.Renders)
+		if counts.Intermediates > 0 {
+			note += fmt.Sprintf(", %.0f intermediates built in the background (their CPU included)", counts.Intermediates)
+		}
+		r.Notes = append(r.Notes, note)
 	}
 	return r
 }
@@ -1134,7 +1178,7 @@ func (b *bench) finish(ctx context.Context, out string) error {
 			return 1
 		case strings.HasPrefix(r.Scenario, "disk"):
 			return 2
-		case strings.HasPrefix(r.Scenario, "cold"):
+		case strings.HasPrefix(r.Scenario, "cold"), strings.HasPrefix(r.Scenario, "vipsthumbnail"):
 			return 3
 		case strings.HasPrefix(r.Scenario, "further"):
 			return 4
@@ -1152,6 +1196,10 @@ func (b *bench) finish(ctx context.Context, out string) error {
 	fmt.Fprintf(&doc, "Run of %s, %s in all (load average %s before, %s after).\n\n",
 		b.began.UTC().Format("2006-01-02 15:04 UTC"), took, b.loadFrom, loadavg())
 	doc.WriteString(markdown(b.rows))
+	if b.formatTable != "" {
+		doc.WriteString("\nThumbnail bytes and SSIM by format (luma SSIM against an exact Lanczos 3 reduction of the full original):\n\n")
+		doc.WriteString(b.formatTable)
+	}
 	doc.WriteString("\n" + machine(b.o.nginx, b.db.version(ctx)))
 	path := filepath.Join(out, "bench-results.md")
 	if err := os.WriteFile(path, []byte(doc.String()), 0o644); err != nil {

@@ -65,23 +65,33 @@ func (c *client) do(ctx context.Context, method, path string, auth func(*http.Re
 
 // get fetches url (absolute) and returns the body, failing unless the status is 200.
 func (c *client) get(ctx context.Context, url string) ([]byte, error) {
+	b, _, err := c.getAccepting(ctx, url, "")
+	return b, err
+}
+
+// getAccepting is get with an Accept header (none when accept is ""), and returns the
+// answer's header too: which format a thumbnail link answers depends on Accept.
+func (c *client) getAccepting(ctx context.Context, url, accept string) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: got status %d, want 200: %.300s", url, resp.StatusCode, b)
+		return nil, nil, fmt.Errorf("GET %s: got status %d, want 200: %.300s", url, resp.StatusCode, b)
 	}
-	return b, nil
+	return b, resp.Header, nil
 }
 
 func basicAuth(user, pass string) func(*http.Request) {
