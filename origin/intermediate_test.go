@@ -187,7 +187,7 @@ func TestFurtherSizesFromIntermediate(t *testing.T) {
 			if got := e.origin.intermediateFiles(t, img.ID); len(got) != 1 || got[0] != tt.wantInter {
 				t.Fatalf("intermediates after h%d: got %v, want [%s]", tt.first, got, tt.wantInter)
 			}
-			direct, err := imaging.Thumbnail(src, tt.first)
+			direct, err := imaging.Thumbnail(src, tt.first, imaging.Encoding{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +196,7 @@ func TestFurtherSizesFromIntermediate(t *testing.T) {
 			}
 			for i, h := range tt.further {
 				res := fetchH(h)
-				direct, err := imaging.Thumbnail(src, h)
+				direct, err := imaging.Thumbnail(src, h, imaging.Encoding{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -243,7 +243,7 @@ func TestFurtherSizeEncodedAsDirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct, err := imaging.Thumbnail(e.st.OriginalPath(img.ID), 300)
+	direct, err := imaging.Thumbnail(e.st.OriginalPath(img.ID), 300, imaging.Encoding{})
 	if err != nil {
 		t.Fatal(err)
 	}
