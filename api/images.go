@@ -250,7 +250,7 @@ func formatMessage(v signing.Variant, badHeight bool) string {
 		return ""
 	}
 	if v.IsOriginal() {
-		return fmt.Sprintf("Originals are never converted: give a height for a %s thumbnail, or leave format out.", tierpix.FormatWebP)
+		return "Originals are never converted: give a height for a WebP thumbnail, or leave format out."
 	}
 	return fmt.Sprintf("must be %q, or left out for the format the client negotiates", tierpix.FormatWebP)
 }
