@@ -50,10 +50,11 @@ type PageImage struct {
 	Thumbs   []PageThumb
 }
 
-// PageThumb is one thumbnail link.
+// PageThumb is one thumbnail's links: URL negotiates its format, WebPURL is always WebP.
 type PageThumb struct {
-	URL    string
-	Height int
+	URL     string
+	WebPURL string
+	Height  int
 }
 
 // ctxAnswer holds the value writeJSON answered, for the browsable page.
@@ -108,7 +109,7 @@ func pageOf(v any) Page {
 func pageImage(img *imageJSON) PageImage {
 	pi := PageImage{ID: img.ID, Name: img.Name}
 	for _, t := range img.Links.Thumbnails {
-		pi.Thumbs = append(pi.Thumbs, PageThumb{URL: t.URL, Height: t.Height})
+		pi.Thumbs = append(pi.Thumbs, PageThumb{URL: t.URL, WebPURL: t.WebPURL, Height: t.Height})
 	}
 	return pi
 }

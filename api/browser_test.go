@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -280,6 +281,14 @@ func TestBrowserGetsPages(t *testing.T) {
 	for _, want := range []string{img.ID, img.Links.Thumbnails[0].URL} {
 		if !bytes.Contains(r.body, []byte(want)) {
 			t.Errorf("page does not show %q", want)
+		}
+	}
+	// Each thumbnail is a <picture>: WebP from its webp_url where the browser takes it, the
+	// negotiated url otherwise.
+	for _, th := range img.Links.Thumbnails {
+		want := fmt.Sprintf(`<picture><source type="image/webp" srcset="%s"><img src="%s"`, th.WebPURL, th.URL)
+		if th.WebPURL == "" || !bytes.Contains(r.body, []byte(want)) {
+			t.Errorf("page does not show the %d px thumbnail as %s", th.Height, want)
 		}
 	}
 	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {

@@ -379,8 +379,9 @@ type apiImage struct {
 	CreatedAt   string `json:"created_at"`
 	Links       struct {
 		Thumbnails []struct {
-			Height int    `json:"height"`
-			URL    string `json:"url"`
+			Height  int    `json:"height"`
+			URL     string `json:"url"`
+			WebPURL string `json:"webp_url"`
 		} `json:"thumbnails"`
 		Original *string `json:"original"`
 	} `json:"links"`

@@ -54,9 +54,13 @@ type linksJSON struct {
 	Original   string          `json:"original,omitempty"`
 }
 
+// thumbnailJSON is one thumbnail of an image: its negotiated link (WebP to a client whose
+// Accept lists it, the original's format otherwise) and its explicit WebP link, which
+// answers WebP whatever the Accept, for caches that cannot vary on it.
 type thumbnailJSON struct {
-	Height int    `json:"height"`
-	URL    string `json:"url"`
+	Height  int    `json:"height"`
+	URL     string `json:"url"`
+	WebPURL string `json:"webp_url"`
 }
 
 // page is the body of every paginated list. Next is null on the last page.
@@ -71,7 +75,8 @@ func (p page[T]) nextPage() *string { return p.Next }
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // linkBuilder signs the links of many images into one scratch buffer, so a list page costs
-// one allocation per URL and no database work: the tier comes from the caller's identity.
+// one allocation per thumbnail (both its links) and per original, and no database work: the
+// tier comes from the caller's identity.
 type linkBuilder struct {
 	a   *API
 	buf []byte
@@ -83,11 +88,24 @@ func (b *linkBuilder) url(l signing.Link) string {
 	return string(b.buf)
 }
 
+// thumbnail signs the two permanent links of image id's thumbnail of height h, the
+// negotiated one and the WebP one, into one string that both slice: a thumbnail costs one
+// allocation, however many links it has.
+func (b *linkBuilder) thumbnail(id string, h int) thumbnailJSON {
+	b.buf = append(b.buf[:0], b.a.cfg.PublicURL...)
+	b.buf = b.a.signer.AppendPath(b.buf, signing.Link{ImageID: id, Variant: signing.Thumbnail(h)})
+	n := len(b.buf)
+	b.buf = append(b.buf, b.a.cfg.PublicURL...)
+	b.buf = b.a.signer.AppendPath(b.buf, signing.Link{ImageID: id, Variant: signing.ThumbnailAs(h, tierpix.FormatWebP)})
+	s := string(b.buf)
+	return thumbnailJSON{Height: h, URL: s[:n], WebPURL: s[n:]}
+}
+
 // image returns the JSON of img with the permanent links tier allows.
 func (b *linkBuilder) image(img *tierpix.Image, tier *tierpix.Tier) imageJSON {
 	thumbs := make([]thumbnailJSON, len(tier.ThumbnailHeights))
 	for i, h := range tier.ThumbnailHeights {
-		thumbs[i] = thumbnailJSON{Height: h, URL: b.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(h)})}
+		thumbs[i] = b.thumbnail(img.ID, h)
 	}
 	links := linksJSON{Thumbnails: thumbs}
 	if tier.OriginalLink {
@@ -163,8 +181,9 @@ func (a *API) handleDeleteImage(ctx *fasthttp.RequestCtx, id *tierpix.Identity) 
 }
 
 type expiringLinkRequest struct {
-	ExpiresIn *int `json:"expires_in"`
-	Height    *int `json:"height"`
+	ExpiresIn *int    `json:"expires_in"`
+	Height    *int    `json:"height"`
+	Format    *string `json:"format"`
 }
 
 // handleExpiringLink serves POST /api/images/{id}/expiring-links.
@@ -196,13 +215,19 @@ func (a *API) handleExpiringLink(ctx *fasthttp.RequestCtx, id *tierpix.Identity)
 	if req.Height != nil && (height == 0 || refusal == tierpix.NoHeight) {
 		fields["height"] = allowedHeightsMessage(tier)
 	}
+	variant := signing.Thumbnail(height)
+	if req.Format != nil {
+		variant.Format = *req.Format
+		if msg := formatMessage(variant, fields["height"] != ""); msg != "" {
+			fields["format"] = msg
+		}
+	}
 	if len(fields) > 0 {
 		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The request has invalid fields.", Fields: fields}
 	}
 	if refusal == tierpix.NoOriginal {
 		return tierpix.Errorf(tierpix.EFORBIDDEN, "The %s tier has no access to originals; ask for a thumbnail height.", tier.Name)
 	}
-	variant := signing.Thumbnail(height)
 
 	expires := a.cfg.Now().Unix() + int64(*req.ExpiresIn)
 	u := a.links().url(signing.Link{ImageID: img.ID, Variant: variant, Expires: expires})
@@ -211,6 +236,23 @@ func (a *API) handleExpiringLink(ctx *fasthttp.RequestCtx, id *tierpix.Identity)
 		ExpiresAt string `json:"expires_at"`
 	}{u, formatTime(time.Unix(expires, 0))})
 	return nil
+}
+
+// formatMessage returns the error of the format v names, or "" if signing.Variant.Validate,
+// the one rule of what a link's format may be, accepts it. badHeight says the height already
+// has its own error: the format is then judged as a thumbnail's, so that a wrong height is
+// not reported as a wrong format too.
+func formatMessage(v signing.Variant, badHeight bool) string {
+	if badHeight {
+		v.Height = 1
+	}
+	if v.Format != "" && v.Validate() == nil {
+		return ""
+	}
+	if v.IsOriginal() {
+		return "Originals are never converted: give a height for a WebP thumbnail, or leave format out."
+	}
+	return fmt.Sprintf("must be %q, or left out for the format the client negotiates", tierpix.FormatWebP)
 }
 
 func allowedHeightsMessage(tier *tierpix.Tier) string {

@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/service"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/tierpix/tierpix/store"
@@ -119,6 +121,27 @@ func TestUploadLinksServe(t *testing.T) {
 	for i, th := range img.Links.Thumbnails {
 		if th.Height != wantHeights[i] || !strings.HasPrefix(th.URL, ts.url+"/i/") {
 			t.Errorf("thumbnail %d: got %+v, want height %d under %s/i/", i, th, wantHeights[i], ts.url)
+		}
+		// Both links are permanent links to this thumbnail, the WebP one naming its format.
+		for _, l := range []struct {
+			url  string
+			want signing.Variant
+		}{
+			{th.URL, signing.Thumbnail(wantHeights[i])},
+			{th.WebPURL, signing.ThumbnailAs(wantHeights[i], tierpix.FormatWebP)},
+		} {
+			u, err := url.Parse(l.url)
+			if err != nil || !strings.HasPrefix(l.url, ts.url+"/i/") {
+				t.Errorf("thumbnail %d: got link %q, want one under %s/i/", i, l.url, ts.url)
+				continue
+			}
+			link, err := ts.signer.Verify([]byte(u.Path), testNow)
+			if err != nil || link.ImageID != img.ID || link.Variant != l.want || link.Expires != 0 {
+				t.Errorf("verify %s: got %+v, %v, want image %s variant %v, permanent", u.Path, link, err, img.ID, l.want)
+			}
+		}
+		if want := fmt.Sprintf("/%s/h%d.webp", img.ID, wantHeights[i]); !strings.HasSuffix(th.WebPURL, want) {
+			t.Errorf("thumbnail %d: webp_url %q, want it to end in %s", i, th.WebPURL, want)
 		}
 		r := ts.do(t, http.MethodGet, th.URL, noAuth, "", nil)
 		r.wantStatus(t, http.StatusOK)
@@ -591,7 +614,8 @@ func TestExpiringLinks(t *testing.T) {
 		id          string
 		body        any
 		want        int
-		field       string
+		fields      []string // exactly the fields a 400 names
+		message     string   // in the message of the first of fields
 		wantVariant signing.Variant
 		wantExpiry  int64
 	}{
@@ -599,14 +623,25 @@ func TestExpiringLinks(t *testing.T) {
 		{name: "original", as: asErin, id: erinImg.ID, body: `{"expires_in":300}`, want: http.StatusCreated, wantVariant: signing.Original, wantExpiry: 300},
 		{name: "longest", as: asErin, id: erinImg.ID, body: `{"expires_in":30000,"height":200}`, want: http.StatusCreated, wantVariant: signing.Thumbnail(200), wantExpiry: 30000},
 		{name: "thumbnail without original access", as: asFred, id: fredImg.ID, body: `{"expires_in":600,"height":100}`, want: http.StatusCreated, wantVariant: signing.Thumbnail(100), wantExpiry: 600},
-		{name: "too short", as: asErin, id: erinImg.ID, body: `{"expires_in":299}`, want: http.StatusBadRequest, field: "expires_in"},
-		{name: "too long", as: asErin, id: erinImg.ID, body: `{"expires_in":30001}`, want: http.StatusBadRequest, field: "expires_in"},
-		{name: "missing expiry", as: asErin, id: erinImg.ID, body: `{"height":200}`, want: http.StatusBadRequest, field: "expires_in"},
-		{name: "fractional expiry", as: asErin, id: erinImg.ID, body: `{"expires_in":300.5}`, want: http.StatusBadRequest, field: "expires_in"},
-		{name: "height not in tier", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":300}`, want: http.StatusBadRequest, field: "height"},
-		{name: "height zero", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":0}`, want: http.StatusBadRequest, field: "height"},
-		{name: "height wrong type", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":"200"}`, want: http.StatusBadRequest, field: "height"},
-		{name: "unknown field", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"width":200}`, want: http.StatusBadRequest, field: "width"},
+		{name: "too short", as: asErin, id: erinImg.ID, body: `{"expires_in":299}`, want: http.StatusBadRequest, fields: []string{"expires_in"}},
+		{name: "too long", as: asErin, id: erinImg.ID, body: `{"expires_in":30001}`, want: http.StatusBadRequest, fields: []string{"expires_in"}},
+		{name: "missing expiry", as: asErin, id: erinImg.ID, body: `{"height":200}`, want: http.StatusBadRequest, fields: []string{"expires_in"}},
+		{name: "fractional expiry", as: asErin, id: erinImg.ID, body: `{"expires_in":300.5}`, want: http.StatusBadRequest, fields: []string{"expires_in"}},
+		{name: "height not in tier", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":300}`, want: http.StatusBadRequest, fields: []string{"height"}, message: "200, 400"},
+		{name: "height zero", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":0}`, want: http.StatusBadRequest, fields: []string{"height"}},
+		{name: "height wrong type", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":"200"}`, want: http.StatusBadRequest, fields: []string{"height"}},
+		{name: "unknown field", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"width":200}`, want: http.StatusBadRequest, fields: []string{"width"}},
+		{name: "webp thumbnail", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":400,"format":"webp"}`, want: http.StatusCreated, wantVariant: signing.ThumbnailAs(400, tierpix.FormatWebP), wantExpiry: 600},
+		{name: "webp thumbnail without original access", as: asFred, id: fredImg.ID, body: `{"expires_in":600,"height":100,"format":"webp"}`, want: http.StatusCreated, wantVariant: signing.ThumbnailAs(100, tierpix.FormatWebP), wantExpiry: 600},
+		{name: "another format", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":200,"format":"png"}`, want: http.StatusBadRequest, fields: []string{"format"}, message: `"webp"`},
+		{name: "upper-case format", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":200,"format":"WEBP"}`, want: http.StatusBadRequest, fields: []string{"format"}, message: `"webp"`},
+		{name: "empty format", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":200,"format":""}`, want: http.StatusBadRequest, fields: []string{"format"}, message: `"webp"`},
+		{name: "format wrong type", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":200,"format":1}`, want: http.StatusBadRequest, fields: []string{"format"}},
+		{name: "webp original", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"format":"webp"}`, want: http.StatusBadRequest, fields: []string{"format"}, message: "never converted"},
+		{name: "webp original without original access", as: asFred, id: fredImg.ID, body: `{"expires_in":600,"format":"webp"}`, want: http.StatusBadRequest, fields: []string{"format"}, message: "never converted"},
+		{name: "webp at a height not in tier", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":300,"format":"webp"}`, want: http.StatusBadRequest, fields: []string{"height"}, message: "200, 400"},
+		{name: "another format at a height not in tier", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":300,"format":"gif"}`, want: http.StatusBadRequest, fields: []string{"format", "height"}, message: `"webp"`},
+		{name: "webp at height zero", as: asErin, id: erinImg.ID, body: `{"expires_in":600,"height":0,"format":"webp"}`, want: http.StatusBadRequest, fields: []string{"height"}},
 		{name: "tier without expiring links", as: asPam, id: pamImg.ID, body: `{"expires_in":600,"height":200}`, want: http.StatusForbidden},
 		{name: "original without original access", as: asFred, id: fredImg.ID, body: `{"expires_in":600}`, want: http.StatusForbidden},
 		{name: "other's image", as: asErin, id: pamImg.ID, body: `{"expires_in":600,"height":200}`, want: http.StatusNotFound},
@@ -616,13 +651,17 @@ func TestExpiringLinks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := ts.doJSON(t, http.MethodPost, "/api/images/"+tt.id+"/expiring-links", tt.as, tt.body)
 			if tt.want != http.StatusCreated {
-				var fields []string
-				if tt.field != "" {
-					fields = append(fields, tt.field)
+				p := r.wantProblem(t, tt.want, tt.fields...)
+				var named []string
+				for f := range p.Errors {
+					named = append(named, f)
 				}
-				p := r.wantProblem(t, tt.want, fields...)
-				if tt.name == "height not in tier" && !strings.Contains(p.Errors["height"], "200, 400") {
-					t.Errorf("errors.height: got %q, want the allowed heights 200, 400", p.Errors["height"])
+				slices.Sort(named)
+				if !slices.Equal(named, tt.fields) {
+					t.Errorf("errors: got %v, want messages for exactly %v", p.Errors, tt.fields)
+				}
+				if tt.message != "" && !strings.Contains(p.Errors[tt.fields[0]], tt.message) {
+					t.Errorf("errors.%s: got %q, want it to say %s", tt.fields[0], p.Errors[tt.fields[0]], tt.message)
 				}
 				return
 			}
@@ -652,6 +691,59 @@ func TestExpiringLinks(t *testing.T) {
 				t.Errorf("verify after expiry: got nil, want an error")
 			}
 		})
+	}
+
+	// The browsable API's form: its format select sends "webp", or nothing when left at
+	// "(not set)", which must mean the negotiated link rather than an invalid format.
+	for _, tt := range []struct {
+		format string
+		want   signing.Variant
+	}{
+		{"webp", signing.ThumbnailAs(200, tierpix.FormatWebP)},
+		{"", signing.Thumbnail(200)},
+	} {
+		ct, body := form(url.Values{"expires_in": {"600"}, "height": {"200"}, "format": {tt.format}})
+		r := ts.do(t, http.MethodPost, "/api/images/"+erinImg.ID+"/expiring-links", asErin, ct, body)
+		r.wantStatus(t, http.StatusCreated)
+		var got struct {
+			URL string `json:"url"`
+		}
+		r.decode(t, &got)
+		u, err := url.Parse(got.URL)
+		if err != nil {
+			t.Fatalf("url %q: %v", got.URL, err)
+		}
+		if link, err := ts.signer.Verify([]byte(u.Path), testNow); err != nil || link.Variant != tt.want {
+			t.Errorf("form with format %q: got %+v, %v, want variant %v", tt.format, link, err, tt.want)
+		}
+	}
+}
+
+// TestThumbnailLinkAllocs checks what an image's links cost a list page: one allocation per
+// thumbnail, its negotiated and its WebP link sharing one string, whatever the tier's heights.
+func TestThumbnailLinkAllocs(t *testing.T) {
+	signer, err := signing.New([][]byte{bytes.Repeat([]byte("k"), signing.MinKeyLength)})
+	if err != nil {
+		t.Fatalf("signing.New: %v", err)
+	}
+	a := &API{cfg: Config{PublicURL: "http://127.0.0.1:8080"}, signer: signer}
+	img := &tierpix.Image{ID: "abc123", Name: "a.png", Format: tierpix.FormatPNG, Width: 300, Height: 200, SizeBytes: 10, CreatedAt: testNow}
+	lb := a.links()
+	allocs := func(heights ...int) float64 {
+		tier := &tierpix.Tier{Name: "T", ThumbnailHeights: heights}
+		return testing.AllocsPerRun(100, func() { lb.image(img, tier) })
+	}
+	one, four := allocs(200), allocs(100, 200, 400, 800)
+	if got := four - one; got != 3 && !raceEnabled {
+		t.Errorf("allocations for three more thumbnails: got %v (%v for one, %v for four), want 3", got, one, four)
+	}
+
+	th := lb.image(img, &tierpix.Tier{ThumbnailHeights: []int{200}}).Links.Thumbnails[0]
+	if want := "http://127.0.0.1:8080" + signer.Path(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(200)}); th.URL != want {
+		t.Errorf("url: got %q, want %q", th.URL, want)
+	}
+	if want := "http://127.0.0.1:8080" + signer.Path(signing.Link{ImageID: img.ID, Variant: signing.ThumbnailAs(200, tierpix.FormatWebP)}); th.WebPURL != want {
+		t.Errorf("webp_url: got %q, want %q", th.WebPURL, want)
 	}
 }
 

@@ -205,7 +205,7 @@ func BenchmarkThumbnail(b *testing.B) {
 // reports cpu-ms/op, faults/op (minor page faults) and wall-ms/op per render, with floor-ms
 // and x-floor.
 func benchThumbnail(b *testing.B, path string, conc, workers int, floor time.Duration) {
-	if _, err := imaging.Thumbnail(path, benchHeight); err != nil { // warm the page cache
+	if _, err := imaging.Thumbnail(path, benchHeight, imaging.Encoding{}); err != nil { // warm the page cache
 		b.Fatal(err)
 	}
 	gate := make(chan struct{}, workers)
@@ -220,7 +220,7 @@ func benchThumbnail(b *testing.B, path string, conc, workers int, floor time.Dur
 			wg.Go(func() {
 				gate <- struct{}{}
 				defer func() { <-gate }()
-				r, err := imaging.Thumbnail(path, benchHeight)
+				r, err := imaging.Thumbnail(path, benchHeight, imaging.Encoding{})
 				if err == nil && r.Height != benchHeight {
 					err = fmt.Errorf("got height %d, want %d", r.Height, benchHeight)
 				}
@@ -270,7 +270,7 @@ func renderChild(spec string) int {
 		var failed atomic.Bool
 		for range conc {
 			wg.Go(func() {
-				if _, err := imaging.Thumbnail(path, benchHeight); err != nil {
+				if _, err := imaging.Thumbnail(path, benchHeight, imaging.Encoding{}); err != nil {
 					fmt.Fprintln(os.Stderr, "thumbnail:", err)
 					failed.Store(true)
 				}
@@ -385,7 +385,7 @@ func BenchmarkIntermediate(b *testing.B) {
 				height int
 				render func() (imaging.Rendered, error)
 			}{
-				{"plain", benchHeight, func() (imaging.Rendered, error) { return imaging.Thumbnail(path, benchHeight) }},
+				{"plain", benchHeight, func() (imaging.Rendered, error) { return imaging.Thumbnail(path, benchHeight, imaging.Encoding{}) }},
 				{"first", benchHeight, func() (imaging.Rendered, error) {
 					r, _, err := imaging.ThumbnailWithIntermediate(path, benchHeight, benchInterHeight)
 					return r, err

@@ -278,20 +278,21 @@ func logDetail(step, path string, err error) {
 
 // Rendered is an encoded thumbnail.
 type Rendered struct {
-	Body   []byte
-	Format string // same as the original's
-	Width  int
-	Height int
+	Body    []byte
+	Format  string // the Encoding's
+	Width   int
+	Height  int
+	Quality int // the JPEG or lossy WebP quality chosen; 0 for PNG and lossless WebP
 }
 
 // Thumbnail renders the original at path with exactly the given height (or at its own size
 // when it is not taller), the original's aspect ratio, EXIF orientation applied and metadata
-// stripped, in the original's format (PNG keeps alpha). It uses libvips' thumbnail from the
-// file so JPEG shrink-on-load applies.
+// stripped, encoded as enc says (PNG and WebP keep alpha). It uses libvips' thumbnail from
+// the file so JPEG shrink-on-load applies.
 //
 // The original is expected to have passed Validate, so every failure here is an internal
 // error; a missing file wraps fs.ErrNotExist. A height below 1 is EINVALID.
-func Thumbnail(path string, height int) (Rendered, error) {
+func Thumbnail(path string, height int, enc Encoding) (Rendered, error) {
 	if !started.Load() {
 		return Rendered{}, errNotStarted
 	}
@@ -305,9 +306,13 @@ func Thumbnail(path string, height int) (Rendered, error) {
 	if format == "" {
 		return Rendered{}, fmt.Errorf("thumbnail %s: the original is neither PNG nor JPEG", path)
 	}
+	out, err := enc.outFormat(format)
+	if err != nil {
+		return Rendered{}, err
+	}
 
 	defer lockThread()()
-	r, err := thumbnail(path, format, height)
+	r, err := thumbnail(path, format, height, out, enc.Quality)
 	if err != nil {
 		return Rendered{}, fmt.Errorf("thumbnail %s at height %d: %w", path, height, err)
 	}

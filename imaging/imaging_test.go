@@ -447,7 +447,7 @@ func TestThumbnailSize(t *testing.T) {
 			} else {
 				data = encodeJPEG(t, pic, 0)
 			}
-			r, err := imaging.Thumbnail(writeFile(t, "original", data), tt.height)
+			r, err := imaging.Thumbnail(writeFile(t, "original", data), tt.height, imaging.Encoding{})
 			if err != nil {
 				t.Fatalf("thumbnail: %v", err)
 			}
@@ -547,7 +547,7 @@ func TestThumbnailPNG(t *testing.T) {
 			if want := (imaging.Info{Format: tierpix.FormatPNG, Width: 90, Height: 60}); info != want {
 				t.Errorf("got %+v, want %+v", info, want)
 			}
-			r, err := imaging.Thumbnail(path, 20)
+			r, err := imaging.Thumbnail(path, 20, imaging.Encoding{})
 			if err != nil {
 				t.Fatalf("thumbnail: %v", err)
 			}
@@ -601,7 +601,7 @@ func TestThumbnailCMYK(t *testing.T) {
 		t.Fatalf("validate: %v", err)
 	}
 	warnings := strings.Count(vipsLog.String(), "level=WARN")
-	r, err := imaging.Thumbnail(path, 30)
+	r, err := imaging.Thumbnail(path, 30, imaging.Encoding{})
 	if err != nil {
 		t.Fatalf("thumbnail: %v", err)
 	}
@@ -635,7 +635,7 @@ func TestThumbnailStripsMetadata(t *testing.T) {
 		if m := jpegMarkers(t, data); !strings.Contains(strings.Join(m, " "), "APP1:Exif") {
 			t.Fatalf("got original markers %v, want APP1:Exif", m)
 		}
-		r, err := imaging.Thumbnail(path, 30)
+		r, err := imaging.Thumbnail(path, 30, imaging.Encoding{})
 		if err != nil {
 			t.Fatalf("thumbnail: %v", err)
 		}
@@ -653,7 +653,7 @@ func TestThumbnailStripsMetadata(t *testing.T) {
 		data = insertPNGChunk(data, pngChunk("eXIf", exifTIFF(1)))
 		data = insertPNGChunk(data, pngChunk("tEXt", []byte("Comment\x00secret!")))
 		path := writeFile(t, "m.png", data)
-		r, err := imaging.Thumbnail(path, 30)
+		r, err := imaging.Thumbnail(path, 30, imaging.Encoding{})
 		if err != nil {
 			t.Fatalf("thumbnail: %v", err)
 		}
@@ -700,7 +700,7 @@ func TestThumbnailErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := imaging.Thumbnail(tt.path, tt.height)
+			_, err := imaging.Thumbnail(tt.path, tt.height, imaging.Encoding{})
 			if code := tierpix.ErrorCode(err); code != tt.wantCode {
 				t.Errorf("got code %q (%v), want %q", code, err, tt.wantCode)
 			}
@@ -738,7 +738,7 @@ func TestConcurrent(t *testing.T) {
 				if err != nil || info != (imaging.Info{Format: j.format, Width: j.w, Height: j.h}) {
 					errs <- fmt.Errorf("validate %s: got %+v, %v; want %dx%d", j.format, info, err, j.w, j.h)
 				}
-				r, err := imaging.Thumbnail(j.path, 20)
+				r, err := imaging.Thumbnail(j.path, 20, imaging.Encoding{})
 				if err != nil || r.Height != 20 || r.Format != j.format {
 					errs <- fmt.Errorf("thumbnail %s: got %d high %s, %v; want 20 high", j.format, r.Height, r.Format, err)
 				}
@@ -802,7 +802,7 @@ func TestThumbnailICC(t *testing.T) {
 		t.Fatalf("got original pixels %v, want P3 values unlike sRGB %v", got, want)
 	}
 
-	r, err := imaging.Thumbnail(writeFile(t, "p3.jpg", data), 30)
+	r, err := imaging.Thumbnail(writeFile(t, "p3.jpg", data), 30, imaging.Encoding{})
 	if err != nil {
 		t.Fatalf("thumbnail: %v", err)
 	}
@@ -836,7 +836,7 @@ func TestNoLeaks(t *testing.T) {
 			if _, err := imaging.Validate(context.Background(), p, 100, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 				t.Fatalf("validate %s over the cap: got %v, want %s", p, err, tierpix.EUNPROCESSABLE)
 			}
-			if _, err := imaging.Thumbnail(p, 50); err != nil {
+			if _, err := imaging.Thumbnail(p, 50, imaging.Encoding{}); err != nil {
 				t.Fatalf("thumbnail %s: %v", p, err)
 			}
 			_, inter, err := imaging.ThumbnailWithIntermediate(p, 50, 100)
@@ -856,7 +856,7 @@ func TestNoLeaks(t *testing.T) {
 		if _, err := imaging.Validate(context.Background(), cut, 0, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 			t.Fatalf("validate cut: got %v, want %s", err, tierpix.EUNPROCESSABLE)
 		}
-		if _, err := imaging.Thumbnail(cut, 50); err == nil {
+		if _, err := imaging.Thumbnail(cut, 50, imaging.Encoding{}); err == nil {
 			t.Fatalf("thumbnail cut: got nil, want an error")
 		}
 		if _, _, err := imaging.ThumbnailWithIntermediate(cut, 50, 100); err == nil {
@@ -919,7 +919,7 @@ func orientedThumbnail(t *testing.T, path string) imaging.Rendered {
 	if info.Width != 90 || info.Height != 60 {
 		t.Errorf("got displayed %d×%d, want 90×60", info.Width, info.Height)
 	}
-	r, err := imaging.Thumbnail(path, 30)
+	r, err := imaging.Thumbnail(path, 30, imaging.Encoding{})
 	if err != nil {
 		t.Fatalf("thumbnail: %v", err)
 	}
@@ -955,7 +955,7 @@ func TestThumbnailShrinkOnLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := imaging.Thumbnail(path, tt.height)
+			r, err := imaging.Thumbnail(path, tt.height, imaging.Encoding{})
 			if err != nil {
 				t.Fatalf("thumbnail: %v", err)
 			}

@@ -52,78 +52,61 @@ func jpegShrink(w, h, tw, th int) int {
 	return int(C.tp_jpeg_shrink(C.int(w), C.int(h), C.int(tw), C.int(th)))
 }
 
-// ThumbnailWithIntermediate renders the original at path at height, as Thumbnail does, and
-// from the same decode an intermediate interHeight high (both at most the original's own
-// height), in the original's format. The intermediate is for ThumbnailFromIntermediate:
-// see the top of this file for its encoding. No intermediate is made (inter is zero, thumb
-// rendered by Thumbnail) when it would be as tall as the original itself or shorter than
-// the thumbnail.
-//
-// The thumbnail is rendered from the intermediate's pixels, not from the original's, so that
-// every size of an image comes from the same intermediate; it is within some 43 dB of
-// Thumbnail's on photographs.
-func ThumbnailWithIntermediate(path string, height, interHeight int) (thumb, inter Rendered, err error) {
+// Intermediate renders the original at path at interHeight (at most the original's own
+// height), for ThumbnailFromIntermediate: see the top of this file for its encoding. The
+// origin makes it after answering a first render, off the request that waited, so that the
+// first render costs what a plain thumbnail costs and further sizes are cheap.
+func Intermediate(path string, interHeight int) (Rendered, error) {
 	if !started.Load() {
-		return Rendered{}, Rendered{}, errNotStarted
+		return Rendered{}, errNotStarted
 	}
-	if height < 1 || height > maxCoord || interHeight < 1 || interHeight > maxCoord {
-		return Rendered{}, Rendered{}, fmt.Errorf("thumbnail %s: heights %d and %d must be between 1 and %d", path, height, interHeight, maxCoord)
+	if interHeight < 1 || interHeight > maxCoord {
+		return Rendered{}, fmt.Errorf("intermediate %s: height %d must be between 1 and %d", path, interHeight, maxCoord)
 	}
 	format, err := sniffFile(path)
 	if err != nil {
-		return Rendered{}, Rendered{}, err
+		return Rendered{}, err
 	}
 	if format == "" {
-		return Rendered{}, Rendered{}, fmt.Errorf("thumbnail %s: the original is neither PNG nor JPEG", path)
+		return Rendered{}, fmt.Errorf("intermediate %s: the original is neither PNG nor JPEG", path)
 	}
 
-	unlock := lockThread()
+	defer lockThread()()
 	im, h, err := openHeader(path, format)
 	if err != nil {
-		unlock()
-		return Rendered{}, Rendered{}, fmt.Errorf("thumbnail %s: %w", path, err)
+		return Rendered{}, fmt.Errorf("intermediate %s: %w", path, err)
 	}
 	im.close()
 	w, hh := h.width, h.height
 	if h.orientation >= 5 {
 		w, hh = hh, w
 	}
-	th := min(height, hh)
 	ih := min(interHeight, hh)
-	if ih < th || ih >= hh {
-		unlock()
-		thumb, err = Thumbnail(path, height)
-		return thumb, Rendered{}, err
-	}
-	tw := ThumbnailWidth(w, hh, th)
 	iw := ThumbnailWidth(w, hh, ih)
 	shrink := 1
 	if format == tierpix.FormatJPEG {
 		shrink = jpegShrink(w, hh, iw, ih)
 	}
-
-	defer unlock()
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	var t, i C.tp_rendered
-	if C.tp_thumbnail_with_intermediate(cpath, cFormat(format), C.int(shrink), C.int(tw), C.int(th), C.int(iw), C.int(ih), &t, &i) != 0 {
-		return Rendered{}, Rendered{}, fmt.Errorf("thumbnail %s at height %d with an intermediate at %d: %w", path, height, ih, vipsError())
+	var i C.tp_rendered
+	if C.tp_intermediate(cpath, cFormat(format), C.int(shrink), C.int(iw), C.int(ih), &i) != 0 {
+		return Rendered{}, fmt.Errorf("intermediate %s at height %d: %w", path, ih, vipsError())
 	}
-	defer C.g_free(C.gpointer(t.buf))
 	defer C.g_free(C.gpointer(i.buf))
-	return fromC(t, format), fromC(i, format), nil
+	return fromC(i, format), nil
 }
 
 // ThumbnailFromIntermediate renders a thumbnail of the given height from an intermediate
-// interHeight high made by ThumbnailWithIntermediate for an original in format displayed at
-// origWidth x origHeight: the same size and format as Thumbnail of the original gives (the
+// interHeight high made by Intermediate for an original in format displayed at origWidth x
+// origHeight, encoded as enc says: the same size as Thumbnail of the original gives (the
 // width comes from the original, not from the intermediate, whose width is rounded already).
 // The intermediate's size follows from the original's, so its header is not read first: the
 // render is a decode (shrunk on load as Thumbnail shrinks JPEGs), a resample and an encode.
 // A file that is not such an intermediate fails to decode. A PNG intermediate asked at its own
-// height is already that thumbnail, encoded as served: it is returned as it is once its
-// header and every chunk's checksum check out, which a damaged file fails.
-func ThumbnailFromIntermediate(path, format string, origWidth, origHeight, interHeight, height int) (Rendered, error) {
+// height as a PNG is already that thumbnail, encoded as served: it is returned as it is once
+// its header and every chunk's checksum check out, which a damaged file fails.
+func ThumbnailFromIntermediate(path, format string, origWidth, origHeight, interHeight, height int, enc Encoding) (Rendered, error) {
 	if !started.Load() {
 		return Rendered{}, errNotStarted
 	}
@@ -133,10 +116,14 @@ func ThumbnailFromIntermediate(path, format string, origWidth, origHeight, inter
 	if origWidth < 1 || origHeight < 1 || height < 1 || interHeight < height || interHeight > origHeight {
 		return Rendered{}, fmt.Errorf("thumbnail %s: height %d from an intermediate %d high of a %dx%d original", path, height, interHeight, origWidth, origHeight)
 	}
+	out, err := enc.outFormat(format)
+	if err != nil {
+		return Rendered{}, err
+	}
 	th := min(height, origHeight)
 	tw := ThumbnailWidth(origWidth, origHeight, th)
 	iw := ThumbnailWidth(origWidth, origHeight, interHeight)
-	if format == tierpix.FormatPNG && tw == iw && th == interHeight {
+	if format == tierpix.FormatPNG && out == tierpix.FormatPNG && tw == iw && th == interHeight {
 		return pngAsServed(path, tw, th)
 	}
 	shrink := 1
@@ -148,11 +135,12 @@ func ThumbnailFromIntermediate(path, format string, origWidth, origHeight, inter
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var r C.tp_rendered
-	if C.tp_thumbnail_from_intermediate(cpath, cFormat(format), C.int(shrink), C.int(tw), C.int(th), &r) != 0 {
+	qs := enc.Quality.c(format)
+	if C.tp_thumbnail_from_intermediate(cpath, cFormat(format), C.int(shrink), C.int(tw), C.int(th), cFormat(out), &qs, &r) != 0 {
 		return Rendered{}, fmt.Errorf("thumbnail %s at height %d from an intermediate: %w", path, height, vipsError())
 	}
 	defer C.g_free(C.gpointer(r.buf))
-	return fromC(r, format), nil
+	return fromC(r, out), nil
 }
 
 // pngAsServed returns the PNG intermediate at path, w x h, as the thumbnail of its own size,

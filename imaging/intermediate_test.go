@@ -106,7 +106,7 @@ func TestThumbnailWithIntermediate(t *testing.T) {
 
 			check := func(what string, h int, got imaging.Rendered) {
 				t.Helper()
-				direct, err := imaging.Thumbnail(path, h)
+				direct, err := imaging.Thumbnail(path, h, imaging.Encoding{})
 				if err != nil {
 					t.Fatalf("Thumbnail at %d: %v", h, err)
 				}

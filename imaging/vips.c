@@ -998,43 +998,59 @@ tp_png_encode(VipsImage *in, tp_rendered *r)
 	return res;
 }
 
-// tp_encode encodes a thumbnail as tierpix serves it, with all metadata stripped.
+// tp_encode encodes a thumbnail in format out as tierpix serves it, every metadata block
+// stripped: JPEG and lossy WebP at the quality qs picks (tp_encode_auto in encode.c), PNG by
+// tp_png_encode. A WebP of a synthetic picture (the rows' entropy as tp_png_encode measures it
+// below 4 bits a byte: screenshots, charts, icons) is encoded losslessly too, and the smaller
+// of the two kept: lossless WebP is exact and on such pictures usually the smaller.
 static int
-tp_encode(VipsImage *im, int format, tp_rendered *r)
+tp_encode(VipsImage *in, int out, const tp_quality *qs, tp_rendered *r)
 {
-	int res;
+	VipsImage *im;
+	tp_rendered lossless;
+	int res, q = 0;
 
-	switch (format) {
-	case TP_FORMAT_JPEG:
-		// Chroma subsampling is set rather than left to "auto" (which
-		// switches it off from Q 90 up), so the output does not change
-		// character if the quality is ever tuned: 4:2:0, as the web expects.
-		// Optimised Huffman tables take a cheap second pass over the
-		// coefficients and make the file smaller every time it is served. Interlacing and the mozjpeg options (trellis
-		// quantisation, deringing, scan optimisation) stay off, as they are by
-		// default: Debian's libjpeg-turbo ignores the latter anyway.
-		res = vips_jpegsave_buffer(im, &r->buf, &r->len,
-			"Q", 80,
-			"subsample_mode", VIPS_FOREIGN_SUBSAMPLE_ON,
-			"optimize_coding", TRUE,
-			"strip", TRUE,
-			NULL);
-		break;
-	case TP_FORMAT_PNG:
-		// See tp_png_encode. Level 6 rather than 1 costs nothing on
-		// photographs, which skip the string search, and makes synthetic
-		// pictures, the kind PNG originals often are, markedly smaller. A
-		// thumbnail is rendered once and served many times, so the bytes win.
-		res = tp_png_encode(im, r);
-		break;
-	default:
-		vips_error("tierpix", "unknown format %d", format);
+	memset(r, 0, sizeof(*r));
+	if (in->BandFmt != VIPS_FORMAT_UCHAR || in->Coding != VIPS_CODING_NONE ||
+		in->Bands < 1 || in->Bands > 4) {
+		vips_error("tierpix", "cannot encode %d bands of format %d", in->Bands, in->BandFmt);
 		return -1;
 	}
-	if (res == 0) {
-		r->width = vips_image_get_width(im);
-		r->height = vips_image_get_height(im);
+	if (!(im = vips_image_copy_memory(in)))
+		return -1;
+	switch (out) {
+	case TP_FORMAT_JPEG:
+		res = tp_encode_auto(im, out, qs, r, &q);
+		break;
+	case TP_FORMAT_PNG:
+		// Level 6 rather than 1 costs nothing on photographs, which skip the string
+		// search, and makes synthetic pictures, the kind PNG originals often are,
+		// markedly smaller. A thumbnail is rendered once and served many times.
+		res = tp_png_encode(im, r);
+		break;
+	case TP_FORMAT_WEBP:
+		if ((res = tp_encode_auto(im, out, qs, r, &q)) == 0 &&
+			tp_png_entropy(im) < 4.0 &&
+			tp_webp_lossless(im, &lossless) == 0) {
+			if (lossless.len < r->len) {
+				g_free(r->buf);
+				*r = lossless;
+				q = 0;
+			}
+			else
+				g_free(lossless.buf);
+		}
+		break;
+	default:
+		vips_error("tierpix", "unknown format %d", out);
+		res = -1;
 	}
+	if (res == 0) {
+		r->width = im->Xsize;
+		r->height = im->Ysize;
+		r->quality = q;
+	}
+	g_object_unref(im);
 	return res;
 }
 
@@ -1051,7 +1067,7 @@ tp_encode_intermediate(VipsImage *im, int format, tp_rendered *r)
 	int res;
 
 	if (format != TP_FORMAT_JPEG)
-		return tp_encode(im, format, r);
+		return tp_encode(im, format, NULL, r);
 	res = vips_jpegsave_buffer(im, &r->buf, &r->len,
 		"Q", 95,
 		"subsample_mode", VIPS_FOREIGN_SUBSAMPLE_ON,
@@ -1081,7 +1097,8 @@ tp_encode_intermediate(VipsImage *im, int format, tp_rendered *r)
 // ratio (1493 px instead of 1489 at 100 px high) and worse for thin images (4000x5 came out
 // 1000x1 instead of 800x1).
 int
-tp_thumbnail(const char *path, int format, int height, tp_rendered *r)
+tp_thumbnail(const char *path, int format, int height, int out, const tp_quality *qs,
+	tp_rendered *r)
 {
 	VipsImage *in = NULL;
 	VipsImage *thumb = NULL;
@@ -1135,7 +1152,7 @@ tp_thumbnail(const char *path, int format, int height, tp_rendered *r)
 	g_object_unref(thumb);
 	if (res)
 		return -1;
-	res = tp_encode(final, format, r);
+	res = tp_encode(final, out, qs, r);
 	g_object_unref(final);
 	return res;
 }
@@ -1157,53 +1174,31 @@ tp_scale(VipsImage *in, int width, int height, VipsImage **out)
 	return tp_resize(in, tp_orientation(in), width, height, TRUE, out);
 }
 
-// tp_dup copies a rendered buffer.
-static void
-tp_dup(const tp_rendered *from, tp_rendered *to)
-{
-	*to = *from;
-	to->buf = g_malloc(from->len);
-	memcpy(to->buf, from->buf, from->len);
-}
-
-// tp_thumbnail_with_intermediate decodes path once (shrunk on load by shrink), renders the
-// intermediate of iw×ih (as displayed) into memory and encodes it, then renders the thumbnail
-// of tw×th from the intermediate's pixels. On failure neither result holds a buffer.
+// tp_intermediate decodes path once (shrunk on load by shrink) and renders and encodes the
+// intermediate of iw×ih (as displayed), upright and in sRGB: thumbnails rendered from it must
+// neither turn nor transform it again. On failure inter holds no buffer.
 int
-tp_thumbnail_with_intermediate(const char *path, int format, int shrink,
-	int tw, int th, int iw, int ih, tp_rendered *thumb, tp_rendered *inter)
+tp_intermediate(const char *path, int format, int shrink, int iw, int ih, tp_rendered *inter)
 {
 	VipsObject *scope = VIPS_OBJECT(vips_image_new());
-	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 7);
+	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 4);
 	int res = -1;
 
-	memset(thumb, 0, sizeof(*thumb));
 	memset(inter, 0, sizeof(*inter));
-	// The one pass over the original; the intermediate is small and is read twice.
 	if (tp_load(path, format, shrink, &t[0]) ||
 		tp_scale(t[0], iw, ih, &t[1]) ||
 		tp_finish(t[1], &t[2]) ||
-		!(t[3] = vips_image_copy_memory(t[2])) ||
-		vips_copy(t[3], &t[4], NULL))
+		vips_copy(t[2], &t[3], NULL))
 		goto done;
-	// Upright and sRGB now: the thumbnail below must neither turn nor transform it again.
-	vips_image_remove(t[4], VIPS_META_ICC_NAME);
-	vips_image_remove(t[4], VIPS_META_ORIENTATION);
-	if (tp_encode_intermediate(t[4], format, inter))
-		goto done;
-	if (format == TP_FORMAT_PNG && tw == iw && th == ih)
-		tp_dup(inter, thumb);
-	else if (tp_scale(t[4], tw, th, &t[5]) ||
-		tp_finish(t[5], &t[6]) ||
-		tp_encode(t[6], format, thumb))
+	vips_image_remove(t[3], VIPS_META_ICC_NAME);
+	vips_image_remove(t[3], VIPS_META_ORIENTATION);
+	if (tp_encode_intermediate(t[3], format, inter))
 		goto done;
 	res = 0;
 done:
 	if (res) {
 		g_free(inter->buf);
 		memset(inter, 0, sizeof(*inter));
-		g_free(thumb->buf);
-		memset(thumb, 0, sizeof(*thumb));
 	}
 	g_object_unref(scope);
 	return res;
@@ -1213,7 +1208,7 @@ done:
 // (shrunk on load by shrink).
 int
 tp_thumbnail_from_intermediate(const char *path, int format, int shrink, int tw, int th,
-	tp_rendered *r)
+	int out, const tp_quality *qs, tp_rendered *r)
 {
 	VipsObject *scope = VIPS_OBJECT(vips_image_new());
 	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 3);
@@ -1223,7 +1218,7 @@ tp_thumbnail_from_intermediate(const char *path, int format, int shrink, int tw,
 	if (tp_load(path, format, shrink, &t[0]) ||
 		tp_scale(t[0], tw, th, &t[1]) ||
 		tp_finish(t[1], &t[2]) ||
-		tp_encode(t[2], format, r))
+		tp_encode(t[2], out, qs, r))
 		goto done;
 	res = 0;
 done:

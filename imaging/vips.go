@@ -40,6 +40,8 @@ func cFormat(format string) C.int {
 		return C.TP_FORMAT_JPEG
 	case tierpix.FormatPNG:
 		return C.TP_FORMAT_PNG
+	case tierpix.FormatWebP:
+		return C.TP_FORMAT_WEBP
 	}
 	return 0
 }
@@ -100,25 +102,28 @@ func (im *vipsImage) close() {
 	im.p = nil
 }
 
-// thumbnail runs libvips' thumbnail on the file and encodes the result in format.
-func thumbnail(path, format string, height int) (Rendered, error) {
+// thumbnail runs libvips' thumbnail on the file (an original in format) and encodes the
+// result in out.
+func thumbnail(path, format string, height int, out string, q Quality) (Rendered, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var r C.tp_rendered
-	if C.tp_thumbnail(cpath, cFormat(format), C.int(height), &r) != 0 {
+	qs := q.c(format)
+	if C.tp_thumbnail(cpath, cFormat(format), C.int(height), cFormat(out), &qs, &r) != 0 {
 		return Rendered{}, vipsError()
 	}
 	defer C.g_free(C.gpointer(r.buf))
-	return fromC(r, format), nil
+	return fromC(r, out), nil
 }
 
 // fromC copies a result out of libvips' buffer, which the caller frees.
 func fromC(r C.tp_rendered, format string) Rendered {
 	return Rendered{
-		Body:   bytes.Clone(unsafe.Slice((*byte)(r.buf), int(r.len))),
-		Format: format,
-		Width:  int(r.width),
-		Height: int(r.height),
+		Body:    bytes.Clone(unsafe.Slice((*byte)(r.buf), int(r.len))),
+		Format:  format,
+		Width:   int(r.width),
+		Height:  int(r.height),
+		Quality: int(r.quality),
 	}
 }
 

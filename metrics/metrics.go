@@ -42,6 +42,9 @@ type OriginCounts struct {
 	DiskBytes                                               int64
 	QueueWaiting, QueueRunning                              int
 	RenderDurations                                         Histogram
+	// Intermediates made in the background, dropped unmade, and waiting to be made.
+	Intermediates, IntermediatesDropped uint64
+	IntermediateQueue                   int
 }
 
 // Histogram is a histogram of durations in seconds, counted by its owner.
@@ -257,6 +260,7 @@ type originCollector struct {
 	o                                                    func() OriginCounts
 	renders, hits, misses, shared, rejected, evictions   *prometheus.Desc
 	diskBytes, queueDepth, inProgress, renderDurationsDs *prometheus.Desc
+	inters, interQueue                                   *prometheus.Desc
 }
 
 func newOriginCollector(o func() OriginCounts) *originCollector {
@@ -274,12 +278,15 @@ func newOriginCollector(o func() OriginCounts) *originCollector {
 		inProgress: prometheus.NewDesc("tierpix_origin_renders_in_progress", "Renders holding a worker slot.", nil, nil),
 		renderDurationsDs: prometheus.NewDesc("tierpix_origin_render_duration_seconds",
 			"Time of each render in its worker slot, failed renders included.", nil, nil),
+		inters: prometheus.NewDesc("tierpix_origin_intermediates_total",
+			"Intermediates for further sizes, made after a first render answered (built) or not made (dropped: the queue was full or renders never let up).", []string{"result"}, nil),
+		interQueue: prometheus.NewDesc("tierpix_origin_intermediate_queue_depth", "Intermediates waiting to be made.", nil, nil),
 	}
 }
 
 func (c *originCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.renders, c.hits, c.misses, c.shared, c.rejected, c.evictions,
-		c.diskBytes, c.queueDepth, c.inProgress, c.renderDurationsDs} {
+		c.diskBytes, c.queueDepth, c.inProgress, c.renderDurationsDs, c.inters, c.interQueue} {
 		ch <- d
 	}
 }
@@ -301,6 +308,9 @@ func (c *originCollector) Collect(ch chan<- prometheus.Metric) {
 
 	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(s.QueueWaiting))
 	ch <- prometheus.MustNewConstMetric(c.inProgress, prometheus.GaugeValue, float64(s.QueueRunning))
+	counter(c.inters, s.Intermediates, "built")
+	counter(c.inters, s.IntermediatesDropped, "dropped")
+	ch <- prometheus.MustNewConstMetric(c.interQueue, prometheus.GaugeValue, float64(s.IntermediateQueue))
 
 	h := s.RenderDurations
 	buckets := make(map[float64]uint64, len(h.Bounds))

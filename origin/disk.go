@@ -3,6 +3,7 @@ package origin
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -219,7 +220,7 @@ func (o *Origin) touch(path string) {
 	}
 }
 
-// fromDisk returns the body of img's variant at effective height eff from the disk cache, or
+// fromDisk returns the body of img's variant v from the disk cache, or
 // nil when it is not there or not whole (see validBody). It takes no pin and no lock on the
 // way. The file is read with one pread through a descriptor kept open by o.files, or opened
 // (see openCacheFile) and kept open; it is touched at most once a minute.
@@ -228,14 +229,14 @@ func (o *Origin) touch(path string) {
 // unless a Purge ran while the file was read. When it cannot (a memory budget smaller than
 // the file) and ctx is given, it is read into a pooled buffer that goes back to the pool
 // once fasthttp has written the response, so that serving from disk allocates nothing.
-func (o *Origin) fromDisk(img tierpix.Image, eff int, ctx *fasthttp.RequestCtx) []byte {
+func (o *Origin) fromDisk(img tierpix.Image, v int, ctx *fasthttp.RequestCtx) []byte {
 	gen := o.purges.Load()
-	f := o.files.get(img.ID, eff)
+	f := o.files.get(img.ID, v)
 	if f == nil {
 		var err error
-		if f, err = o.openCacheFile(img.ID, eff); err != nil {
+		if f, err = o.openCacheFile(img.ID, v); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				o.logger.Warn("read disk cache", "image", img.ID, "height", eff, "err", err)
+				o.logger.Warn("read disk cache", "image", img.ID, "variant", v, "err", err)
 			}
 			return nil
 		}
@@ -244,22 +245,22 @@ func (o *Origin) fromDisk(img tierpix.Image, eff int, ctx *fasthttp.RequestCtx) 
 	body, pooled, err := o.readCacheFile(f, ctx)
 	if err != nil {
 		o.files.drop(f)
-		o.logger.Warn("read disk cache", "image", img.ID, "height", eff, "err", err)
+		o.logger.Warn("read disk cache", "image", img.ID, "variant", v, "err", err)
 		return nil
 	}
-	if !validBody(img.Format, body) {
+	if !validBody(variantFormat(&img, v), body) {
 		o.files.drop(f)
 		return nil // rendered anew, and replaced
 	}
 	o.diskHits.Add(1)
 	if now := o.cfg.Now(); now.UnixNano()-f.mtime.Load() > int64(touchAfter) {
 		f.mtime.Store(now.UnixNano())
-		if path, ok := o.diskPath(img.ID, eff); ok {
+		if path, ok := o.diskPath(img.ID, v); ok {
 			o.touch(path)
 		}
 	}
 	if !pooled && int64(len(body)) <= o.cfg.MemoryCacheBytes {
-		o.promote(newEntry(img.ID, eff, img.Format, body), gen)
+		o.promote(newEntry(&img, v, body), gen)
 	}
 	return body
 }
@@ -500,7 +501,8 @@ var (
 )
 
 // validBody reports whether body is a whole file of format as the cache writes them: a JPEG
-// from SOI to EOI, a PNG from its signature to its IEND chunk. Cache files are not synced,
+// from SOI to EOI, a PNG from its signature to its IEND chunk, a WebP whose RIFF header
+// gives its length. Cache files are not synced,
 // so a crash can leave one empty, cut short or zero-filled (its data never written), and
 // such a file must be rendered again rather than served.
 func validBody(format string, body []byte) bool {
@@ -509,6 +511,9 @@ func validBody(format string, body []byte) bool {
 		return len(body) > len(jpegSOI)+len(jpegEOI) && bytes.HasPrefix(body, jpegSOI) && bytes.HasSuffix(body, jpegEOI)
 	case tierpix.FormatPNG:
 		return bytes.HasPrefix(body, imaging.PNGMagic) && bytes.HasSuffix(body, pngTrailer)
+	case tierpix.FormatWebP:
+		return len(body) > 12 && string(body[:4]) == "RIFF" && string(body[8:12]) == "WEBP" &&
+			int(binary.LittleEndian.Uint32(body[4:8])) == len(body)-8
 	}
 	return len(body) > 0
 }

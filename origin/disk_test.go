@@ -36,7 +36,7 @@ func newDiskEnv(t *testing.T, n int) *diskEnv {
 		img, _ := e.addImage(t, tierpix.FormatJPEG, 300, 200)
 		d.imgs = append(d.imgs, img)
 	}
-	r, err := imaging.Thumbnail(e.st.OriginalPath(d.imgs[0].ID), 100)
+	r, err := imaging.Thumbnail(e.st.OriginalPath(d.imgs[0].ID), 100, imaging.Encoding{})
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

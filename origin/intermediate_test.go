@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/imaging"
@@ -184,10 +185,11 @@ func TestFurtherSizesFromIntermediate(t *testing.T) {
 			}
 
 			first := fetchH(tt.first)
+			e.origin.waitIntermediates(t)
 			if got := e.origin.intermediateFiles(t, img.ID); len(got) != 1 || got[0] != tt.wantInter {
 				t.Fatalf("intermediates after h%d: got %v, want [%s]", tt.first, got, tt.wantInter)
 			}
-			direct, err := imaging.Thumbnail(src, tt.first)
+			direct, err := imaging.Thumbnail(src, tt.first, imaging.Encoding{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +198,7 @@ func TestFurtherSizesFromIntermediate(t *testing.T) {
 			}
 			for i, h := range tt.further {
 				res := fetchH(h)
-				direct, err := imaging.Thumbnail(src, h)
+				direct, err := imaging.Thumbnail(src, h, imaging.Encoding{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -235,6 +237,7 @@ func TestFurtherSizeEncodedAsDirect(t *testing.T) {
 		if res := get(t, e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(h)})); res.status != http.StatusOK {
 			t.Fatalf("h%d: got %d, want 200", h, res.status)
 		}
+		e.origin.waitIntermediates(t)
 	}
 	if got := e.origin.Stats().FromIntermediate; got != 1 {
 		t.Fatalf("renders from the intermediate: got %d, want 1", got)
@@ -243,7 +246,7 @@ func TestFurtherSizeEncodedAsDirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct, err := imaging.Thumbnail(e.st.OriginalPath(img.ID), 300)
+	direct, err := imaging.Thumbnail(e.st.OriginalPath(img.ID), 300, imaging.Encoding{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +299,7 @@ func TestDamagedIntermediate(t *testing.T) {
 	if res := get(t, u(200)); res.status != http.StatusOK {
 		t.Fatalf("h200: got %d, want 200", res.status)
 	}
+	e.origin.waitIntermediates(t)
 	dir, _ := e.origin.imageDir(img.ID)
 	inter := filepath.Join(dir, "i400-v"+renderVersion)
 	// A crash before the data reached the disk leaves zeros behind the rename.
@@ -305,6 +309,7 @@ func TestDamagedIntermediate(t *testing.T) {
 	if res := get(t, u(300)); res.status != http.StatusOK {
 		t.Fatalf("h300: got %d, want 200", res.status)
 	}
+	e.origin.waitIntermediates(t)
 	if got, want := requestStats(e.origin), (Stats{Renders: 2, Intermediates: 2}); got != want {
 		t.Errorf("stats: got %+v, want %+v (h300 from the original, with a new intermediate)", got, want)
 	}
@@ -325,6 +330,7 @@ func TestPurgeDropsIntermediate(t *testing.T) {
 	if res := get(t, u(200)); res.status != http.StatusOK {
 		t.Fatalf("h200: got %d, want 200", res.status)
 	}
+	e.origin.waitIntermediates(t)
 	if got := e.origin.intermediateFiles(t, img.ID); len(got) != 1 {
 		t.Fatalf("intermediates: got %v, want one", got)
 	}
@@ -352,7 +358,7 @@ func TestIntermediateHeight(t *testing.T) {
 		{name: "asked the largest, smaller ones exist", heights: []int{200, 400}, imgH: 3000, eff: 400, want: 400},
 		{name: "one height only", heights: []int{200}, imgH: 3000, eff: 200, want: 0},
 		{name: "capped at the original: no gain", heights: []int{200, 800}, imgH: 600, eff: 200, want: 0},
-		{name: "original less than twice as high", heights: []int{200, 400}, imgH: 750, eff: 200, want: 0},
+		{name: "original less than twice as high", heights: []int{200, 400}, imgH: 750, eff: 200, want: 400},
 		{name: "original exactly twice as high", heights: []int{200, 400}, imgH: 800, eff: 200, want: 400},
 		{name: "all heights cap to one", heights: []int{400, 800}, imgH: 300, eff: 300, want: 0},
 		{name: "preview above the tier", heights: []int{100}, imgH: 3000, eff: 200, want: 0},
@@ -365,5 +371,24 @@ func TestIntermediateHeight(t *testing.T) {
 				t.Errorf("intermediateHeight: got %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// waitIntermediates waits until the intermediates queued so far are made (or dropped), for at
+// most 20 s.
+func (o *Origin) waitIntermediates(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		o.interMu.Lock()
+		n := len(o.interQueued)
+		o.interMu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d intermediates still queued after 20 s", n)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -79,6 +79,13 @@ type Config struct {
 	RenderWorkers    int           // renders at once; default runtime.NumCPU()
 	RenderQueue      int           // renders waiting for a worker before 503; default 64
 	MaxAge           time.Duration // Cache-Control max-age of permanent links; default 1h
+	// NoNegotiation turns WebP by Accept off, for operators whose CDN cannot vary on Accept:
+	// a thumbnail link then answers the original's format, without Vary. Explicit links
+	// (h200.webp) answer WebP either way.
+	NoNegotiation bool
+	// Quality is how JPEG and WebP thumbnails choose their quality; the zero value is per
+	// image at imaging.DefaultSSIMFloor.
+	Quality imaging.Quality
 	// DecodeBudget admits renders by the memory their decode takes, shared with the API's
 	// upload validation; nil admits every render.
 	DecodeBudget *imaging.Budget
@@ -148,6 +155,9 @@ func (cfg Config) Validate() error {
 	if cfg.MaxAge < 0 {
 		fields["max_age"] = "must not be negative"
 	}
+	if err := cfg.Quality.Validate(); err != nil {
+		fields["quality"] = err.Error()
+	}
 	if len(fields) > 0 {
 		return &tierpix.Error{Code: tierpix.EINVALID, Message: "The origin configuration is not valid.", Fields: fields}
 	}
@@ -162,18 +172,20 @@ type Hooks struct {
 
 // Stats counts what the origin did since New. The counters only grow; DiskBytes is a gauge.
 type Stats struct {
-	Renders          uint64 // thumbnails rendered by libvips
-	MemoryHits       uint64 // thumbnails answered from the memory cache
-	DiskHits         uint64 // thumbnails read from the disk cache (and promoted into memory when it can hold them)
-	Shared           uint64 // requests that waited on another request's render of the same variant
-	Rejected         uint64 // renders refused with 503 because the render queue was full
-	Evictions        uint64 // files the janitor deleted from the disk cache to keep it within budget
-	DiskBytes        int64  // bytes of rendered files in the disk cache, as counted (exact after a quiet janitor pass)
-	Intermediates    uint64 // intermediates made along with a render from the original
-	FromIntermediate uint64 // renders (counted in Renders too) made from an intermediate instead of the original
-	MetadataLookups  uint64 // image and tier lookups that reached the store: metadata cache misses
-	EpochReads       uint64 // reads of the change epoch that succeeded
-	EpochFailures    uint64 // reads of the change epoch that failed (metadata then lives MetadataTTL)
+	Renders              uint64 // thumbnails rendered by libvips
+	MemoryHits           uint64 // thumbnails answered from the memory cache
+	DiskHits             uint64 // thumbnails read from the disk cache (and promoted into memory when it can hold them)
+	Shared               uint64 // requests that waited on another request's render of the same variant
+	Rejected             uint64 // renders refused with 503 because the render queue was full
+	Evictions            uint64 // files the janitor deleted from the disk cache to keep it within budget
+	DiskBytes            int64  // bytes of rendered files in the disk cache, as counted (exact after a quiet janitor pass)
+	Intermediates        uint64 // intermediates made (in the background, after a first render from the original)
+	IntermediateQueue    int    // intermediates waiting to be made
+	IntermediatesDropped uint64 // intermediates not made: the queue was full, or the renders never let up
+	FromIntermediate     uint64 // renders (counted in Renders too) made from an intermediate instead of the original
+	MetadataLookups      uint64 // image and tier lookups that reached the store: metadata cache misses
+	EpochReads           uint64 // reads of the change epoch that succeeded
+	EpochFailures        uint64 // reads of the change epoch that failed (metadata then lives MetadataTTL)
 }
 
 // Origin is the image-serving half of the server.
@@ -246,8 +258,14 @@ type Origin struct {
 	renders, memoryHits, diskHits, shared, rejected, evictions atomic.Uint64
 	memoryMisses, diskMisses                                   atomic.Uint64     // see stats.go
 	renderTimes                                                durationHistogram // see stats.go
-	intermediates, fromIntermediate                            atomic.Uint64
-	lookups, epochReads, epochFailures                         atomic.Uint64
+	intermediates, fromIntermediate, interDropped              atomic.Uint64
+
+	// Intermediates are made by one goroutine after the render that asked for them has
+	// answered (see queueIntermediate); interQueued holds the ids queued or being made.
+	interJobs                          chan interJob
+	interMu                            sync.Mutex
+	interQueued                        map[string]bool
+	lookups, epochReads, epochFailures atomic.Uint64
 }
 
 // pin marks work in flight for an image; Purge sets purged so the work stores nothing.
@@ -411,15 +429,31 @@ func (o *Origin) Changed() {
 // entry is a rendered thumbnail as cached in memory, with what its answers need.
 type entry struct {
 	id          string
-	height      int // effective height
+	variant     int // effective height and format, packed (see webpVariant)
 	body        []byte
 	etag        []byte
 	contentType []byte
 }
 
-// newEntry returns the entry of image id at effective height eff.
-func newEntry(id string, eff int, format string, body []byte) *entry {
-	return &entry{id: id, height: eff, body: body, etag: variantETag(id, eff), contentType: contentTypeOf(format)}
+// newEntry returns the entry of image img's variant v.
+func newEntry(img *tierpix.Image, v int, body []byte) *entry {
+	return &entry{id: img.ID, variant: v, body: body, etag: variantETag(img.ID, v), contentType: contentTypeOf(variantFormat(img, v))}
+}
+
+// webpVariant marks the WebP rendering of a thumbnail in the int its caches key it by (the
+// memory cache, the open files, the disk cache's file names): a variant is the effective
+// height, or the effective height with this bit for WebP. Heights stay far below it.
+const webpVariant = 1 << 20
+
+// variantHeight is the effective height of variant v.
+func variantHeight(v int) int { return v &^ webpVariant }
+
+// variantFormat is the format variant v of img is served in.
+func variantFormat(img *tierpix.Image, v int) string {
+	if v&webpVariant != 0 {
+		return tierpix.FormatWebP
+	}
+	return img.Format
 }
 
 // maxMetaEntries bounds the metadata cache (some 500 bytes an entry). Entries live up to
@@ -459,6 +493,8 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 		workers:      make(chan struct{}, cfg.RenderWorkers),
 		done:         make(chan struct{}),
 		reread:       make(chan struct{}, 1),
+		interJobs:    make(chan interJob, interQueueLen),
+		interQueued:  make(map[string]bool),
 	}
 	// No read yet: trusted until the zero time, so entries live MetadataTTL until the first.
 	o.epoch.Store(&epochRead{})
@@ -505,6 +541,8 @@ func New(cfg Config, st Store, signer *signing.Signer, logger *slog.Logger) (*Or
 		cancel()
 	}()
 	go o.watchEpoch(ctx)
+	o.bg.Add(1)
+	go o.intermediateMaker()
 	return o, nil
 }
 
@@ -617,18 +655,20 @@ func (o *Origin) Close() {
 // Stats returns the counters so far.
 func (o *Origin) Stats() Stats {
 	return Stats{
-		Renders:          o.renders.Load(),
-		MemoryHits:       o.memoryHits.Load(),
-		DiskHits:         o.diskHits.Load(),
-		Shared:           o.shared.Load(),
-		Rejected:         o.rejected.Load(),
-		Evictions:        o.evictions.Load(),
-		DiskBytes:        o.diskBytes.Load(),
-		Intermediates:    o.intermediates.Load(),
-		FromIntermediate: o.fromIntermediate.Load(),
-		MetadataLookups:  o.lookups.Load(),
-		EpochReads:       o.epochReads.Load(),
-		EpochFailures:    o.epochFailures.Load(),
+		Renders:              o.renders.Load(),
+		MemoryHits:           o.memoryHits.Load(),
+		DiskHits:             o.diskHits.Load(),
+		Shared:               o.shared.Load(),
+		Rejected:             o.rejected.Load(),
+		Evictions:            o.evictions.Load(),
+		DiskBytes:            o.diskBytes.Load(),
+		Intermediates:        o.intermediates.Load(),
+		IntermediateQueue:    len(o.interJobs),
+		IntermediatesDropped: o.interDropped.Load(),
+		FromIntermediate:     o.fromIntermediate.Load(),
+		MetadataLookups:      o.lookups.Load(),
+		EpochReads:           o.epochReads.Load(),
+		EpochFailures:        o.epochFailures.Load(),
 	}
 }
 
@@ -769,67 +809,64 @@ func (o *Origin) putMeta(id string, m *metaEntry) {
 	o.meta[id] = m
 }
 
-// memKey is the memory cache key of a variant: a hash of the id and the height, so that
-// neither a hit nor a miss builds a string. Entries carry their id and height, and memGet
+// memKey is the memory cache key of a variant: a hash of the id and the variant, so that
+// neither a hit nor a miss builds a string. Entries carry their id and variant, and memGet
 // checks them, so two variants whose keys collide only miss each other.
-func (o *Origin) memKey(id string, eff int) uint64 {
-	return maphash.String(o.memSeed, id) ^ uint64(eff)*0x9e3779b97f4a7c15
+func (o *Origin) memKey(id string, v int) uint64 {
+	return maphash.String(o.memSeed, id) ^ uint64(v)*0x9e3779b97f4a7c15
 }
 
 // memGet returns the variant from the memory cache, or nil.
-func (o *Origin) memGet(id string, eff int) *entry {
-	e, ok := o.mem.Get(o.memKey(id, eff))
-	if !ok || e == nil || e.height != eff || e.id != id {
+func (o *Origin) memGet(id string, v int) *entry {
+	e, ok := o.mem.Get(o.memKey(id, v))
+	if !ok || e == nil || e.variant != v || e.id != id {
 		return nil
 	}
 	return e
 }
 
-// thumbnail returns the thumbnail of img at effective height eff: from memory, from disk, or
-// rendered (see rendered). serveThumbnail does the same with the answer in mind.
-func (o *Origin) thumbnail(img tierpix.Image, tier tierpix.Tier, eff int) (*entry, error) {
-	if e := o.memGet(img.ID, eff); e != nil {
+// thumbnail returns img's variant v: from memory, from disk, or rendered (see rendered).
+// serveThumbnail does the same with the answer in mind.
+func (o *Origin) thumbnail(img tierpix.Image, tier tierpix.Tier, v int) (*entry, error) {
+	if e := o.memGet(img.ID, v); e != nil {
 		o.memoryHits.Add(1)
 		return e, nil
 	}
 	o.memoryMisses.Add(1)
-	if body := o.fromDisk(img, eff, nil); body != nil {
-		return newEntry(img.ID, eff, img.Format, body), nil
+	if body := o.fromDisk(img, v, nil); body != nil {
+		return newEntry(&img, v, body), nil
 	}
-	return o.rendered(img, tier, eff)
+	return o.rendered(img, tier, v)
 }
 
-// rendered returns the thumbnail of img at effective height eff once neither cache had it:
-// rendered from the image's intermediate when there is one, else from the original, making
-// an intermediate for tier's other heights along the way. Concurrent callers for one variant
+// rendered returns img's variant v once neither cache had it: rendered from the image's
+// intermediate when there is one, else from the original, after which an intermediate for
+// tier's other heights is queued (see queueIntermediate). Concurrent callers for one variant
 // share one render.
-func (o *Origin) rendered(img tierpix.Image, tier tierpix.Tier, eff int) (*entry, error) {
-	key := variantKey(img.ID, eff)
+func (o *Origin) rendered(img tierpix.Image, tier tierpix.Tier, v int) (*entry, error) {
+	key := variantKey(img.ID, v)
 	e, err, shared := o.variants.do(key, func() (*entry, error) {
 		p := o.pin(img.ID)
 		defer o.unpin(img.ID, p)
 		// A render that ended between our look and do may have just filled the caches.
-		if e := o.memGet(img.ID, eff); e != nil {
+		if e := o.memGet(img.ID, v); e != nil {
 			o.memoryHits.Add(1)
 			return e, nil
 		}
-		if body := o.fromDisk(img, eff, nil); body != nil {
-			return newEntry(img.ID, eff, img.Format, body), nil
+		if body := o.fromDisk(img, v, nil); body != nil {
+			return newEntry(&img, v, body), nil
 		}
 		o.diskMisses.Add(1)
-		e, inter, err := o.render(img, tier, eff, key)
+		e, fromOriginal, err := o.render(img, v, key)
 		if err != nil {
 			return nil, err
 		}
 		// The thumbnail is good whatever becomes of its disk copy, so it is served anyway.
-		tmp := o.writeCache(e.body)
-		var interTmp string
-		if inter.Height > 0 {
-			interTmp = o.writeCache(inter.Body)
-		}
-		o.keep(p, e, tmp)
-		if interTmp != "" {
-			o.keepIntermediate(p, img.ID, inter.Height, int64(len(inter.Body)), interTmp)
+		o.keep(p, e, o.writeCache(e.body))
+		if fromOriginal {
+			if ih := intermediateHeight(img, tier, variantHeight(v)); ih > 0 {
+				o.queueIntermediate(img, ih)
+			}
 		}
 		return e, nil
 	})
@@ -841,15 +878,16 @@ func (o *Origin) rendered(img tierpix.Image, tier tierpix.Tier, eff int) (*entry
 
 // render runs one thumbnail render on the bounded pool, or refuses with EUNAVAILABLE when
 // RenderWorkers are busy and RenderQueue renders already wait. It renders from the image's
-// intermediate when one is tall enough; from the original otherwise, and then also returns
-// an intermediate to keep when tier has other heights (inter.Height is 0 when there is none).
-func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key string) (e *entry, inter imaging.Rendered, err error) {
+// intermediate when one is tall enough, from the original otherwise (fromOriginal).
+func (o *Origin) render(img tierpix.Image, v int, key string) (e *entry, fromOriginal bool, err error) {
 	if n := o.pending.Add(1); n > int64(o.cfg.RenderWorkers+o.cfg.RenderQueue) {
 		o.pending.Add(-1)
 		o.rejected.Add(1)
-		return nil, imaging.Rendered{}, tierpix.Errorf(tierpix.EUNAVAILABLE, "The server is busy rendering images; retry shortly.")
+		return nil, false, tierpix.Errorf(tierpix.EUNAVAILABLE, "The server is busy rendering images; retry shortly.")
 	}
 	defer o.pending.Add(-1)
+	eff := variantHeight(v)
+	enc := imaging.Encoding{Format: variantFormat(&img, v), Quality: o.cfg.Quality}
 
 	// The original is fetched (when it lives in a bucket and is not in the node's cache)
 	// before a worker is taken, so that renders of cached originals go on meanwhile.
@@ -858,7 +896,7 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 	if !fromInter {
 		path, release, err := o.original(img)
 		if err != nil {
-			return nil, imaging.Rendered{}, err
+			return nil, false, err
 		}
 		defer release()
 		src = path
@@ -876,25 +914,25 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 	if fromInter {
 		release, err := o.admit(ipath, int64(img.Width)*int64(img.Height))
 		if tierpix.ErrorCode(err) == tierpix.EUNAVAILABLE {
-			return nil, imaging.Rendered{}, err
+			return nil, false, err
 		}
 		var r imaging.Rendered
 		if err == nil {
-			r, err = imaging.ThumbnailFromIntermediate(ipath, img.Format, img.Width, img.Height, ih, eff)
+			r, err = imaging.ThumbnailFromIntermediate(ipath, img.Format, img.Width, img.Height, ih, eff, enc)
 			release()
 		}
 		if err == nil {
 			o.fromIntermediate.Add(1)
 			o.touch(ipath)
-			return newEntry(img.ID, eff, r.Format, r.Body), imaging.Rendered{}, nil
+			return newEntry(&img, v, r.Body), false, nil
 		}
 		// Damaged (a crash before the data reached the disk, an edit from outside): forget
-		// it and render from the original, which makes a new one.
+		// it and render from the original; a new one is queued after.
 		o.logger.Warn("render from intermediate", "path", ipath, "err", err)
 		o.removeFile(ipath)
 		path, release, err := o.original(img)
 		if err != nil {
-			return nil, imaging.Rendered{}, err
+			return nil, false, err
 		}
 		defer release()
 		src = path
@@ -903,24 +941,20 @@ func (o *Origin) render(img tierpix.Image, tier tierpix.Tier, eff int, key strin
 	var r imaging.Rendered
 	release, err := o.admit(src, int64(img.Width)*int64(img.Height))
 	if err == nil {
-		if ih := intermediateHeight(img, tier, eff); ih > 0 {
-			r, inter, err = imaging.ThumbnailWithIntermediate(src, eff, ih)
-		} else {
-			r, err = imaging.Thumbnail(src, eff)
-		}
+		r, err = imaging.Thumbnail(src, eff, enc)
 		release()
 	}
 	if code := tierpix.ErrorCode(err); code == tierpix.EUNAVAILABLE || code == tierpix.EUNPROCESSABLE {
-		return nil, imaging.Rendered{}, err
+		return nil, false, err
 	}
 	if err != nil {
 		// The original goes away when the image is deleted after our metadata lookup.
 		if _, statErr := os.Stat(src); errors.Is(statErr, os.ErrNotExist) {
-			return nil, imaging.Rendered{}, tierpix.Errorf(tierpix.ENOTFOUND, "No such image.")
+			return nil, false, tierpix.Errorf(tierpix.ENOTFOUND, "No such image.")
 		}
-		return nil, imaging.Rendered{}, fmt.Errorf("render %s h%d: %w", img.ID, eff, err)
+		return nil, false, fmt.Errorf("render %s %s: %w", img.ID, key, err)
 	}
-	return newEntry(img.ID, eff, r.Format, r.Body), inter, nil
+	return newEntry(&img, v, r.Body), true, nil
 }
 
 // originalWait bounds how long a render waits for its original to reach the node (from a
@@ -942,11 +976,6 @@ func (o *Origin) original(img tierpix.Image) (string, func(), error) {
 	return path, release, nil
 }
 
-// minIntermediateShrink is how many times as high as its intermediate an original must be
-// for the intermediate to be made; see intermediateHeight. 1 would make one whenever it is
-// smaller than the original at all.
-const minIntermediateShrink = 2
-
 // admit takes the decode budget a render from the file at path needs (the whole render, an
 // intermediate it makes included), estimated from the file's header.
 // A file whose header it cannot read (one not checked by this version's validation) costs
@@ -963,22 +992,19 @@ func (o *Origin) admit(path string, pixels int64) (release func(), err error) {
 	return o.cfg.DecodeBudget.Acquire(context.Background(), cost)
 }
 
-// intermediateHeight is the height of the intermediate to make along with a render of img at
-// eff from the original, or 0 for none: the tier's largest height, if the tier has another
-// height than eff (one that differs once capped at the original's height), and only if the
-// original is at least minIntermediateShrink times as high. Below that, the first render
-// pays more for the intermediate than the cold-render target allows: in make bench, a
-// 1000x750 JPEG (Enterprise: 200 and 400) took 12.4 ms of server CPU for h200 alone and
-// 17.7 ms with an intermediate at 1.5x, while h400 after it took 27 ms from the original
-// against 7 ms from the intermediate. Both sizes together cost less with the intermediate;
-// the first one costs less without, and that is what a cold request waits for.
+// intermediateHeight is the height of the intermediate to make after a render of img at eff
+// from the original, or 0 for none: the tier's largest height, if the tier has another
+// height than eff (one that differs once capped at the original's height) and the
+// intermediate would be smaller than the original. It is made after the render has answered
+// (queueIntermediate), so the first render costs a plain thumbnail's CPU whatever the tier;
+// further sizes are then rendered from it at a fraction of that.
 func intermediateHeight(img tierpix.Image, tier tierpix.Tier, eff int) int {
 	hs := tier.ThumbnailHeights
 	if len(hs) == 0 {
 		return 0
 	}
 	top := min(hs[len(hs)-1], img.Height)
-	if top < eff || top >= img.Height || minIntermediateShrink*top > img.Height {
+	if top < eff || top >= img.Height {
 		return 0
 	}
 	for _, h := range hs {
@@ -1033,10 +1059,10 @@ func (o *Origin) keep(p *pin, e *entry, tmp string) {
 		return
 	}
 	if tmp != "" {
-		path, _ := o.diskPath(e.id, e.height)
-		o.files.forget(e.id, e.height)
+		path, _ := o.diskPath(e.id, e.variant)
+		o.files.forget(e.id, e.variant)
 		if err := o.install(tmp, path, int64(len(e.body))); err != nil {
-			o.logger.Warn("write disk cache", "image", e.id, "height", e.height, "err", err)
+			o.logger.Warn("write disk cache", "image", e.id, "variant", e.variant, "err", err)
 			os.Remove(tmp)
 		}
 	}
@@ -1075,9 +1101,9 @@ func (o *Origin) remember(e *entry) {
 		hs = make(map[int]*entry)
 		o.idx[e.id] = hs
 	}
-	hs[e.height] = e
+	hs[e.variant] = e
 	o.idxMu.Unlock()
-	o.mem.Set(o.memKey(e.id, e.height), e, int64(len(e.body)))
+	o.mem.Set(o.memKey(e.id, e.variant), e, int64(len(e.body)))
 }
 
 // unindex is ristretto's OnExit: it forgets e in the index unless a newer entry replaced it.
@@ -1088,8 +1114,8 @@ func (o *Origin) unindex(e *entry) {
 	o.idxMu.Lock()
 	defer o.idxMu.Unlock()
 	hs := o.idx[e.id]
-	if hs[e.height] == e {
-		delete(hs, e.height)
+	if hs[e.variant] == e {
+		delete(hs, e.variant)
 		if len(hs) == 0 {
 			delete(o.idx, e.id)
 		}
@@ -1219,15 +1245,20 @@ func (o *Origin) imageDir(id string) (string, bool) {
 	return filepath.Join(o.cfg.CacheDir, id[:2], id), true
 }
 
-// diskPath returns the file of a variant in the disk cache: imageDir/h{eff}-v{renderVersion}.
-// Files of other render versions are never read, so never touched: Purge removes them with
-// the image dir, and the janitor evicts them first otherwise.
-func (o *Origin) diskPath(id string, eff int) (string, bool) {
+// diskPath returns the file of variant v in the disk cache: imageDir/h{eff}-v{renderVersion},
+// or imageDir/h{eff}.webp-v{renderVersion} for the WebP rendering. Files of other render
+// versions are never read, so never touched: Purge removes them with the image dir, and the
+// janitor evicts them first otherwise.
+func (o *Origin) diskPath(id string, v int) (string, bool) {
 	dir, ok := o.imageDir(id)
 	if !ok {
 		return "", false
 	}
-	return filepath.Join(dir, "h"+strconv.Itoa(eff)+"-v"+renderVersion), true
+	name := "h" + strconv.Itoa(variantHeight(v))
+	if v&webpVariant != 0 {
+		name += ".webp"
+	}
+	return filepath.Join(dir, name+"-v"+renderVersion), true
 }
 
 // intermediateName is the file name of an intermediate h high in its image dir.
@@ -1235,7 +1266,11 @@ func intermediateName(h int) string {
 	return "i" + strconv.Itoa(h) + "-v" + renderVersion
 }
 
-// variantKey names a variant in flights and in render hooks.
-func variantKey(id string, eff int) string {
-	return id + "/h" + strconv.Itoa(eff)
+// variantKey names a variant in flights and in render hooks: id/h200, or id/h200.webp.
+func variantKey(id string, v int) string {
+	k := id + "/h" + strconv.Itoa(variantHeight(v))
+	if v&webpVariant != 0 {
+		k += ".webp"
+	}
+	return k
 }

@@ -710,7 +710,7 @@ func TestDamagedDiskFileIsRenderedAnew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, fullTier, Config{})
 			img, _ := e.addImage(t, tt.format, 300, 300)
-			whole, err := imaging.Thumbnail(e.st.OriginalPath(img.ID), 100)
+			whole, err := imaging.Thumbnail(e.st.OriginalPath(img.ID), 100, imaging.Encoding{})
 			if err != nil {
 				t.Fatal(err)
 			}

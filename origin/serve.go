@@ -29,7 +29,9 @@ import (
 // Version 4: intermediates are resampled by imaging's own reducer, PNG intermediates are
 // encoded as served PNGs are (and served as they are at their own height), and PNG
 // thumbnails of photographs are encoded anew (a third smaller).
-const renderVersion = "4"
+// Version 5: JPEG thumbnails take a quality per image (imaging.Quality), and intermediates
+// are made after a plain first render rather than with it.
+const renderVersion = "5"
 
 // errNoImage is the answer for links to images that do not exist (any more) and for paths that
 // are not links at all: the two are deliberately indistinguishable.
@@ -49,12 +51,16 @@ var (
 	// and a file a browser is talked into rendering as a document (an original served to a
 	// tab, an error page) must run nothing and load nothing there.
 	valueCSP = []byte("sandbox; default-src 'none'")
+	// A thumbnail link's answer depends on the request's Accept when negotiation is on.
+	headerVary  = []byte(fasthttp.HeaderVary)
+	valueAccept = []byte(fasthttp.HeaderAccept)
 )
 
 // contentTypes are the media types of the formats, made once.
 var contentTypes = map[string][]byte{
 	tierpix.FormatJPEG: []byte(tierpix.ContentTypeOf(tierpix.FormatJPEG)),
 	tierpix.FormatPNG:  []byte(tierpix.ContentTypeOf(tierpix.FormatPNG)),
+	tierpix.FormatWebP: []byte(tierpix.ContentTypeOf(tierpix.FormatWebP)),
 }
 
 // contentTypeOf returns the media type of format as bytes to set.
@@ -65,15 +71,57 @@ func contentTypeOf(format string) []byte {
 	return []byte(tierpix.ContentTypeOf(format))
 }
 
-// variantETag is the ETag of image id's thumbnail at effective height eff.
-func variantETag(id string, eff int) []byte {
-	return appendVariantETag(nil, id, eff)
+// variantETag is the ETag of image id's variant v: "{id}-h{eff}-v{version}", with "-webp"
+// after the height for the WebP rendering, so that each format has its own.
+func variantETag(id string, v int) []byte {
+	return appendVariantETag(nil, id, v)
 }
 
-// appendVariantETag appends the ETag of image id's thumbnail at effective height eff to dst.
-func appendVariantETag(dst []byte, id string, eff int) []byte {
+// appendVariantETag appends the ETag of image id's variant v to dst.
+func appendVariantETag(dst []byte, id string, v int) []byte {
 	dst = append(append(append(dst, '"'), id...), "-h"...)
-	return append(append(strconv.AppendInt(dst, int64(eff), 10), "-v"+renderVersion...), '"')
+	dst = strconv.AppendInt(dst, int64(variantHeight(v)), 10)
+	if v&webpVariant != 0 {
+		dst = append(dst, "-webp"...)
+	}
+	return append(append(dst, "-v"+renderVersion...), '"')
+}
+
+// acceptsWebP reports whether an Accept header lists image/webp with a quality above 0 (RFC
+// 9110 12.5.1). Only an explicit image/webp counts: "image/*" and "*/*" are sent by clients
+// that cannot show WebP too. It allocates nothing, as it runs on every thumbnail request.
+func acceptsWebP(accept []byte) bool {
+	for len(accept) > 0 {
+		var item []byte
+		item, accept, _ = bytes.Cut(accept, []byte(","))
+		mt, params, _ := bytes.Cut(item, []byte(";"))
+		if !bytes.EqualFold(bytes.TrimSpace(mt), []byte("image/webp")) {
+			continue
+		}
+		for len(params) > 0 {
+			var p []byte
+			p, params, _ = bytes.Cut(params, []byte(";"))
+			name, val, _ := bytes.Cut(p, []byte("="))
+			if bytes.EqualFold(bytes.TrimSpace(name), []byte("q")) && zeroQuality(bytes.TrimSpace(val)) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// zeroQuality reports whether a qvalue is 0 ("0", "0.", "0.0" to "0.000").
+func zeroQuality(q []byte) bool {
+	if len(q) == 0 || q[0] != '0' {
+		return false
+	}
+	for _, c := range q[1:] {
+		if c != '.' && c != '0' {
+			return false
+		}
+	}
+	return true
 }
 
 // linkSlots is the size of the table of verified paths: enough for the links that are hot at
@@ -295,15 +343,26 @@ func originalError(id string, err error) error {
 	return fmt.Errorf("open original %s: %w", id, err)
 }
 
-// serveThumbnail answers with the variant at its effective height.
+// serveThumbnail answers with the variant at its effective height, in the link's format: WebP
+// for an explicit link, else WebP when negotiation is on and the request accepts it (with
+// Vary: Accept on every answer, 304s included), the original's format otherwise.
 func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, m *metaEntry, link *signing.Link, now time.Time) {
 	img := &m.img
-	eff := link.Variant.Height
-	if img.Height > 0 && img.Height < eff {
-		eff = img.Height
+	v := link.Variant.Height
+	if img.Height > 0 && img.Height < v {
+		v = img.Height
+	}
+	switch {
+	case link.Variant.Format == tierpix.FormatWebP:
+		v |= webpVariant
+	case !o.cfg.NoNegotiation:
+		ctx.Response.Header.SetCanonical(headerVary, valueAccept)
+		if acceptsWebP(ctx.Request.Header.Peek(fasthttp.HeaderAccept)) {
+			v |= webpVariant
+		}
 	}
 	// The hit path: everything the answer needs is in the entry.
-	if e := o.memGet(img.ID, eff); e != nil {
+	if e := o.memGet(img.ID, v); e != nil {
 		o.memoryHits.Add(1)
 		if !o.writeHeaders(ctx, m, link, now, e.etag, e.contentType) {
 			// The cached body is never modified, so fasthttp may send it without a copy.
@@ -313,16 +372,16 @@ func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, m *metaEntry, link *si
 	}
 	// A 304 needs no body, so a conditional request for a cached variant renders nothing.
 	var etag [96]byte
-	if o.writeHeaders(ctx, m, link, now, appendVariantETag(etag[:0], img.ID, eff), contentTypeOf(img.Format)) {
+	if o.writeHeaders(ctx, m, link, now, appendVariantETag(etag[:0], img.ID, v), contentTypeOf(variantFormat(img, v))) {
 		return
 	}
 	o.memoryMisses.Add(1)
-	if body := o.fromDisk(*img, eff, ctx); body != nil {
+	if body := o.fromDisk(*img, v, ctx); body != nil {
 		// Either the entry's own buffer or one ctx returns to its pool after the answer.
 		ctx.Response.SetBodyRaw(body)
 		return
 	}
-	e, err := o.rendered(*img, m.tier, eff)
+	e, err := o.rendered(*img, m.tier, v)
 	if err != nil {
 		ctx.Response.Header.Del(fasthttp.HeaderETag)
 		ctx.Response.Header.Del(fasthttp.HeaderLastModified)

@@ -192,10 +192,13 @@ type imageView struct {
 	Thumbs []thumbView
 }
 
+// thumbView is a thumbnail as a <picture>: its WebP link for browsers that take WebP, its
+// negotiated link for the <img> (and the link around it) otherwise.
 type thumbView struct {
-	URL    string
-	Alt    string
-	Height int
+	URL     string
+	WebPURL string // "" when the answer had none on this site: the <img> alone
+	Alt     string
+	Height  int
 }
 
 type itemLink struct {
@@ -553,7 +556,11 @@ func (w *Web) imagesOf(p *api.Page, route, path string) []imageView {
 			if !w.isSiteURL(t.URL) {
 				continue
 			}
-			iv.Thumbs = append(iv.Thumbs, thumbView{URL: t.URL, Height: t.Height, Alt: fmt.Sprintf("%s at %d px", iv.Name, t.Height)})
+			tv := thumbView{URL: t.URL, Height: t.Height, Alt: fmt.Sprintf("%s at %d px", iv.Name, t.Height)}
+			if w.isSiteURL(t.WebPURL) {
+				tv.WebPURL = t.WebPURL
+			}
+			iv.Thumbs = append(iv.Thumbs, tv)
 		}
 		if len(iv.Thumbs) > 0 {
 			images = append(images, iv)

@@ -98,16 +98,19 @@ func (p *posted) fill(f *formView, prob *problemView) {
 }
 
 // tierLinkChoices makes the expiring-link form offer what the tier grants: a choice of its
-// heights (and the original, if it grants that), never a free number the API would refuse.
+// heights (and the original, if it grants that), never a free number the API would refuse,
+// and a format only when there is a thumbnail to have it (originals are never converted).
 // It reports false when the tier grants no expiring link at all, and the form should go.
 func tierLinkChoices(f *formView, t *tierpix.Tier) bool {
 	var opts []option
 	if t.Grants(0, true) == tierpix.LinkGranted {
 		opts = append(opts, option{Label: "the original", Value: ""})
 	}
+	thumbnails := false
 	for _, h := range t.ThumbnailHeights {
 		if t.Grants(h, true) == tierpix.LinkGranted {
 			opts = append(opts, option{Label: strconv.Itoa(h) + " px thumbnail", Value: strconv.Itoa(h)})
+			thumbnails = true
 		}
 	}
 	if len(opts) == 0 {
@@ -119,6 +122,9 @@ func tierLinkChoices(f *formView, t *tierpix.Tier) bool {
 			fv.Required = t.Grants(0, true) != tierpix.LinkGranted
 			fv.Hint, fv.HintID = "What the link serves: the sizes your tier allows.", fv.ID+"-hint"
 		}
+	}
+	if !thumbnails {
+		f.Fields = slices.DeleteFunc(f.Fields, func(fv fieldView) bool { return fv.Name == "format" })
 	}
 	f.Raw = ""
 	return true

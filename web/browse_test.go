@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fasthttp/router"
+	"github.com/tierpix/tierpix"
 	"github.com/tierpix/tierpix/api"
 	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/store/storetest"
@@ -174,8 +175,8 @@ func imageJSON(base, id, name string) string {
 		"created_at": "2030-01-02T03:04:05Z",
 		"links": map[string]any{
 			"thumbnails": []map[string]any{
-				{"height": 200, "url": base + "/i/sig200/" + id + "/h200"},
-				{"height": 400, "url": base + "/i/sig400/" + id + "/h400"},
+				{"height": 200, "url": base + "/i/sig200/" + id + "/h200", "webp_url": base + "/i/sigw200/" + id + "/h200.webp"},
+				{"height": 400, "url": base + "/i/sig400/" + id + "/h400", "webp_url": base + "/i/sigw400/" + id + "/h400.webp"},
 			},
 			"original": base + "/i/sigo/" + id + "/original",
 		},
@@ -186,8 +187,8 @@ func imageJSON(base, id, name string) string {
 // imagePage is the typed image of imageJSON's answer.
 func imagePage(base, id, name string) api.PageImage {
 	return api.PageImage{ID: id, Name: name, Thumbs: []api.PageThumb{
-		{URL: base + "/i/sig200/" + id + "/h200", Height: 200},
-		{URL: base + "/i/sig400/" + id + "/h400", Height: 400},
+		{URL: base + "/i/sig200/" + id + "/h200", WebPURL: base + "/i/sigw200/" + id + "/h200.webp", Height: 200},
+		{URL: base + "/i/sig400/" + id + "/h400", WebPURL: base + "/i/sigw400/" + id + "/h400.webp", Height: 400},
 	}}
 }
 
@@ -202,6 +203,11 @@ func TestRenderAPI(t *testing.T) {
 		page: api.Page{InList: true, Images: []api.PageImage{imagePage(base, "img1", evil), imagePage(base, "img2", "cat.jpg")}, Next: next}}
 	answers["GET /api/images/img1"] = fakeAnswer{status: 200, ctype: "application/json", body: imageJSON(base, "img1", "cat.png"),
 		page: api.Page{Images: []api.PageImage{imagePage(base, "img1", "cat.png")}}}
+	answers["GET /api/images/img4"] = fakeAnswer{status: 200, ctype: "application/json", body: imageJSON(base, "img4", "dog.png"),
+		page: api.Page{Images: []api.PageImage{{ID: "img4", Name: "dog.png", Thumbs: []api.PageThumb{
+			{URL: base + "/i/sig200/img4/h200", WebPURL: "https://elsewhere.example/i/sigw200/img4/h200.webp", Height: 200},
+			{URL: base + "/i/sig400/img4/h400", Height: 400},
+		}}}}}
 	answers["POST /api/images"] = fakeAnswer{status: 201, ctype: "application/json", body: imageJSON(base, "img3", "new.png"),
 		headers: map[string]string{"Location": base + "/api/images/img3"},
 		page:    api.Page{Images: []api.PageImage{imagePage(base, "img3", "new.png")}}}
@@ -296,9 +302,27 @@ func TestRenderAPI(t *testing.T) {
 			if want := strings.TrimPrefix(src[strings.LastIndex(src, "/"):], "/h"); attr(img, "height") != want {
 				t.Errorf("img %q: got height %q, want %s, its own", src, attr(img, "height"), want)
 			}
-			if p := img.Parent; p.Data != "a" || attr(p, "href") != src || attr(p, "class") != "thumb" {
-				t.Errorf("img %q: want it inside <a class=thumb href=%q>", src, src)
+			// A <picture>: its one <source> the WebP link, the <img> the negotiated one as the
+			// fallback, the whole inside the link to the negotiated one.
+			pic := img.Parent
+			if pic.Data != "picture" {
+				t.Errorf("img %q: got it inside <%s>, want a <picture>", src, pic.Data)
+				continue
 			}
+			if img.NextSibling != nil {
+				t.Errorf("img %q: want it last in its <picture>, after the sources", src)
+			}
+			sources := elements(pic, "source")
+			wantWebP := strings.Replace(strings.Replace(src, "/sig", "/sigw", 1), "/h"+attr(img, "height"), "/h"+attr(img, "height")+".webp", 1)
+			if len(sources) != 1 || attr(sources[0], "type") != "image/webp" || attr(sources[0], "srcset") != wantWebP {
+				t.Errorf("img %q: got %d sources, want one of type image/webp with srcset %q", src, len(sources), wantWebP)
+			}
+			if p := pic.Parent; p.Data != "a" || attr(p, "href") != src || attr(p, "class") != "thumb" {
+				t.Errorf("img %q: want its <picture> inside <a class=thumb href=%q>", src, src)
+			}
+		}
+		if n := len(elements(r.doc, "picture")); n != 4 {
+			t.Errorf("got %d pictures, want 4", n)
 		}
 		if a := elements(r.doc, "a", "href", "/api/images/img2"); len(a) != 1 {
 			t.Errorf("got %d links to the second image's page, want 1", len(a))
@@ -333,6 +357,21 @@ func TestRenderAPI(t *testing.T) {
 		}
 		if a := elements(r.doc, "a", "href", "/admin"); len(a) != 0 {
 			t.Errorf("alice's page links to /admin")
+		}
+	})
+
+	t.Run("thumbnail without a WebP link of this site", func(t *testing.T) {
+		r := ts.browse(t, alice, "/api/images/img4")
+		r.wantStatus(t, http.StatusOK)
+		imgs := elements(r.doc, "img")
+		if len(imgs) != 2 {
+			t.Fatalf("got %d images, want 2", len(imgs))
+		}
+		if n := len(elements(r.doc, "source")); n != 0 {
+			t.Errorf("got %d sources, want none: one WebP link is another site's, the other missing", n)
+		}
+		if strings.Contains(r.body, `srcset="https://elsewhere.example`) {
+			t.Errorf("the page offers another site's WebP link")
 		}
 	})
 
@@ -379,6 +418,21 @@ func TestRenderAPI(t *testing.T) {
 		}
 		if !slices.Equal(opts, []string{"", "200", "400"}) {
 			t.Errorf("height options: got %q, want the original, 200 and 400", opts)
+		}
+		// The format: left out (negotiated) unless WebP is chosen.
+		format := elements(links, "select", "name", "format")
+		if len(format) != 1 {
+			t.Fatalf("format: want a select")
+		}
+		opts = opts[:0]
+		for _, o := range elements(format[0], "option") {
+			opts = append(opts, attr(o, "value"))
+		}
+		if !slices.Equal(opts, []string{"", "webp"}) {
+			t.Errorf("format options: got %q, want none and webp", opts)
+		}
+		if _, ok := attrOf(format[0], "required"); ok {
+			t.Errorf("format: got required, want it optional")
 		}
 		if formCSRF(t, r.doc, "/api/images/img1/expiring-links") != erinCSRF {
 			t.Errorf("expiring-link form: want the session's token")
@@ -805,6 +859,52 @@ func TestPagesAreAccessible(t *testing.T) {
 				} else {
 					ids[id] = true
 				}
+			}
+		})
+	}
+}
+
+// TestTierLinkChoices checks the expiring-link form against the tier: heights it grants, and
+// a format only when a thumbnail can have one.
+func TestTierLinkChoices(t *testing.T) {
+	tests := []struct {
+		name        string
+		tier        tierpix.Tier
+		wantOK      bool
+		wantHeights []string // the height select's values
+		wantFields  []string
+	}{
+		{name: "thumbnails and the original", tier: tierpix.Tier{ThumbnailHeights: []int{200, 400}, OriginalLink: true, ExpiringLinks: true},
+			wantOK: true, wantHeights: []string{"", "200", "400"}, wantFields: []string{"expires_in", "height", "format"}},
+		{name: "thumbnails only", tier: tierpix.Tier{ThumbnailHeights: []int{150}, ExpiringLinks: true},
+			wantOK: true, wantHeights: []string{"150"}, wantFields: []string{"expires_in", "height", "format"}},
+		{name: "the original only", tier: tierpix.Tier{OriginalLink: true, ExpiringLinks: true},
+			wantOK: true, wantHeights: []string{""}, wantFields: []string{"expires_in", "height"}},
+		{name: "no expiring links", tier: tierpix.Tier{ThumbnailHeights: []int{200}, OriginalLink: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &formView{Fields: []fieldView{{Name: "expires_in"}, {Name: "height", Kind: "number"}, {Name: "format", Kind: "select"}}}
+			if ok := tierLinkChoices(f, &tt.tier); ok != tt.wantOK {
+				t.Fatalf("got %v, want %v", ok, tt.wantOK)
+			}
+			if !tt.wantOK {
+				return
+			}
+			var names, heights []string
+			for _, fv := range f.Fields {
+				names = append(names, fv.Name)
+				if fv.Name == "height" {
+					for _, o := range fv.Options {
+						heights = append(heights, o.Value)
+					}
+				}
+			}
+			if !slices.Equal(names, tt.wantFields) {
+				t.Errorf("fields: got %v, want %v", names, tt.wantFields)
+			}
+			if !slices.Equal(heights, tt.wantHeights) {
+				t.Errorf("heights: got %q, want %q", heights, tt.wantHeights)
 			}
 		})
 	}

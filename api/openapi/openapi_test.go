@@ -125,6 +125,40 @@ func TestOperations(t *testing.T) {
 			t.Errorf("password: got %+v, want write-only, format password, 8 to 72", p)
 		}
 	})
+	t.Run("expiring link takes a format, webp only", func(t *testing.T) {
+		op, _ := s.Lookup("POST", "/api/images/abc/expiring-links")
+		var names []string
+		for _, f := range op.Body.Fields {
+			names = append(names, f.Name)
+		}
+		if want := []string{"expires_in", "height", "format"}; !slices.Equal(names, want) {
+			t.Fatalf("fields: got %v, want %v", names, want)
+		}
+		if f := op.Body.Fields[2]; f.Required || f.Schema.Type != "string" || !slices.Equal(f.Schema.Enum, []string{"webp"}) {
+			t.Errorf("format: got %+v, want an optional string, webp its only value", f)
+		}
+	})
+	t.Run("image links are documented as WebP or negotiated", func(t *testing.T) {
+		for _, path := range []string{"/i/s/i/h200", "/i/s/i/h200.webp/1"} {
+			op, _ := s.Lookup("GET", path)
+			ok := op.Responses[0]
+			if ok.Status != "200" || !slices.Equal(ok.ContentTypes, []string{"image/jpeg", "image/png", "image/webp"}) {
+				t.Errorf("GET %s: got %s %v, want 200 as JPEG, PNG or WebP", path, ok.Status, ok.ContentTypes)
+			}
+			for _, status := range []int{0, 1} {
+				r := op.Responses[status]
+				i := slices.IndexFunc(r.Headers, func(h Header) bool { return h.Name == "Vary" })
+				if i < 0 || r.Headers[i].Required {
+					t.Errorf("GET %s %s: got headers %+v, want an optional Vary (a .webp link has none)", path, r.Status, r.Headers)
+				}
+			}
+			for _, want := range []string{"`Accept`", "`Vary: Accept`", "`.webp`", "TIERPIX_WEBP=off", "403"} {
+				if !strings.Contains(op.Description, want) {
+					t.Errorf("GET %s: the description does not mention %s", path, want)
+				}
+			}
+		}
+	})
 	t.Run("parameters merge path and operation", func(t *testing.T) {
 		op, _ := s.Lookup("GET", "/api/admin/users")
 		var names []string
@@ -215,6 +249,8 @@ func TestLookup(t *testing.T) {
 		{name: "all images", method: "GET", path: "/api/admin/images", wantID: "listAllImages"},
 		{name: "delete any image", method: "DELETE", path: "/api/admin/images/abc123", wantID: "deleteAnyImage"},
 		{name: "permanent link", method: "GET", path: "/i/c2ln/abc123/h200", wantID: "getImageLink"},
+		{name: "permanent webp link", method: "GET", path: "/i/c2ln/abc123/h200.webp", wantID: "getImageLink"},
+		{name: "expiring webp link path", method: "GET", path: "/i/c2ln/abc123/h200.webp/1893456000", wantID: "getExpiringImageLink"},
 		{name: "expiring link path", method: "GET", path: "/i/c2ln/abc123/original/1893456000", wantID: "getExpiringImageLink"},
 		{name: "HEAD falls back to GET", method: "HEAD", path: "/api/images/abc123", wantID: "getImage"},
 		{name: "HEAD of a link", method: "HEAD", path: "/i/c2ln/abc123/h200", wantID: "getImageLink"},
@@ -441,14 +477,16 @@ func TestSchemasCompile(t *testing.T) {
 func TestSchemasAreStrict(t *testing.T) {
 	c := newCompiler(t, Document())
 	image := `{"id": "abc", "name": "a.png", "content_type": "image/png", "width": 3, "height": 2, "size_bytes": 10,
-		"created_at": "2030-01-02T03:04:05Z", "links": {"thumbnails": [{"height": 200, "url": "http://127.0.0.1:1/i/s/abc/h200"}]}}`
+		"created_at": "2030-01-02T03:04:05Z", "links": {"thumbnails": [{"height": 200, "url": "http://127.0.0.1:1/i/s/abc/h200", "webp_url": "http://127.0.0.1:1/i/t/abc/h200.webp"}]}}`
 	tests := []struct {
 		name, schema, body string
 		valid              bool
 	}{
 		{name: "image", schema: "Image", body: image, valid: true},
 		{name: "image with an extra field", schema: "Image", body: strings.Replace(image, `"id"`, `"extra": 1, "id"`, 1)},
-		{name: "image without links", schema: "Image", body: strings.Replace(image, `, "links": {"thumbnails": [{"height": 200, "url": "http://127.0.0.1:1/i/s/abc/h200"}]}`, "", 1)},
+		{name: "image without links", schema: "Image", body: image[:strings.Index(image, `, "links"`)] + "}"},
+		{name: "thumbnail without its webp_url", schema: "Image", body: strings.Replace(image, `, "webp_url": "http://127.0.0.1:1/i/t/abc/h200.webp"`, "", 1)},
+		{name: "thumbnail with a relative webp_url", schema: "Image", body: strings.Replace(image, `"http://127.0.0.1:1/i/t/abc/h200.webp"`, `"/i/t/abc/h200.webp"`, 1)},
 		{name: "image with a string width", schema: "Image", body: strings.Replace(image, `"width": 3`, `"width": "3"`, 1)},
 		{name: "image with a bad time", schema: "Image", body: strings.Replace(image, `2030-01-02T03:04:05Z`, `yesterday`, 1)},
 		{name: "image with a null original", schema: "Image", body: strings.Replace(image, `}]}}`, `}], "original": null}}`, 1)},
@@ -464,6 +502,8 @@ func TestSchemasAreStrict(t *testing.T) {
 		{name: "tier", schema: "Tier", body: `{"name": "Basic", "thumbnail_heights": [200], "original_link": false, "expiring_links": false, "builtin": true}`, valid: true},
 		{name: "tier with a zero height", schema: "Tier", body: `{"name": "Basic", "thumbnail_heights": [0], "original_link": false, "expiring_links": false, "builtin": true}`},
 		{name: "new token", schema: "NewToken", body: `{"id": 1, "token": "tpx_` + strings.Repeat("A", 43) + `", "hint": "tpx_AAAA", "created_at": "2030-01-02T03:04:05Z"}`, valid: true},
+		{name: "expiring webp link request", schema: "ExpiringLinkRequest", body: `{"expires_in": 600, "height": 200, "format": "webp"}`, valid: true},
+		{name: "expiring link request in another format", schema: "ExpiringLinkRequest", body: `{"expires_in": 600, "height": 200, "format": "png"}`},
 		{name: "token listing with its secret", schema: "Token", body: `{"id": 1, "token": "tpx_x", "hint": "tpx_AAAA", "created_at": "2030-01-02T03:04:05Z"}`},
 	}
 	for _, tt := range tests {

@@ -188,6 +188,10 @@ func TestBrowserEndToEnd(t *testing.T) {
 			if !strings.Contains(got.Src, "/"+imageID+"/") {
 				t.Errorf("%d px thumbnail: src %s does not name image %s", tt.height, got.Src, imageID)
 			}
+			// Chromium takes WebP, so it loads the <picture>'s source, the thumbnail's webp_url.
+			if want := fmt.Sprintf("/%s/h%d.webp", imageID, tt.height); !strings.HasSuffix(got.CurrentSrc, want) {
+				t.Errorf("%d px thumbnail: the browser loaded %s, want the WebP link ending in %s", tt.height, got.CurrentSrc, want)
+			}
 		}
 
 		b.open(ctx, t, "/api/images", http.StatusOK)
@@ -788,6 +792,8 @@ type shownImage struct {
 	W        int    `json:"w"`
 	H        int    `json:"h"`
 	Src      string `json:"src"`
+	// CurrentSrc is what the browser loaded: a <picture>'s WebP source when it takes WebP.
+	CurrentSrc string `json:"currentSrc"`
 }
 
 // waitImages waits until the page's img elements of the thumbnails of these heights (src path
@@ -803,7 +809,7 @@ func (b *browser) waitImages(ctx context.Context, t *testing.T, heights ...int) 
 				const i = Array.from(document.images).find(i => /\/h%d(?:[\/?#]|$)/.test(i.src));
 				if (!i) return {found: false};
 				if (!i.complete && i.loading === 'lazy') i.loading = 'eager';
-				return {found: true, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, src: i.src};
+				return {found: true, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, src: i.src, currentSrc: i.currentSrc};
 			})()`, h))
 			switch {
 			case !img.Found:

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/store"
 )
 
@@ -35,6 +36,8 @@ type config struct {
 	RenderWorkers     int
 	RenderQueue       int
 	CacheMaxAge       time.Duration
+	NoNegotiation     bool // TIERPIX_WEBP=off
+	Quality           imaging.Quality
 	ShutdownTimeout   time.Duration
 	SessionIdle       time.Duration
 	SessionMaxAge     time.Duration
@@ -79,6 +82,9 @@ var envVars = []envVar{
 	{"TIERPIX_RENDER_WORKERS", "number of CPUs", "renders at once"},
 	{"TIERPIX_RENDER_QUEUE", "64", "renders waiting before 503"},
 	{"TIERPIX_CACHE_MAX_AGE", "3600", "Cache-Control max-age of permanent links, seconds"},
+	{"TIERPIX_WEBP", "on", "on: thumbnail links answer WebP to clients whose Accept lists image/webp (with Vary: Accept); off: the original's format always, for caches that cannot vary on Accept (the .webp links still answer WebP)"},
+	{"TIERPIX_QUALITY", "auto", "auto: each JPEG and WebP thumbnail at the lowest quality meeting TIERPIX_QUALITY_SSIM (never below what quality 80 gives a JPEG original); 1 to 100: every one at that quality (80 was the fixed quality before)"},
+	{"TIERPIX_QUALITY_SSIM", "0.95", "with TIERPIX_QUALITY=auto: the luma SSIM a thumbnail keeps against its own pixels before encoding, 0.5 to 0.999"},
 	{"TIERPIX_SHUTDOWN_TIMEOUT", "30", "seconds to drain requests on SIGTERM"},
 	{"TIERPIX_SESSION_IDLE_TIMEOUT", "7200", "a browser session unused this many seconds ends"},
 	{"TIERPIX_SESSION_MAX_AGE", "43200", "a browser session ends this many seconds after sign-in"},
@@ -131,6 +137,28 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.RenderWorkers = int(intVar(getenv, "TIERPIX_RENDER_WORKERS", 0, 0, 4096, bad))
 	c.RenderQueue = int(intVar(getenv, "TIERPIX_RENDER_QUEUE", 64, 0, 1<<20, bad))
 	c.CacheMaxAge = time.Duration(intVar(getenv, "TIERPIX_CACHE_MAX_AGE", 3600, 0, 365*24*3600, bad)) * time.Second
+	switch strings.ToLower(strings.TrimSpace(getenv("TIERPIX_WEBP"))) {
+	case "", "on", "true", "1", "yes":
+	case "off", "false", "0", "no":
+		c.NoNegotiation = true
+	default:
+		bad("TIERPIX_WEBP", "want on or off")
+	}
+	if q := strings.ToLower(strings.TrimSpace(getenv("TIERPIX_QUALITY"))); q != "" && q != "auto" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 100 {
+			bad("TIERPIX_QUALITY", "want auto or a quality from 1 to 100")
+		}
+		c.Quality.Fixed = n
+	}
+	c.Quality.Floor = imaging.DefaultSSIMFloor
+	if f := strings.TrimSpace(getenv("TIERPIX_QUALITY_SSIM")); f != "" {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v < 0.5 || v > 0.999 {
+			bad("TIERPIX_QUALITY_SSIM", "want a number from 0.5 to 0.999")
+		}
+		c.Quality.Floor = v
+	}
 	c.ShutdownTimeout = time.Duration(intVar(getenv, "TIERPIX_SHUTDOWN_TIMEOUT", 30, 1, 3600, bad)) * time.Second
 	c.SessionIdle = time.Duration(intVar(getenv, "TIERPIX_SESSION_IDLE_TIMEOUT", 7200, 60, 30*24*3600, bad)) * time.Second
 	c.SessionMaxAge = time.Duration(intVar(getenv, "TIERPIX_SESSION_MAX_AGE", 43200, 60, 365*24*3600, bad)) * time.Second

@@ -23,6 +23,8 @@ func originCounts(o *origin.Origin) func() metrics.OriginCounts {
 			Shared: s.Shared, Rejected: s.Rejected, Evictions: s.Evictions, DiskBytes: s.DiskBytes,
 			QueueWaiting: waiting, QueueRunning: running,
 			RenderDurations: metrics.Histogram{Bounds: h.Bounds, Counts: h.Counts, Count: h.Count, Sum: h.Sum},
+			Intermediates:   s.Intermediates, IntermediatesDropped: s.IntermediatesDropped,
+			IntermediateQueue: s.IntermediateQueue,
 		}
 	}
 }

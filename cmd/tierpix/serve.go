@@ -127,6 +127,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, logger *slog.Logger
 		RenderWorkers:    cfg.RenderWorkers,
 		RenderQueue:      cfg.RenderQueue,
 		MaxAge:           cfg.CacheMaxAge,
+		NoNegotiation:    cfg.NoNegotiation,
+		Quality:          cfg.Quality,
 		DecodeBudget:     decode,
 	}, st, signer, logger)
 	if err != nil {

@@ -197,6 +197,10 @@ func TestCheck(t *testing.T) {
 		{name: "no override to GET", method: "POST", target: "/api/me?_method=GET", status: 200, header: ok,
 			body: `{"username": "a", "is_admin": false, "tier": {"name": "Basic", "thumbnail_heights": [], "original_link": false, "expiring_links": false, "builtin": true}}`, wantErr: "must be 404 or 405"},
 		{name: "override only for POST", method: "GET", target: "/api/images/abc?_method=DELETE", status: 204, header: http.Header{}, wantErr: "not documented"},
+		{name: "negotiated webp thumbnail", method: "GET", target: "/i/c2ln/abc/h200", status: 200, header: imageHeader("image/webp", "Accept"), body: "RIFF....WEBP"},
+		{name: "explicit webp thumbnail", method: "GET", target: "/i/c2ln/abc/h200.webp/1893456000", status: 200,
+			header: withHeader(imageHeader("image/webp", ""), "Expires", "Tue, 01 Jan 2030 00:00:00 GMT"), body: "RIFF....WEBP"},
+		{name: "thumbnail in a format not documented", method: "GET", target: "/i/c2ln/abc/h200", status: 200, header: imageHeader("image/avif", "Accept"), body: "...", wantErr: `"image/avif" is not documented`},
 		{name: "range status", doc: []byte(`{"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/api/x": {"get": {"responses": {
 			"4XX": {"description": "e", "content": {"application/json": {"schema": {"type": "object", "required": ["e"]}}}}}}}}}`),
 			method: "GET", target: "/api/x", status: 409, header: ok, body: `{}`, wantErr: `missing property 'e'`},
@@ -221,4 +225,24 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// imageHeader is the header of an image link's 200 in content type ct, with Vary when vary
+// is not empty.
+func imageHeader(ct, vary string) http.Header {
+	h := http.Header{
+		"Content-Type":            {ct},
+		"Etag":                    {`"abc-h200"`},
+		"Cache-Control":           {"public, max-age=3600"},
+		"Content-Security-Policy": {"sandbox; default-src 'none'"},
+	}
+	if vary != "" {
+		h.Set("Vary", vary)
+	}
+	return h
+}
+
+func withHeader(h http.Header, k, v string) http.Header {
+	h.Set(k, v)
+	return h
 }
