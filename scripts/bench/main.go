@@ -471,6 +471,14 @@ type measured struct {
 	// other is the CPU the rest of the machine (neither the server nor wrk) used during the
 	// run, in cores: other engineers' work on a shared machine skews a run.
 	other float64
+
+	// Walk runs on a tierpix that makes intermediates in the background: cpu split into the
+	// renders' own, per request, up to when the last was done, and what came after (the
+	// intermediates they queued), per request. hasSplit is false where the tierpix has no
+	// render gauges; interDuring is how many intermediates were made before the split.
+	hasSplit            bool
+	renderCPU, interCPU time.Duration
+	interDuring         float64
 }
 
 // walked returns the items of list, parallel to the links of a walk run, that the run asked for.
@@ -530,7 +538,15 @@ func (b *bench) measure(ctx context.Context, t target, spec wrkSpec, links []str
 		m.other = max(0, float64(other)/float64(m.wrk.Wall))
 	}
 	n := m.wrk.Requests
+	var rendersAt time.Duration
 	if links != nil {
+		if m.hasCounts {
+			var at originCounts
+			if rendersAt, at, m.hasSplit, err = rendersDone(ctx, t.client, pids, 60*time.Second); err != nil {
+				return m, err
+			}
+			m.interDuring = at.sub(countsBefore).Intermediates
+		}
 		if err := waitIdle(pids, 60*time.Second); err != nil {
 			return m, err
 		}
@@ -564,8 +580,25 @@ func (b *bench) measure(ctx context.Context, t target, spec wrkSpec, links []str
 	}
 	if n > 0 {
 		m.cpu = (after - before) / time.Duration(n)
+		if m.hasSplit {
+			m.renderCPU = (rendersAt - before) / time.Duration(n)
+			m.interCPU = m.cpu - m.renderCPU
+		}
 	}
 	return m, nil
+}
+
+// splitNote says how a walk run's CPU divides between the renders and the intermediates made
+// after them.
+func (m measured) splitNote() []string {
+	if !m.hasSplit {
+		return nil
+	}
+	note := fmt.Sprintf("of which the renders %s/req, the intermediates made after them %s/req", fmtDur(m.renderCPU), fmtDur(m.interCPU))
+	if m.interDuring > 0 {
+		note += fmt.Sprintf(" (%.0f made during the renders, in the first figure)", m.interDuring)
+	}
+	return []string{note}
 }
 
 // notes lists what went wrong in a run, for the notes column.
@@ -593,10 +626,13 @@ func (m measured) renderNote() []string {
 	if c.MemoryHits+c.DiskHits > 0 {
 		note += fmt.Sprintf(", **%.0f cache hits**", c.MemoryHits+c.DiskHits)
 	}
-	if c.Intermediates > 0 {
-		note += fmt.Sprintf(", %.0f intermediates built in the background (their CPU included)", c.Intermediates)
+	if c.Intermediates+c.IntermediatesDropped > 0 {
+		note += fmt.Sprintf(", %.0f intermediates made in the background (their CPU included)", c.Intermediates)
 	}
-	return []string{note}
+	if c.IntermediatesDropped > 0 {
+		note += fmt.Sprintf(", %.0f dropped", c.IntermediatesDropped)
+	}
+	return append([]string{note}, m.splitNote()...)
 }
 
 // otherNote says how much CPU the rest of the machine took during a run, when it matters.
@@ -954,8 +990,8 @@ func combine(name string, conns int, runs []measured) row {
 	if counts.MemoryHits+counts.DiskHits+counts.Renders > 0 {
 		note := fmt.Sprintf("/metrics: %.0f memory hits, %.0f disk hits, %.0f renders",
 			counts.MemoryHits, counts.DiskHits, counts.Renders)
-		if counts.Intermediates > 0 {
-			note += fmt.Sprintf(", %.0f intermediates built in the background (their CPU included)", counts.Intermediates)
+		if counts.Intermediates+counts.IntermediatesDropped > 0 {
+			note += fmt.Sprintf(", %.0f intermediates made in the background (%.0f dropped)", counts.Intermediates, counts.IntermediatesDropped)
 		}
 		r.Notes = append(r.Notes, note)
 	}

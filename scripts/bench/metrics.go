@@ -18,27 +18,31 @@ type originCounts struct {
 	// (the bench's own, and what a walk sends once it has run out of links): for a run,
 	// exactly the requests the server worked on (wrk may count one it never sent).
 	Requests float64
-	// Intermediates is how many intermediates the origin built in the background after first
-	// renders (0 where the tierpix has no such counter): their CPU is in a run's figure, since
-	// a walk run waits for the server to fall idle.
-	Intermediates float64
+	// Intermediates and IntermediatesDropped are how many intermediates the origin made in
+	// the background after first renders, and gave up on (0 where the tierpix has no such
+	// counter). A walk run waits for the server to fall idle, so their CPU is in its figure.
+	Intermediates, IntermediatesDropped float64
 }
 
 func (c originCounts) add(d originCounts) originCounts {
 	return originCounts{c.Renders + d.Renders, c.MemoryHits + d.MemoryHits, c.DiskHits + d.DiskHits, c.Requests + d.Requests,
-		c.Intermediates + d.Intermediates}
+		c.Intermediates + d.Intermediates, c.IntermediatesDropped + d.IntermediatesDropped}
 }
 
 func (c originCounts) sub(d originCounts) originCounts {
 	return originCounts{c.Renders - d.Renders, c.MemoryHits - d.MemoryHits, c.DiskHits - d.DiskHits, c.Requests - d.Requests,
-		c.Intermediates - d.Intermediates}
+		c.Intermediates - d.Intermediates, c.IntermediatesDropped - d.IntermediatesDropped}
 }
 
-// The origin's metrics of intermediates built off the request path (issue 13): the counter of
-// those built, and the gauge of those waiting to be.
+// The origin's metrics of intermediates made off the request path (issue 13): the counters of
+// those built and dropped, and the gauge of those waiting to be made; and the gauges of the
+// renders, which tell when the last render of a run is done.
 const (
-	metricIntermediatesBuilt = "tierpix_origin_intermediates_built_total"
-	metricIntermediateQueue  = "tierpix_origin_intermediate_queue_depth"
+	metricIntermediatesBuilt   = `tierpix_origin_intermediates_total{result="built"}`
+	metricIntermediatesDropped = `tierpix_origin_intermediates_total{result="dropped"}`
+	metricIntermediateQueue    = "tierpix_origin_intermediate_queue_depth"
+	metricRendersInProgress    = "tierpix_origin_renders_in_progress"
+	metricRenderQueue          = "tierpix_origin_render_queue_depth"
 )
 
 // parseMetrics reads the samples of Prometheus' text format, "name{labels} value" per line,
@@ -71,7 +75,8 @@ func countsFrom(samples map[string]float64) originCounts {
 		MemoryHits: samples[`tierpix_origin_cache_hits_total{layer="memory"}`],
 		DiskHits:   samples[`tierpix_origin_cache_hits_total{layer="disk"}`],
 
-		Intermediates: samples[metricIntermediatesBuilt],
+		Intermediates:        samples[metricIntermediatesBuilt],
+		IntermediatesDropped: samples[metricIntermediatesDropped],
 	}
 	for k, v := range samples {
 		if strings.HasPrefix(k, "tierpix_http_requests_total{") &&
@@ -120,42 +125,73 @@ func fetchCounts(ctx context.Context, c *client) (counts originCounts, ok bool, 
 // before waitIntermediates takes the background work as done.
 var intermediatesSettle = time.Second
 
-// waitIntermediates waits, for at most limit, until a tierpix has built the intermediates its
-// first renders queued in the background: its queue is empty (where it reports one) and its
-// counter of intermediates built has not moved for intermediatesSettle. Further sizes are
+// waitIntermediates waits, for at most limit, until a tierpix has made the intermediates its
+// first renders queued in the background: its queue is empty and its counters of
+// intermediates built and dropped have not moved for intermediatesSettle. Further sizes are
 // then measured rendering from intermediates, as they would be some time after a first
 // render. It returns a note for the rows measured next: what it waited for, that the wait
 // ran out, or that the tierpix has no such metrics (then it does not wait).
 func waitIntermediates(ctx context.Context, c *client, limit time.Duration) (string, error) {
 	begin := time.Now()
-	var first, last float64
+	var first, last originCounts
 	changed := begin
 	for i := 0; ; i++ {
 		samples, ok, err := scrape(ctx, c)
 		if err != nil {
 			return "", err
 		}
-		built, found := samples[metricIntermediatesBuilt]
+		queued, found := samples[metricIntermediateQueue]
 		if !ok || !found {
 			return "no intermediate metrics in /metrics: measured without waiting for background work", nil
 		}
-		queued, hasQueue := samples[metricIntermediateQueue]
+		now := countsFrom(samples)
 		if i == 0 {
-			first, last = built, built
-		} else if built != last {
-			last, changed = built, time.Now()
+			first, last = now, now
+		} else if now.Intermediates != last.Intermediates || now.IntermediatesDropped != last.IntermediatesDropped {
+			last, changed = now, time.Now()
 		}
-		if (!hasQueue || queued == 0) && time.Since(changed) >= intermediatesSettle {
-			return fmt.Sprintf("measured after %.0f intermediates built in the background (waited %.1f s)",
-				built-first, time.Since(begin).Seconds()), nil
+		if queued == 0 && time.Since(changed) >= intermediatesSettle {
+			d := now.sub(first)
+			note := fmt.Sprintf("measured after %.0f intermediates made in the background (waited %.1f s)", d.Intermediates, time.Since(begin).Seconds())
+			if d.IntermediatesDropped > 0 {
+				note += fmt.Sprintf(", **%.0f dropped**", d.IntermediatesDropped)
+			}
+			return note, nil
 		}
 		if time.Since(begin) > limit {
-			return fmt.Sprintf("**intermediates still being built after %s** (%.0f queued)", limit, queued), nil
+			return fmt.Sprintf("**intermediates still being made after %s** (%.0f queued)", limit, queued), nil
 		}
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// rendersDone waits, for at most limit, until a tierpix has no render running or waiting,
+// and returns the CPU pids have used by then: after a walk run, the moment its renders are
+// all done and before the intermediates they queued are made (which starts within a few ms
+// of the renders letting up). ok is false when the tierpix has no render gauges.
+func rendersDone(ctx context.Context, c *client, pids []int, limit time.Duration) (cpu time.Duration, counts originCounts, ok bool, err error) {
+	deadline := time.Now().Add(limit)
+	for {
+		samples, found, err := scrape(ctx, c)
+		if err != nil || !found {
+			return 0, counts, false, err
+		}
+		running, has1 := samples[metricRendersInProgress]
+		waiting, has2 := samples[metricRenderQueue]
+		if !has1 || !has2 {
+			return 0, counts, false, nil
+		}
+		if running == 0 && waiting == 0 {
+			cpu, err := cpuOf(pids)
+			return cpu, countsFrom(samples), err == nil, err
+		}
+		if time.Now().After(deadline) {
+			return 0, counts, false, fmt.Errorf("renders still running after %s", limit)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
