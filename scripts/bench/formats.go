@@ -151,18 +151,34 @@ func (f *formatsRun) bytesAndSSIM(ctx context.Context, owner func(*http.Request)
 	}
 	cells := map[cellKey][]thumbSample{}
 	var notes []string
+	instances := []*instance{f.base, f.def}
+	name := func(in *instance) string {
+		if in == f.base {
+			return "baseline"
+		}
+		return "default"
+	}
+	var before [2]originCounts
+	for i, in := range instances {
+		var err error
+		if before[i], _, err = fetchCounts(ctx, in.client); err != nil {
+			return err
+		}
+	}
 	for _, h := range formatHeights {
 		if h != formatHeights[0] {
-			for _, in := range []*instance{f.base, f.def} {
+			for i, in := range instances {
 				note, err := waitIntermediates(ctx, in.client, 60*time.Second)
 				if err != nil {
 					return err
 				}
-				which := "default"
-				if in == f.base {
-					which = "baseline"
+				c, _, err := fetchCounts(ctx, in.client)
+				if err != nil {
+					return err
 				}
-				notes = append(notes, fmt.Sprintf("h%d, asked of the pictures already rendered at h%d, %s tierpix: %s", h, formatHeights[0], which, note))
+				c = c.sub(before[i])
+				notes = append(notes, fmt.Sprintf("h%d is asked of the pictures already rendered at h%d. The %s tierpix made %.0f intermediates (%.0f dropped) over its %.0f renders at h%d; h%d was %s",
+					h, formatHeights[0], name(in), c.Intermediates, c.IntermediatesDropped, c.Renders, formatHeights[0], h, note))
 			}
 		}
 		for _, s := range formatSources() {

@@ -54,7 +54,7 @@ func TestWaitIntermediates(t *testing.T) {
 				return fmt.Sprintf("%s %d\n%s %d\n", metricIntermediatesBuilt, built, metricIntermediateQueue, queued)
 			},
 			limit:    10 * time.Second,
-			want:     "measured after 50 intermediates made in the background",
+			want:     "while 50 were made)",
 			minScans: 6,
 		},
 		{

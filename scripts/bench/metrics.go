@@ -152,11 +152,11 @@ func waitIntermediates(ctx context.Context, c *client, limit time.Duration) (str
 		}
 		if queued == 0 && time.Since(changed) >= intermediatesSettle {
 			d := now.sub(first)
-			note := fmt.Sprintf("measured after %.0f intermediates made in the background (waited %.1f s)", d.Intermediates, time.Since(begin).Seconds())
+			note := fmt.Sprintf("measured once no intermediate was queued (waited %.1f s, while %.0f were made", time.Since(begin).Seconds(), d.Intermediates)
 			if d.IntermediatesDropped > 0 {
 				note += fmt.Sprintf(", **%.0f dropped**", d.IntermediatesDropped)
 			}
-			return note, nil
+			return note + ")", nil
 		}
 		if time.Since(begin) > limit {
 			return fmt.Sprintf("**intermediates still being made after %s** (%.0f queued)", limit, queued), nil
