@@ -207,3 +207,44 @@ func TestVTBatch(t *testing.T) {
 		}
 	}
 }
+
+func TestRendersDone(t *testing.T) {
+	tests := []struct {
+		name     string
+		text     func(n int) string
+		wantOK   bool
+		minScans int
+	}{
+		{
+			name: "no such metrics",
+			text: func(int) string { return "tierpix_origin_renders_total 5\n" },
+		},
+		{
+			// Four renders in flight end one per scrape; a worker slot stays in use (an
+			// intermediate) throughout, which must not hold the wait up.
+			name: "renders end, an intermediate holds a slot",
+			text: func(n int) string {
+				return fmt.Sprintf("%s 104\n%s %d\n%s 0\ntierpix_origin_renders_in_progress 1\n",
+					metricRendersStarted, metricRendersEnded, 100+min(n, 4), metricRenderQueue)
+			},
+			wantOK:   true,
+			minScans: 6,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var scans atomic.Int64
+			c := metricsServer(t, func(n int) string { scans.Add(1); return tt.text(n) })
+			cpu, _, ok, err := rendersDone(context.Background(), c, []int{os.Getpid()}, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tt.wantOK || (ok && cpu <= 0) {
+				t.Errorf("got ok %v and CPU %s, want ok %v with the CPU of this process", ok, cpu, tt.wantOK)
+			}
+			if int(scans.Load()) < tt.minScans {
+				t.Errorf("got %d scrapes, want at least %d", scans.Load(), tt.minScans)
+			}
+		})
+	}
+}

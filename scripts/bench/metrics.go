@@ -35,13 +35,15 @@ func (c originCounts) sub(d originCounts) originCounts {
 }
 
 // The origin's metrics of intermediates made off the request path (issue 13): the counters of
-// those built and dropped, and the gauge of those waiting to be made; and the gauges of the
-// renders, which tell when the last render of a run is done.
+// those built and dropped, and the gauge of those waiting to be made; and the counters of
+// renders started and ended and the gauge of those waiting, which tell when the last render
+// of a run is done.
 const (
 	metricIntermediatesBuilt   = `tierpix_origin_intermediates_total{result="built"}`
 	metricIntermediatesDropped = `tierpix_origin_intermediates_total{result="dropped"}`
 	metricIntermediateQueue    = "tierpix_origin_intermediate_queue_depth"
-	metricRendersInProgress    = "tierpix_origin_renders_in_progress"
+	metricRendersStarted       = "tierpix_origin_renders_total"
+	metricRendersEnded         = "tierpix_origin_render_duration_seconds_count"
 	metricRenderQueue          = "tierpix_origin_render_queue_depth"
 )
 
@@ -169,29 +171,40 @@ func waitIntermediates(ctx context.Context, c *client, limit time.Duration) (str
 	}
 }
 
-// rendersDone waits, for at most limit, until a tierpix has no render running or waiting,
-// and returns the CPU pids have used by then: after a walk run, the moment its renders are
-// all done and before the intermediates they queued are made (which starts within a few ms
-// of the renders letting up). ok is false when the tierpix has no render gauges.
+// rendersDone waits, for at most limit, until every render a tierpix has started has ended
+// and none waits for a worker, and returns the CPU pids have used by then: after a walk run,
+// the moment its renders are all done and before the intermediates they queued are made
+// (which starts within a few ms of the renders letting up). It tells renders from
+// intermediates by counters, not by the gauge of worker slots in use, which intermediates
+// hold too: the renders started (tierpix_origin_renders_total) against the renders ended
+// (the count of tierpix_origin_render_duration_seconds), twice in a row, as the two are
+// read apart. ok is false when the tierpix has no such metrics.
 func rendersDone(ctx context.Context, c *client, pids []int, limit time.Duration) (cpu time.Duration, counts originCounts, ok bool, err error) {
 	deadline := time.Now().Add(limit)
+	settled := -1.0 // the started count seen done once
 	for {
 		samples, found, err := scrape(ctx, c)
 		if err != nil || !found {
 			return 0, counts, false, err
 		}
-		running, has1 := samples[metricRendersInProgress]
-		waiting, has2 := samples[metricRenderQueue]
-		if !has1 || !has2 {
+		started, has1 := samples[metricRendersStarted]
+		ended, has2 := samples[metricRendersEnded]
+		waiting, has3 := samples[metricRenderQueue]
+		if !has1 || !has2 || !has3 {
 			return 0, counts, false, nil
 		}
-		if running == 0 && waiting == 0 {
-			cpu, err := cpuOf(pids)
-			return cpu, countsFrom(samples), err == nil, err
+		if started == ended && waiting == 0 {
+			if started == settled {
+				cpu, err := cpuOf(pids)
+				return cpu, countsFrom(samples), err == nil, err
+			}
+			settled = started
+		} else {
+			settled = -1
 		}
 		if time.Now().After(deadline) {
 			return 0, counts, false, fmt.Errorf("renders still running after %s", limit)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
