@@ -9,7 +9,10 @@
 # every server on 127.0.0.1. BENCH_QUICK=1 runs each scenario for a third of the time, to
 # try it out; the figures of such a run are not for the record. BENCH_ONLY=users runs the
 # user list scenario alone (a million users, every ordering; some 3 minutes); BENCH_ONLY=s3
-# the cold 12 MP renders with the original in S3 against local disk (some 3 minutes).
+# the cold 12 MP renders with the original in S3 against local disk (some 3 minutes);
+# BENCH_ONLY=formats issue 13's thumbnails by format: bytes and SSIM of JPEG, PNG and WebP
+# against the Q80 baseline, cold-render CPU of clients with and without WebP, and
+# vipsthumbnail (some 11 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -491,16 +491,18 @@ func (f *formatsRun) cpuRows(s source, runs map[string][]measured, vt []time.Dur
 		r := combine(name, 4, runs)
 		var renders, total time.Duration
 		var each []string
+		var during float64
 		for _, m := range runs {
 			renders += renderCPU(m) / time.Duration(len(runs))
 			total += m.cpu / time.Duration(len(runs))
 			each = append(each, fmtDur(renderCPU(m)))
-			if m.interDuring > 0 {
-				r.Notes = append(r.Notes, fmt.Sprintf("%.0f intermediates made during a run's renders (in its figure)", m.interDuring))
-			}
+			during += m.interDuring
 		}
 		r.CPU = renders
 		r.Notes = append(r.Notes, "CPU per run: "+strings.Join(each, ", "))
+		if during > 0 {
+			r.Notes = append(r.Notes, fmt.Sprintf("%.0f intermediates made in pauses of the renders (in the figure)", during))
+		}
 		if len(runs) > 0 && runs[0].hasSplit {
 			r.Notes = append(r.Notes, fmt.Sprintf("CPU of the renders alone; with the intermediates made after them %s/req", fmtDur(total)))
 		}
