@@ -591,7 +591,7 @@ func (b *bench) measure(ctx context.Context, t target, spec wrkSpec, links []str
 // splitNote says how a walk run's CPU divides between the renders and the intermediates made
 // after them.
 func (m measured) splitNote() []string {
-	if !m.hasSplit {
+	if !m.hasSplit || m.interCPU <= 0 {
 		return nil
 	}
 	note := fmt.Sprintf("of which the renders %s/req, the intermediates made after them %s/req", fmtDur(m.renderCPU), fmtDur(m.interCPU))
