@@ -63,23 +63,23 @@ func TestThumbnailFromIntermediate(t *testing.T) {
 	}{
 		{
 			name: "jpeg photograph", file: "p.jpg", w: 1600, h: 1200, format: tierpix.FormatJPEG,
-			body:  func(t *testing.T) []byte { return encodeJPEG(t, photo(1600, 1200, jpegGrain), 0) },
+			body:    func(t *testing.T) []byte { return encodeJPEG(t, photo(1600, 1200, jpegGrain), 0) },
 			further: []int{100, 150, 200, 300, 400},
 		},
 		{
 			// Stored 900 wide and 1200 high, turned a quarter by its EXIF orientation.
 			name: "jpeg photograph, orientation 6", file: "o.jpg", w: 1200, h: 900, format: tierpix.FormatJPEG,
-			body:  func(t *testing.T) []byte { return encodeJPEG(t, photo(900, 1200, jpegGrain), 6) },
+			body:    func(t *testing.T) []byte { return encodeJPEG(t, photo(900, 1200, jpegGrain), 6) },
 			further: []int{150, 200, 400},
 		},
 		{
 			name: "grey jpeg", file: "g.jpg", w: 1200, h: 900, format: tierpix.FormatJPEG,
-			body:  func(t *testing.T) []byte { return encodeJPEG(t, greyPhoto(1200, 900), 0) },
+			body:    func(t *testing.T) []byte { return encodeJPEG(t, greyPhoto(1200, 900), 0) },
 			further: []int{100, 200, 300},
 		},
 		{
 			name: "png photograph", file: "p.png", w: 1200, h: 800, format: tierpix.FormatPNG,
-			body:  func(t *testing.T) []byte { return encodePNG(t, photoRGB(1200, 800)) },
+			body:    func(t *testing.T) []byte { return encodePNG(t, photoRGB(1200, 800)) },
 			further: []int{100, 200, 300, 400},
 		},
 	}
