@@ -96,6 +96,10 @@ func TestThumbnailFromIntermediate(t *testing.T) {
 				t.Errorf("got intermediate %s %d×%d, want %s %d×%d", inter.Format, inter.Width, inter.Height,
 					tt.format, imaging.ThumbnailWidth(tt.w, tt.h, interHeight), interHeight)
 			}
+			// JPEG intermediates are encoded at 95 (tp_encode_intermediate); PNG ones have none.
+			if wantQ := map[string]int{tierpix.FormatJPEG: 95, tierpix.FormatPNG: 0}[tt.format]; inter.Quality != wantQ {
+				t.Errorf("got an intermediate at quality %d, want %d", inter.Quality, wantQ)
+			}
 			decode(t, inter)
 			interPath := writeFile(t, "inter", inter.Body)
 
