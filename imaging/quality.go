@@ -47,6 +47,9 @@ const (
 	qualityProbes    = 4
 )
 
+// MaxWebPSide is the widest and tallest picture WebP can hold.
+const MaxWebPSide = 16383
+
 // Validate reports a quality setting that cannot be used.
 func (q Quality) Validate() error {
 	if q.Fixed < 0 || q.Fixed > 100 {
