@@ -435,17 +435,23 @@ tp_encode_auto(VipsImage *im, int format, const tp_quality *qs, tp_rendered *r, 
 	ref = g_malloc(n);
 	dec = g_malloc(n);
 	tp_luma(sample, ref);
-	target = tp_probe(sample, ref, dec, TP_FORMAT_JPEG, TP_REFERENCE_Q, &probe);
-	if (target < 0)
-		goto done;
-	g_free(probe.buf);
-	if (target >= qs->floor || !qs->relative) {
-		target = qs->floor;
-		if (format == TP_FORMAT_JPEG)
+	target = qs->floor;
+	// Only a JPEG original has a JPEG at TP_REFERENCE_Q to compare with; a probe of it for
+	// any other would be thrown away.
+	if (qs->relative) {
+		const double s = tp_probe(sample, ref, dec, TP_FORMAT_JPEG, TP_REFERENCE_Q, &probe);
+
+		if (s < 0)
+			goto done;
+		g_free(probe.buf);
+		target = VIPS_MIN(target, s);
+	}
+	if (format == TP_FORMAT_JPEG) {
+		if (target < qs->floor)
+			lo = hi = TP_REFERENCE_Q;
+		else
 			hi = VIPS_MIN(hi, TP_REFERENCE_Q);
 	}
-	else if (format == TP_FORMAT_JPEG)
-		lo = hi = TP_REFERENCE_Q;
 	// hi meets the target until a probe says otherwise; the answer lies in [lo, hi].
 	for (i = 0; i < qs->probes && lo < hi; i++) {
 		const int start = format == TP_FORMAT_JPEG ? qs->start : qs->start_webp;

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/davidbyttow/govips/v2/vips"
 	"github.com/tierpix/tierpix/imaging/testimage"
 )
 
@@ -263,3 +264,151 @@ func photo(w, h int, grain int32) *image.YCbCr { return testimage.Photo(w, h, gr
 
 // photoRGB is photo with heavier grain, opaque, for PNG sources.
 func photoRGB(w, h int) *image.RGBA { return testimage.PhotoRGB(w, h, pngGrain) }
+
+// decodeWebP decodes a WebP with libvips (the standard library has no WebP decoder), by way of
+// a PNG, failing unless it is a WebP.
+func decodeWebP(t testing.TB, b []byte) image.Image {
+	t.Helper()
+	if len(b) < 12 || string(b[:4]) != "RIFF" || string(b[8:12]) != "WEBP" {
+		t.Fatalf("got no RIFF/WEBP header, want a WebP")
+	}
+	ref, err := vips.NewImageFromBuffer(b)
+	if err != nil {
+		t.Fatalf("decode webp: %v", err)
+	}
+	defer ref.Close()
+	if ref.Format() != vips.ImageTypeWEBP {
+		t.Fatalf("got a %v, want a WebP", ref.Format())
+	}
+	p, _, err := ref.ExportPng(vips.NewPngExportParams())
+	if err != nil {
+		t.Fatalf("webp to png: %v", err)
+	}
+	img, err := png.Decode(bytes.NewReader(p))
+	if err != nil {
+		t.Fatalf("decode webp's png: %v", err)
+	}
+	return img
+}
+
+// webpChunk is one chunk of a WebP's RIFF container.
+type webpChunk struct {
+	fourCC string
+	data   []byte
+}
+
+// webpChunks splits a WebP into its chunks, failing on a malformed container: a RIFF size
+// that is not the file's, or a chunk running past the end.
+func webpChunks(t testing.TB, b []byte) []webpChunk {
+	t.Helper()
+	if len(b) < 12 || string(b[:4]) != "RIFF" || string(b[8:12]) != "WEBP" {
+		t.Fatalf("got no RIFF/WEBP header, want a WebP")
+	}
+	if n := int(binary.LittleEndian.Uint32(b[4:])); n != len(b)-8 {
+		t.Fatalf("got RIFF size %d, want %d (the file's)", n, len(b)-8)
+	}
+	var chunks []webpChunk
+	for p := 12; p < len(b); {
+		if p+8 > len(b) {
+			t.Fatalf("got a truncated chunk header at %d, want whole chunks", p)
+		}
+		n := int(binary.LittleEndian.Uint32(b[p+4:]))
+		if p+8+n > len(b) {
+			t.Fatalf("got chunk %q of %d bytes at %d, past the end", b[p:p+4], n, p)
+		}
+		chunks = append(chunks, webpChunk{string(b[p : p+4]), b[p+8 : p+8+n]})
+		p += 8 + n + n%2 // chunks are padded to an even size
+	}
+	return chunks
+}
+
+// luma is the BT.601 luma of img, as tierpix's encoders compute it (tp_luma in encode.c).
+func luma(img image.Image) (y []uint8, w, h int) {
+	b := img.Bounds()
+	w, h = b.Dx(), b.Dy()
+	y = make([]uint8, w*h)
+	for j := range h {
+		for i := range w {
+			c := nrgbaAt(img, b.Min.X+i, b.Min.Y+j)
+			y[j*w+i] = uint8((19595*int(c.R) + 38470*int(c.G) + 7471*int(c.B) + 32768) >> 16)
+		}
+	}
+	return y, w, h
+}
+
+// ssim is the mean SSIM of two w×h luma planes over 8×8 windows 4 pixels apart, the measure
+// the quality search uses (tp_ssim), written out plainly.
+func ssim(a, b []uint8, w, h int) float64 {
+	const c1, c2 = (0.01 * 255) * (0.01 * 255), (0.03 * 255) * (0.03 * 255)
+	var total float64
+	n := 0
+	for y := 0; y+8 <= h; y += 4 {
+		for x := 0; x+8 <= w; x += 4 {
+			var sa, sb, saa, sbb, sab float64
+			for j := range 8 {
+				for i := range 8 {
+					pa, pb := float64(a[(y+j)*w+x+i]), float64(b[(y+j)*w+x+i])
+					sa += pa
+					sb += pb
+					saa += pa * pa
+					sbb += pb * pb
+					sab += pa * pb
+				}
+			}
+			ma, mb := sa/64, sb/64
+			va, vb, cov := saa/64-ma*ma, sbb/64-mb*mb, sab/64-ma*mb
+			total += (2*ma*mb + c1) * (2*cov + c2) / ((ma*ma + mb*mb + c1) * (va + vb + c2))
+			n++
+		}
+	}
+	return total / float64(n)
+}
+
+// chartPicture is a w×h synthetic picture like a chart or a screenshot: a white field with a
+// grey grid, black axes, flat coloured bars and a dark line across them.
+func chartPicture(w, h int) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	set := func(x, y int, c color.NRGBA) {
+		if x >= 0 && x < w && y >= 0 && y < h {
+			img.SetNRGBA(x, y, c)
+		}
+	}
+	white := color.NRGBA{R: 255, G: 255, B: 255, A: 255}
+	grid := color.NRGBA{R: 220, G: 220, B: 220, A: 255}
+	black := color.NRGBA{A: 255}
+	bars := []color.NRGBA{{R: 31, G: 119, B: 180, A: 255}, {R: 255, G: 127, B: 14, A: 255}, {R: 44, G: 160, B: 44, A: 255}, {R: 214, G: 39, B: 40, A: 255}}
+	for y := range h {
+		for x := range w {
+			c := white
+			if x%40 == 0 || y%40 == 0 {
+				c = grid
+			}
+			set(x, y, c)
+		}
+	}
+	left, bottom := w/10, h-h/10
+	bw := (w - left) / (2*len(bars) + 1)
+	for i, c := range bars {
+		top := bottom - (i+2)*(bottom-h/10)/(len(bars)+2)
+		for y := top; y < bottom; y++ {
+			for x := left + (2*i+1)*bw; x < left+(2*i+2)*bw; x++ {
+				set(x, y, c)
+			}
+		}
+	}
+	for x := left; x < w; x++ {
+		set(x, bottom, black)
+		set(x, bottom+1, black)
+	}
+	for y := h / 20; y <= bottom; y++ {
+		set(left, y, black)
+		set(left-1, y, black)
+	}
+	for x := left; x < w; x++ { // a line rising across the bars, 3 px thick
+		y := bottom - (x-left)*(bottom-h/10)/(w-left)
+		for d := -1; d <= 1; d++ {
+			set(x, y+d, color.NRGBA{R: 60, G: 60, B: 60, A: 255})
+		}
+	}
+	return img
+}

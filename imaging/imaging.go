@@ -26,14 +26,18 @@
 //     at 100 px high instead of 1489). An image tagged with
 //     an ICC profile is then transformed from it to sRGB, so that stripping the profile keeps
 //     its colours; untagged images are taken to be sRGB and left alone. The result is
-//     encoded in the original's format with every metadata block stripped (libvips still
-//     writes the JFIF pixel density): JPEG at quality 80 with 4:2:0 chroma subsampling and
-//     optimised Huffman tables; PNG with the alpha channel kept, as 8-bit truecolour or grey,
-//     written with libpng: photographs with Huffman coding alone after the "sub" filter,
-//     synthetic pictures at zlib level 6 unfiltered (tp_png_encode in vips.c tells them apart
-//     and has the figures). Palette PNGs come back as truecolour (re-quantising
-//     would cost more than it saves at thumbnail sizes) and 16-bit PNGs come back with 8
-//     bits per sample, which browsers show the same and which is half the size.
+//     encoded as the Encoding says (the original's format unless it names another) with
+//     every metadata block stripped (libvips still writes the JFIF pixel density). JPEG
+//     (4:2:0 chroma, optimised Huffman tables) and lossy WebP (alpha kept losslessly) are
+//     encoded at the lowest quality that keeps the thumbnail within an SSIM floor of its
+//     own pixels, or at a fixed one (Quality, in quality.go); a WebP of a synthetic picture
+//     is also encoded losslessly, and the smaller kept. PNG keeps the alpha channel, as
+//     8-bit truecolour or grey, written with libpng: photographs with Huffman coding alone
+//     after the "sub" filter, synthetic pictures at zlib level 6 unfiltered (tp_png_encode
+//     in vips.c tells them apart and has the figures). Palette PNGs come back as truecolour
+//     (re-quantising would cost more than it saves at thumbnail sizes) and 16-bit PNGs
+//     come back with 8 bits per sample, which browsers show the same and which is half
+//     the size.
 //
 // Validate and Thumbnail are safe for concurrent use. Each call pins its goroutine to an OS
 // thread and releases libvips' per-thread state when done. Concurrency across calls is the

@@ -347,14 +347,23 @@ func TestValidateMissingFile(t *testing.T) {
 	}
 }
 
+// decode decodes a rendered thumbnail, checking that it is in the format and of the size
+// reported. WebP, which the standard library does not read, goes through libvips.
 func decode(t *testing.T, r imaging.Rendered) image.Image {
 	t.Helper()
-	img, format, err := image.Decode(bytes.NewReader(r.Body))
-	if err != nil {
-		t.Fatalf("decode thumbnail: %v", err)
-	}
-	if format != r.Format {
-		t.Errorf("got encoded format %s, want %s", format, r.Format)
+	var img image.Image
+	if r.Format == tierpix.FormatWebP {
+		img = decodeWebP(t, r.Body)
+	} else {
+		var format string
+		var err error
+		img, format, err = image.Decode(bytes.NewReader(r.Body))
+		if err != nil {
+			t.Fatalf("decode thumbnail: %v", err)
+		}
+		if format != r.Format {
+			t.Errorf("got encoded format %s, want %s", format, r.Format)
+		}
 	}
 	if b := img.Bounds(); b.Dx() != r.Width || b.Dy() != r.Height {
 		t.Errorf("got %d×%d pixels, want the reported %d×%d", b.Dx(), b.Dy(), r.Width, r.Height)
@@ -825,6 +834,14 @@ func TestNoLeaks(t *testing.T) {
 	full := encodePNG(t, markedPicture(300, 300))
 	s, e := idatRange(t, full)
 	cut := writeFile(t, "cut.png", full[:s+(e-s)/2])
+	big := writeFile(t, "big.jpg", encodeJPEG(t, photo(600, 400, jpegGrain), 0))
+	// Every encoder and both ways of choosing a quality.
+	encodings := []imaging.Encoding{
+		{},
+		{Format: tierpix.FormatWebP},
+		{Format: tierpix.FormatJPEG, Quality: imaging.Quality{Fixed: 80}},
+		{Format: tierpix.FormatPNG},
+	}
 
 	interDir := t.TempDir()
 	run := func() {
@@ -836,21 +853,31 @@ func TestNoLeaks(t *testing.T) {
 			if _, err := imaging.Validate(context.Background(), p, 100, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
 				t.Fatalf("validate %s over the cap: got %v, want %s", p, err, tierpix.EUNPROCESSABLE)
 			}
-			if _, err := imaging.Thumbnail(p, 50, imaging.Encoding{}); err != nil {
-				t.Fatalf("thumbnail %s: %v", p, err)
+			for _, enc := range encodings {
+				if _, err := imaging.Thumbnail(p, 50, enc); err != nil {
+					t.Fatalf("thumbnail %s as %+v: %v", p, enc, err)
+				}
 			}
-			_, inter, err := imaging.ThumbnailWithIntermediate(p, 50, 100)
+			inter, err := imaging.Intermediate(p, 100)
 			if err != nil {
-				t.Fatalf("thumbnail %s with an intermediate: %v", p, err)
+				t.Fatalf("intermediate of %s: %v", p, err)
 			}
 			ip := filepath.Join(interDir, strconv.Itoa(i))
 			if err := os.WriteFile(ip, inter.Body, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			for _, h := range []int{60, 100} { // resampled; as it is for the PNG
-				if _, err := imaging.ThumbnailFromIntermediate(ip, info.Format, info.Width, info.Height, 100, h); err != nil {
-					t.Fatalf("thumbnail %s at %d from its intermediate: %v", p, h, err)
+				for _, enc := range encodings {
+					if _, err := imaging.ThumbnailFromIntermediate(ip, info.Format, info.Width, info.Height, 100, h, enc); err != nil {
+						t.Fatalf("thumbnail %s at %d from its intermediate as %+v: %v", p, h, enc, err)
+					}
 				}
+			}
+		}
+		// Large enough for the quality search to probe a sample of bands (tp_sample).
+		for _, enc := range encodings {
+			if _, err := imaging.Thumbnail(big, 400, enc); err != nil {
+				t.Fatalf("thumbnail %s as %+v: %v", big, enc, err)
 			}
 		}
 		if _, err := imaging.Validate(context.Background(), cut, 0, nil); tierpix.ErrorCode(err) != tierpix.EUNPROCESSABLE {
@@ -859,10 +886,13 @@ func TestNoLeaks(t *testing.T) {
 		if _, err := imaging.Thumbnail(cut, 50, imaging.Encoding{}); err == nil {
 			t.Fatalf("thumbnail cut: got nil, want an error")
 		}
-		if _, _, err := imaging.ThumbnailWithIntermediate(cut, 50, 100); err == nil {
-			t.Fatalf("thumbnail cut with an intermediate: got nil, want an error")
+		if _, err := imaging.Thumbnail(cut, 50, imaging.Encoding{Format: tierpix.FormatWebP}); err == nil {
+			t.Fatalf("thumbnail cut as webp: got nil, want an error")
 		}
-		if _, err := imaging.ThumbnailFromIntermediate(cut, tierpix.FormatPNG, 300, 300, 200, 100); err == nil {
+		if _, err := imaging.Intermediate(cut, 100); err == nil {
+			t.Fatalf("intermediate of cut: got nil, want an error")
+		}
+		if _, err := imaging.ThumbnailFromIntermediate(cut, tierpix.FormatPNG, 300, 300, 200, 100, imaging.Encoding{}); err == nil {
 			t.Fatalf("thumbnail from a cut intermediate: got nil, want an error")
 		}
 	}
@@ -955,7 +985,9 @@ func TestThumbnailShrinkOnLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := imaging.Thumbnail(path, tt.height, imaging.Encoding{})
+			// At the quality the reference is encoded at: the test is about the
+			// resampling, not the quality search.
+			r, err := imaging.Thumbnail(path, tt.height, imaging.Encoding{Quality: imaging.Quality{Fixed: 80}})
 			if err != nil {
 				t.Fatalf("thumbnail: %v", err)
 			}

@@ -2,20 +2,21 @@ package imaging
 
 // Intermediates: a larger rendering of an original that the origin keeps so that further
 // sizes of the same image are rendered from it rather than from the original. The C side is
-// in vips.c (tp_thumbnail_with_intermediate, tp_thumbnail_from_intermediate), sharing the
-// colour handling, the export settings and the shrink-on-load rule of Thumbnail.
+// in vips.c (tp_intermediate, tp_thumbnail_from_intermediate), sharing the colour handling,
+// the encoders and the shrink-on-load rule of Thumbnail.
 //
-// The first render of an image with an intermediate decodes the original once, shrunk on load
-// by the largest factor that still leaves the intermediate's size (for a 12 MP JPEG and an
-// intermediate 400 high, 4 where the thumbnail alone would take 8: the intermediate's price),
-// resamples that to the intermediate in memory, and renders the requested thumbnail from the
-// intermediate's pixels. Both resamplings use tp_reduce, a Lanczos 3 reduction as libvips'
-// own but several times faster with liborc off (images with alpha keep libvips'
-// premultiplying thumbnail). The intermediate is encoded to be decoded again cheaply and
-// with little loss: JPEG at quality 95 with 4:2:0 chroma for JPEG originals (a thumbnail
-// rendered from it is some 43 dB from one rendered from the original on photographs), and
-// for PNG originals PNG exactly as a served thumbnail (lossless, alpha kept), which
-// ThumbnailFromIntermediate then serves as it is for the intermediate's own height.
+// The origin makes an intermediate on its own, in the background after an image's first
+// render, so that the first render costs no more than a plain thumbnail. Intermediate decodes
+// the original once, shrunk on load by the largest factor that still leaves the
+// intermediate's size (for a 12 MP JPEG and an intermediate 400 high, 4 where a thumbnail
+// 200 high would take 8), and resamples that to the intermediate. Both it and
+// ThumbnailFromIntermediate resample with tp_reduce, a Lanczos 3 reduction as libvips' own
+// but several times faster with liborc off (images with alpha keep libvips' premultiplying
+// thumbnail). The intermediate is encoded to be decoded again cheaply and with little loss:
+// JPEG at quality 95 with 4:2:0 chroma for JPEG originals (a thumbnail rendered from it is
+// some 43 dB from one rendered from the original on photographs), and for PNG originals PNG
+// exactly as a served thumbnail (lossless, alpha kept), which ThumbnailFromIntermediate
+// serves as it is when a PNG of the intermediate's own height is asked.
 
 /*
 #cgo pkg-config: vips
@@ -53,9 +54,7 @@ func jpegShrink(w, h, tw, th int) int {
 }
 
 // Intermediate renders the original at path at interHeight (at most the original's own
-// height), for ThumbnailFromIntermediate: see the top of this file for its encoding. The
-// origin makes it after answering a first render, off the request that waited, so that the
-// first render costs what a plain thumbnail costs and further sizes are cheap.
+// height), for ThumbnailFromIntermediate: see the top of this file for its encoding.
 func Intermediate(path string, interHeight int) (Rendered, error) {
 	if !started.Load() {
 		return Rendered{}, errNotStarted

@@ -48,65 +48,64 @@ func greyPhoto(w, h int) *image.Gray {
 	return g
 }
 
-// TestThumbnailWithIntermediate renders originals with an intermediate 400 high and checks
-// that the first thumbnail and every further size made from the intermediate have the size
-// and format of Thumbnail's and are within 40 dB PSNR of it.
-func TestThumbnailWithIntermediate(t *testing.T) {
+// TestThumbnailFromIntermediate makes intermediates 400 high and checks that every size made
+// from one has the size and format of Thumbnail's and is within 40 dB PSNR of it. Both are
+// encoded at a fixed quality, so that the comparison measures the intermediate's loss rather
+// than two searches landing on different qualities.
+func TestThumbnailFromIntermediate(t *testing.T) {
 	tests := []struct {
 		name    string
 		file    string
 		body    func(t *testing.T) []byte
 		w, h    int // as displayed
 		format  string
-		first   int
 		further []int
 	}{
 		{
 			name: "jpeg photograph", file: "p.jpg", w: 1600, h: 1200, format: tierpix.FormatJPEG,
-			body:  func(t *testing.T) []byte { return encodeJPEG(t, photo(1600, 1200, jpegGrain), 0) },
-			first: 200, further: []int{100, 150, 300, 400},
+			body:    func(t *testing.T) []byte { return encodeJPEG(t, photo(1600, 1200, jpegGrain), 0) },
+			further: []int{100, 150, 200, 300, 400},
 		},
 		{
 			// Stored 900 wide and 1200 high, turned a quarter by its EXIF orientation.
 			name: "jpeg photograph, orientation 6", file: "o.jpg", w: 1200, h: 900, format: tierpix.FormatJPEG,
-			body:  func(t *testing.T) []byte { return encodeJPEG(t, photo(900, 1200, jpegGrain), 6) },
-			first: 150, further: []int{200, 400},
+			body:    func(t *testing.T) []byte { return encodeJPEG(t, photo(900, 1200, jpegGrain), 6) },
+			further: []int{150, 200, 400},
 		},
 		{
 			name: "grey jpeg", file: "g.jpg", w: 1200, h: 900, format: tierpix.FormatJPEG,
-			body:  func(t *testing.T) []byte { return encodeJPEG(t, greyPhoto(1200, 900), 0) },
-			first: 200, further: []int{100, 300},
+			body:    func(t *testing.T) []byte { return encodeJPEG(t, greyPhoto(1200, 900), 0) },
+			further: []int{100, 200, 300},
 		},
 		{
 			name: "png photograph", file: "p.png", w: 1200, h: 800, format: tierpix.FormatPNG,
-			body:  func(t *testing.T) []byte { return encodePNG(t, photoRGB(1200, 800)) },
-			first: 200, further: []int{100, 300, 400},
-		},
-		{
-			// The first height asked is the intermediate's: one encode serves both.
-			name: "png photograph, first at the intermediate's height", file: "q.png", w: 1200, h: 800, format: tierpix.FormatPNG,
-			body:  func(t *testing.T) []byte { return encodePNG(t, photoRGB(1200, 800)) },
-			first: 400, further: []int{200},
+			body:    func(t *testing.T) []byte { return encodePNG(t, photoRGB(1200, 800)) },
+			further: []int{100, 200, 300, 400},
 		},
 	}
 	const interHeight = 400
+	enc := imaging.Encoding{Quality: imaging.Quality{Fixed: 80}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeFile(t, tt.file, tt.body(t))
-			thumb, inter, err := imaging.ThumbnailWithIntermediate(path, tt.first, interHeight)
+			inter, err := imaging.Intermediate(path, interHeight)
 			if err != nil {
-				t.Fatalf("ThumbnailWithIntermediate: %v", err)
+				t.Fatalf("Intermediate: %v", err)
 			}
 			if inter.Format != tt.format || inter.Height != interHeight || inter.Width != imaging.ThumbnailWidth(tt.w, tt.h, interHeight) {
 				t.Errorf("got intermediate %s %d×%d, want %s %d×%d", inter.Format, inter.Width, inter.Height,
 					tt.format, imaging.ThumbnailWidth(tt.w, tt.h, interHeight), interHeight)
+			}
+			// JPEG intermediates are encoded at 95 (tp_encode_intermediate); PNG ones have none.
+			if wantQ := map[string]int{tierpix.FormatJPEG: 95, tierpix.FormatPNG: 0}[tt.format]; inter.Quality != wantQ {
+				t.Errorf("got an intermediate at quality %d, want %d", inter.Quality, wantQ)
 			}
 			decode(t, inter)
 			interPath := writeFile(t, "inter", inter.Body)
 
 			check := func(what string, h int, got imaging.Rendered) {
 				t.Helper()
-				direct, err := imaging.Thumbnail(path, h, imaging.Encoding{})
+				direct, err := imaging.Thumbnail(path, h, enc)
 				if err != nil {
 					t.Fatalf("Thumbnail at %d: %v", h, err)
 				}
@@ -120,9 +119,8 @@ func TestThumbnailWithIntermediate(t *testing.T) {
 					t.Errorf("%s: got %.1f dB PSNR against Thumbnail, want at least 40", what, p)
 				}
 			}
-			check("first thumbnail", tt.first, thumb)
 			for _, h := range tt.further {
-				r, err := imaging.ThumbnailFromIntermediate(interPath, tt.format, tt.w, tt.h, interHeight, h)
+				r, err := imaging.ThumbnailFromIntermediate(interPath, tt.format, tt.w, tt.h, interHeight, h, enc)
 				if err != nil {
 					t.Fatalf("ThumbnailFromIntermediate at %d: %v", h, err)
 				}
@@ -139,7 +137,7 @@ func TestThumbnailWithIntermediate(t *testing.T) {
 func TestReduceMatchesLibvips(t *testing.T) {
 	const w, h, interHeight = 1200, 800, 400
 	path := writeFile(t, "p.png", encodePNG(t, photoRGB(w, h)))
-	_, inter, err := imaging.ThumbnailWithIntermediate(path, 200, interHeight)
+	inter, err := imaging.Intermediate(path, interHeight)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,14 +172,14 @@ func TestReduceMatchesLibvips(t *testing.T) {
 		{name: "original to the intermediate, by 2", got: func() imaging.Rendered { return inter },
 			ref: func(r imaging.Rendered) image.Image { return resized(path, r.Width, r.Height) }},
 		{name: "intermediate to 300, by 1.33", got: func() imaging.Rendered {
-			r, err := imaging.ThumbnailFromIntermediate(interPath, tierpix.FormatPNG, w, h, interHeight, 300)
+			r, err := imaging.ThumbnailFromIntermediate(interPath, tierpix.FormatPNG, w, h, interHeight, 300, imaging.Encoding{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return r
 		}, ref: func(r imaging.Rendered) image.Image { return resized(interPath, r.Width, r.Height) }},
 		{name: "intermediate to 90, box by 2 then by 2.2", got: func() imaging.Rendered {
-			r, err := imaging.ThumbnailFromIntermediate(interPath, tierpix.FormatPNG, w, h, interHeight, 90)
+			r, err := imaging.ThumbnailFromIntermediate(interPath, tierpix.FormatPNG, w, h, interHeight, 90, imaging.Encoding{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,16 +215,20 @@ func TestIntermediateAlpha(t *testing.T) {
 		}
 	}
 	path := writeFile(t, "a.png", encodePNG(t, img))
-	thumb, inter, err := imaging.ThumbnailWithIntermediate(path, 200, 400)
+	inter, err := imaging.Intermediate(path, 400)
 	if err != nil {
 		t.Fatal(err)
 	}
 	interPath := writeFile(t, "inter.png", inter.Body)
-	further, err := imaging.ThumbnailFromIntermediate(interPath, tierpix.FormatPNG, w, h, 400, 100)
-	if err != nil {
-		t.Fatal(err)
+	rendered := []imaging.Rendered{inter}
+	for _, th := range []int{200, 100} {
+		r, err := imaging.ThumbnailFromIntermediate(interPath, tierpix.FormatPNG, w, h, 400, th, imaging.Encoding{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rendered = append(rendered, r)
 	}
-	for _, r := range []imaging.Rendered{thumb, inter, further} {
+	for _, r := range rendered {
 		m := decode(t, r)
 		if got := nrgbaAt(m, 1, 1); got.A != 0 {
 			t.Errorf("h%d at the transparent corner: got %v, want alpha 0", r.Height, got)
@@ -244,11 +246,11 @@ func TestIntermediateAlpha(t *testing.T) {
 func TestPNGIntermediateServedAsIs(t *testing.T) {
 	const w, h = 1200, 800
 	path := writeFile(t, "p.png", encodePNG(t, photoRGB(w, h)))
-	_, inter, err := imaging.ThumbnailWithIntermediate(path, 200, 400)
+	inter, err := imaging.Intermediate(path, 400)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := imaging.ThumbnailFromIntermediate(writeFile(t, "inter.png", inter.Body), tierpix.FormatPNG, w, h, 400, 400)
+	r, err := imaging.ThumbnailFromIntermediate(writeFile(t, "inter.png", inter.Body), tierpix.FormatPNG, w, h, 400, 400, imaging.Encoding{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,13 +275,13 @@ func TestPNGIntermediateServedAsIs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := imaging.ThumbnailFromIntermediate(writeFile(t, "bad.png", tt.body), tierpix.FormatPNG, tt.origWidth, tt.origHeight, 400, 400)
+			_, err := imaging.ThumbnailFromIntermediate(writeFile(t, "bad.png", tt.body), tierpix.FormatPNG, tt.origWidth, tt.origHeight, 400, 400, imaging.Encoding{})
 			if err == nil {
 				t.Errorf("got no error, want one")
 			}
 		})
 	}
-	if _, err := imaging.ThumbnailFromIntermediate(filepath.Join(t.TempDir(), "missing"), tierpix.FormatPNG, w, h, 400, 400); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := imaging.ThumbnailFromIntermediate(filepath.Join(t.TempDir(), "missing"), tierpix.FormatPNG, w, h, 400, 400, imaging.Encoding{}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: got %v, want a not-exist error", err)
 	}
 }
@@ -307,7 +309,7 @@ func TestPNGEncoding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := imaging.Thumbnail(writeFile(t, "p.png", encodePNG(t, tt.img)), 200)
+			r, err := imaging.Thumbnail(writeFile(t, "p.png", encodePNG(t, tt.img)), 200, imaging.Encoding{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,8 +22,8 @@ type Encoding struct {
 // Quality is how JPEG and lossy WebP thumbnails choose their quality (PNG and lossless WebP
 // have none).
 //
-// Per image (Fixed 0), a thumbnail is encoded at the lowest quality from MinQuality to
-// MaxQuality whose decoded luma keeps an SSIM of at least Floor against the pixels it was
+// Per image (Fixed 0), a thumbnail is encoded at the lowest quality from MinQuality
+// (MinQualityWebP for WebP) to MaxQuality whose decoded luma keeps an SSIM of at least Floor against the pixels it was
 // encoded from: a busy photograph keeps a high quality, a smooth one goes lower, where one
 // fixed quality is too much for the one and about enough for the other. The SSIM is measured
 // on the thumbnail itself (8×8 windows, tp_ssim in encode.c), so a search of a few encodes
@@ -47,13 +47,16 @@ const (
 	qualityProbes    = 4
 )
 
+// MaxWebPSide is the widest and tallest picture WebP can hold.
+const MaxWebPSide = 16383
+
 // Validate reports a quality setting that cannot be used.
 func (q Quality) Validate() error {
 	if q.Fixed < 0 || q.Fixed > 100 {
 		return fmt.Errorf("imaging: a fixed quality must be 1 to 100, got %d", q.Fixed)
 	}
-	if q.Floor < 0 || q.Floor >= 1 {
-		return fmt.Errorf("imaging: the SSIM floor must be below 1, got %g", q.Floor)
+	if !(q.Floor >= 0 && q.Floor < 1) { // NaN too
+		return fmt.Errorf("imaging: the SSIM floor must be from 0 to below 1, got %g", q.Floor)
 	}
 	return nil
 }
@@ -69,6 +72,7 @@ func (q Quality) c(format string) C.tp_quality {
 		fixed:      C.int(q.Fixed),
 		floor:      C.double(floor),
 		qmin:       MinQuality,
+		qmin_webp:  MinQualityWebP,
 		qmax:       MaxQuality,
 		start:      qualityStart,
 		start_webp: qualityStartWebP,
@@ -77,8 +81,12 @@ func (q Quality) c(format string) C.tp_quality {
 	}
 }
 
-// outFormat is the format a thumbnail of an original in format is encoded in under enc.
+// outFormat is the format a thumbnail of an original in format is encoded in under enc, or
+// why enc cannot be used.
 func (enc Encoding) outFormat(format string) (string, error) {
+	if err := enc.Quality.Validate(); err != nil {
+		return "", err
+	}
 	switch enc.Format {
 	case "":
 		return format, nil

@@ -346,8 +346,7 @@ tp_finish(VipsImage *in, VipsImage **out)
 // Lanczos resize; on photographs the difference to a render from the full decode is beyond
 // 50 dB PSNR either way, less only on a zone plate made to alias; TestThumbnailShrinkOnLoad
 // holds it. The factor it saves is the one that costs most of a render's CPU.
-// ThumbnailWithIntermediate and
-// ThumbnailFromIntermediate pick their factors with it too.
+// Intermediate and ThumbnailFromIntermediate pick their factors with it too.
 int
 tp_jpeg_shrink(int w, int h, int tw, int th)
 {
@@ -1064,18 +1063,20 @@ tp_encode(VipsImage *in, int out, const tp_quality *qs, tp_rendered *r)
 static int
 tp_encode_intermediate(VipsImage *im, int format, tp_rendered *r)
 {
+	const int q = 95;
 	int res;
 
 	if (format != TP_FORMAT_JPEG)
 		return tp_encode(im, format, NULL, r);
 	res = vips_jpegsave_buffer(im, &r->buf, &r->len,
-		"Q", 95,
+		"Q", q,
 		"subsample_mode", VIPS_FOREIGN_SUBSAMPLE_ON,
 		"strip", TRUE,
 		NULL);
 	if (res == 0) {
 		r->width = vips_image_get_width(im);
 		r->height = vips_image_get_height(im);
+		r->quality = q;
 	}
 	return res;
 }

@@ -67,6 +67,46 @@ func TestBodyLimit(t *testing.T) {
 	}
 }
 
+// TestProxyHeaders checks that every location of tierpix.conf that sets a request header of
+// its own sets the server's too: nginx's proxy_set_header in a location replaces the server's
+// whole list, and a location that forgot one would, say, close every upstream connection
+// (Connection) or hide the client's address (X-Forwarded-For) without any answer changing.
+func TestProxyHeaders(t *testing.T) {
+	shipped, err := os.ReadFile("tierpix.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server's lines are indented once, a location's twice; a comment may follow.
+	headers := func(indent, text string) map[string]string {
+		set := map[string]string{}
+		re := regexp.MustCompile(`(?m)^` + indent + `proxy_set_header (\S+) ([^;]+);`)
+		for _, m := range re.FindAllStringSubmatch(text, -1) {
+			set[m[1]] = m[2]
+		}
+		return set
+	}
+	server := headers("    ", string(shipped))
+	if len(server) == 0 {
+		t.Fatal("tierpix.conf sets no request header at the server level")
+	}
+	own := 0
+	for _, loc := range regexp.MustCompile(`(?ms)^    location ([^{]*)\{\n(.*?)^    \}$`).FindAllStringSubmatch(string(shipped), -1) {
+		set := headers("        ", loc[2])
+		if len(set) == 0 {
+			continue
+		}
+		own++
+		for name, value := range server {
+			if got, ok := set[name]; !ok || got != value {
+				t.Errorf("location %s sets request headers of its own: got %s %s (set: %t), want %s, the server's", strings.TrimSpace(loc[1]), name, got, ok, value)
+			}
+		}
+	}
+	if own == 0 {
+		t.Fatal("no location of tierpix.conf sets a request header; want the image location's Accept")
+	}
+}
+
 // composeService is what TestComposeFile reads of a service of docker-compose.yml.
 type composeService struct {
 	Command     []string          `yaml:"command"`

@@ -525,6 +525,7 @@ type client struct {
 	t          *testing.T
 	base       string
 	user, pass string
+	header     http.Header // sent with every request
 	hc         *http.Client
 }
 
@@ -540,12 +541,26 @@ func (c *client) in(t *testing.T) *client {
 	return &cp
 }
 
+// with returns a copy of the client that sends the header name: value with every request.
+func (c *client) with(name, value string) *client {
+	cp := *c
+	cp.header = c.header.Clone()
+	if cp.header == nil {
+		cp.header = http.Header{}
+	}
+	cp.header.Set(name, value)
+	return &cp
+}
+
 // do sends a request and returns the response with its body read.
 func (c *client) do(method, path, contentType string, body io.Reader) (*http.Response, []byte) {
 	c.t.Helper()
 	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	for name, values := range c.header {
+		req.Header[name] = values
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -625,8 +640,9 @@ type imageJSON struct {
 	Height int    `json:"height"`
 	Links  struct {
 		Thumbnails []struct {
-			Height int    `json:"height"`
-			URL    string `json:"url"`
+			Height  int    `json:"height"`
+			URL     string `json:"url"`
+			WebPURL string `json:"webp_url"`
 		} `json:"thumbnails"`
 		Original string `json:"original"`
 	} `json:"links"`
@@ -638,6 +654,18 @@ func (img imageJSON) thumbnailPath(t *testing.T, h int) string {
 	for _, th := range img.Links.Thumbnails {
 		if th.Height == h {
 			return pathOf(t, th.URL)
+		}
+	}
+	t.Fatalf("image %s has no %d px link: %+v", img.ID, h, img.Links.Thumbnails)
+	return ""
+}
+
+// webpPath returns the path of the image's .webp link for height h.
+func (img imageJSON) webpPath(t *testing.T, h int) string {
+	t.Helper()
+	for _, th := range img.Links.Thumbnails {
+		if th.Height == h {
+			return pathOf(t, th.WebPURL)
 		}
 	}
 	t.Fatalf("image %s has no %d px link: %+v", img.ID, h, img.Links.Thumbnails)

@@ -156,7 +156,7 @@ func TestUpgradeThenLinkAcrossNodes(t *testing.T) {
 }
 
 // TestImageAffinity runs two nodes that share no directory behind nginx. nginx sends every
-// link of an image (each size, the original, expiring links) to one node, so each image is
+// link of an image (each size, a .webp link, the original, expiring links) to one node, so each image is
 // rendered, and its original fetched from the bucket, on one node only, and the images spread
 // over both nodes. Then one node is killed in the middle of a bounded load of links over
 // every size of every image: the links go on answering through the other node, a request may
@@ -184,7 +184,8 @@ func TestImageAffinity(t *testing.T) {
 		imgs = append(imgs, user.upload(testJPEG(t, 300, 480)))
 	}
 
-	// Every link of every image, through nginx: each size, the original and an expiring link.
+	// Every link of every image, through nginx: each size, a .webp link, the original and an
+	// expiring link.
 	signer := testSigner(t)
 	expires := time.Now().Unix() + 3600
 	anon := newClient(t, f.URL, "", "")
@@ -194,7 +195,7 @@ func TestImageAffinity(t *testing.T) {
 		for _, h := range heights {
 			links[img.ID] = append(links[img.ID], img.thumbnailPath(t, h))
 		}
-		links[img.ID] = append(links[img.ID], pathOf(t, img.Links.Original),
+		links[img.ID] = append(links[img.ID], img.webpPath(t, 400), pathOf(t, img.Links.Original),
 			signer.Path(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(400), Expires: expires}))
 		for _, path := range links[img.ID] {
 			resp, b := anon.get(path)
@@ -225,10 +226,10 @@ func TestImageAffinity(t *testing.T) {
 	if len(owned[0]) == 0 || len(owned[1]) == 0 {
 		t.Fatalf("all %d images hashed to one node, want them spread over both", images)
 	}
-	// Each node rendered every size of its own images, once, and nothing else.
+	// Each node rendered every size of its own images, and the WebP, once, and nothing else.
 	for i, n := range nodes {
-		if got, want := n.renders(t)-rendersBefore[i], len(heights)*len(owned[i]); got != want {
-			t.Fatalf("node %d rendered %d thumbnails, want %d (the %d sizes of its %d images, once each)", i+1, got, want, len(heights), len(owned[i]))
+		if got, want := n.renders(t)-rendersBefore[i], (len(heights)+1)*len(owned[i]); got != want {
+			t.Fatalf("node %d rendered %d thumbnails, want %d (the %d sizes and the WebP of its %d images, once each)", i+1, got, want, len(heights), len(owned[i]))
 		}
 	}
 	// Node 2 uploaded nothing: the originals it holds are the ones it fetched, its own.

@@ -86,6 +86,12 @@ func (o *Origin) makeIntermediate(j interJob) {
 	}
 	p := o.pin(id)
 	defer o.unpin(id, p)
+	o.mu.Lock()
+	purged := p.purged
+	o.mu.Unlock()
+	if purged {
+		return // deleted since it was queued
+	}
 	src, release, err := o.original(j.img)
 	if err != nil {
 		if c := tierpix.ErrorCode(err); c != tierpix.ENOTFOUND {

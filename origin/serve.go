@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tierpix/tierpix"
+	"github.com/tierpix/tierpix/imaging"
 	"github.com/tierpix/tierpix/problem"
 	"github.com/tierpix/tierpix/signing"
 	"github.com/valyala/fasthttp"
@@ -360,6 +361,11 @@ func (o *Origin) serveThumbnail(ctx *fasthttp.RequestCtx, m *metaEntry, link *si
 		if acceptsWebP(ctx.Request.Header.Peek(fasthttp.HeaderAccept)) {
 			v |= webpVariant
 		}
+	}
+	// WebP holds at most 16383 px a side: a thumbnail of a panorama wider than that is
+	// answered in the original's format, on either kind of link.
+	if v&webpVariant != 0 && img.Width > imaging.MaxWebPSide && imaging.ThumbnailWidth(img.Width, img.Height, variantHeight(v)) > imaging.MaxWebPSide {
+		v &^= webpVariant
 	}
 	// The hit path: everything the answer needs is in the entry.
 	if e := o.memGet(img.ID, v); e != nil {

@@ -115,3 +115,19 @@ func TestWebPFromDisk(t *testing.T) {
 		t.Errorf("validBody: a WebP cut short must fail and a whole one pass")
 	}
 }
+
+// TestWebPTooWide checks that a thumbnail wider than WebP can hold is answered in the
+// original's format, on a negotiated and on an explicit link, rather than failing.
+func TestWebPTooWide(t *testing.T) {
+	e := newEnv(t, photoTier, Config{})
+	img := e.addPhoto(t, 20000, 300)
+	for _, u := range []string{
+		e.url(signing.Link{ImageID: img.ID, Variant: signing.ThumbnailAs(300, tierpix.FormatWebP)}),
+		e.url(signing.Link{ImageID: img.ID, Variant: signing.Thumbnail(300)}),
+	} {
+		res := get(t, u, "Accept: image/webp")
+		if res.status != http.StatusOK || res.header.Get("Content-Type") != "image/jpeg" {
+			t.Errorf("20000 px wide thumbnail: got %d %q, want a 200 JPEG", res.status, res.header.Get("Content-Type"))
+		}
+	}
+}

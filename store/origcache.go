@@ -40,10 +40,11 @@ type originalCache struct {
 }
 
 type cached struct {
-	id   string
-	size int64
-	pins int
-	elem *list.Element
+	id        string
+	size      int64
+	pins      int
+	elem      *list.Element
+	forgotten bool // its image was deleted while pinned: the last release removes it
 }
 
 // fetchFlight is one fetch in progress; err is set before done is closed.
@@ -277,8 +278,12 @@ func (c *originalCache) releaser(e *cached) func() {
 			c.mu.Lock()
 			e.pins--
 			var gone []string
-			if c.entries[e.id] == e { // not replaced or forgotten while pinned
-				gone = c.evict()
+			if c.entries[e.id] == e { // not replaced while pinned
+				if e.forgotten && e.pins == 0 {
+					c.drop(e)
+					gone = append(gone, c.path(e.id))
+				}
+				gone = append(gone, c.evict()...)
 			}
 			c.mu.Unlock()
 			c.removeAll(gone)
@@ -305,15 +310,20 @@ func (c *originalCache) adopt(id, src string, size int64) {
 	go c.removeAll(gone)
 }
 
-// forget removes the cached originals of ids (deleted images), unless a reader holds one;
-// that one goes when the cache next evicts it.
+// forget removes the cached originals of ids (deleted images); one a reader holds (a render,
+// the making of an intermediate) goes at its last release.
 func (c *originalCache) forget(ids []string) {
 	c.mu.Lock()
 	var gone []string
 	for _, id := range ids {
-		if e, ok := c.entries[id]; ok && e.pins == 0 {
+		e, ok := c.entries[id]
+		switch {
+		case !ok:
+		case e.pins == 0:
 			c.drop(e)
 			gone = append(gone, c.path(id))
+		default:
+			e.forgotten = true
 		}
 	}
 	c.mu.Unlock()

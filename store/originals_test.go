@@ -309,6 +309,21 @@ func TestOriginalCache(t *testing.T) {
 		}
 	})
 
+	t.Run("deleted while read", func(t *testing.T) {
+		// A render (or the making of an intermediate) holds the original while its image is
+		// deleted: the copy goes at the release, not at some later eviction.
+		path, release, err := s.Original(t.Context(), imgs[3])
+		mustOK(t, err)
+		mustOK(t, s.DeleteImage(t.Context(), alice.ID, imgs[3].ID))
+		if !exists(t, path) {
+			t.Fatalf("got the original removed under its reader")
+		}
+		release()
+		if exists(t, path) {
+			t.Fatalf("got the deleted image's original kept in the cache after its last release")
+		}
+	})
+
 	t.Run("wrong length fetched again", func(t *testing.T) {
 		node := openSecond(t, b, 1<<30)
 		path, release, err := node.Original(t.Context(), imgs[1])

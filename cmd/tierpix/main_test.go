@@ -236,8 +236,9 @@ type imageJSON struct {
 	CreatedAt   string `json:"created_at"`
 	Links       struct {
 		Thumbnails []struct {
-			Height int    `json:"height"`
-			URL    string `json:"url"`
+			Height  int    `json:"height"`
+			URL     string `json:"url"`
+			WebPURL string `json:"webp_url"`
 		} `json:"thumbnails"`
 		Original string `json:"original"`
 	} `json:"links"`
@@ -600,10 +601,30 @@ func TestEndToEnd(t *testing.T) {
 			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 				t.Fatalf("thumbnail: X-Content-Type-Options %q, want nosniff", got)
 			}
-			resp, b = fetchLink(t, http.MethodGet, th.URL, "If-None-Match", resp.Header.Get("ETag"))
+			if got := resp.Header.Get("Vary"); got != "Accept" {
+				t.Fatalf("thumbnail: Vary %q, want Accept", got)
+			}
+			jpegETag := resp.Header.Get("ETag")
+			resp, b = fetchLink(t, http.MethodGet, th.URL, "If-None-Match", jpegETag)
 			wantStatus(t, "conditional thumbnail", resp, b, http.StatusNotModified)
 			if len(b) != 0 {
 				t.Fatalf("conditional thumbnail: got %d bytes of body, want none", len(b))
+			}
+			// A browser's Accept gets WebP from the same link, with its own ETag; the
+			// explicit link gets WebP whatever the Accept, without Vary; its suffix is signed.
+			resp, b = fetchLink(t, http.MethodGet, th.URL, "Accept", "image/avif,image/webp,*/*")
+			wantStatus(t, "thumbnail for a WebP client", resp, b, http.StatusOK)
+			if ct := resp.Header.Get("Content-Type"); ct != "image/webp" || string(b[8:12]) != "WEBP" || resp.Header.Get("Vary") != "Accept" || resp.Header.Get("ETag") == jpegETag {
+				t.Fatalf("thumbnail for a WebP client: got %q, Vary %q, ETag %q; want WebP, Vary: Accept, an ETag of its own", ct, resp.Header.Get("Vary"), resp.Header.Get("ETag"))
+			}
+			resp, b = fetchLink(t, http.MethodGet, th.WebPURL, "Accept", "image/jpeg")
+			wantStatus(t, "webp_url", resp, b, http.StatusOK)
+			if ct := resp.Header.Get("Content-Type"); ct != "image/webp" || resp.Header.Get("Vary") != "" {
+				t.Fatalf("webp_url: got %q with Vary %q, want WebP without Vary", ct, resp.Header.Get("Vary"))
+			}
+			for _, tampered := range []string{strings.TrimSuffix(th.WebPURL, ".webp"), strings.TrimSuffix(th.WebPURL, ".webp") + ".png", th.URL + ".webp"} {
+				resp, b = getLink(t, tampered)
+				wantStatus(t, "tampered format suffix", resp, b, http.StatusForbidden)
 			}
 		}
 		if fmt.Sprint(heights) != "[200 400]" {
