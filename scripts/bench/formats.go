@@ -98,7 +98,8 @@ func (b *bench) formatsScenario(ctx context.Context, owner func(*http.Request), 
 	}
 	defer base.srv.stop()
 	f := &formatsRun{b: b, base: base, def: b.a, dir: filepath.Join(b.work, "formats"),
-		refDir: filepath.Join(sourcesDir, formatsVersion, "refs")}
+		// Image 0 of a bench source is that source's file: its references go stale with it.
+		refDir: filepath.Join(sourcesDir, formatsVersion, "refs-"+genVersion)}
 	for _, d := range []string{f.dir, f.refDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
