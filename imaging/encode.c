@@ -239,9 +239,11 @@ tp_webp_encode(VipsImage *im, int q, int lossless, int method, tp_rendered *r)
 		vips_error("tierpix", "webp: library version mismatch");
 		return -1;
 	}
-	config.quality = lossless ? 75 : q;
+	// Lossless at libwebp's least effort: it is only kept when smaller than the lossy one,
+	// which it seldom is once a picture is resized, so it must cost little to try.
+	config.quality = lossless ? 0 : q;
 	config.lossless = lossless;
-	config.method = method;
+	config.method = lossless ? 0 : method;
 	config.sns_strength = 0;
 	config.filter_strength = 20;
 	config.alpha_quality = 100;
@@ -361,26 +363,33 @@ tp_webp_lossless(VipsImage *im, tp_rendered *r)
 
 // TP_SAMPLE_ROWS is the band height probes sample (a JPEG MCU row at 4:2:0 and a WebP
 // macroblock row, so that a band is coded as it is in the whole image: exactly for JPEG's
-// luma, nearly for WebP), and TP_SAMPLE_PIXELS about how many pixels a sample keeps.
+// luma, nearly for WebP), and TP_SAMPLE_PIXELS about how many pixels a sample keeps: fewer
+// for WebP, whose encoder costs some ten times JPEG's a pixel.
 #define TP_SAMPLE_ROWS 16
 #define TP_SAMPLE_PIXELS 40000
+#define TP_SAMPLE_PIXELS_WEBP 16000
+
+// TP_WEBP_MARGIN is added to a target taken from JPEG at TP_REFERENCE_Q for a WebP: WebP's
+// probes are of a sample its encoder codes a little otherwise than the whole, and without it
+// the worst WebP of the bench came out a hair below the JPEG it was to match.
+#define TP_WEBP_MARGIN 0.01
 
 // tp_sample returns im itself (referenced) when it is small, else a new memory image of whole
 // TP_SAMPLE_ROWS-row bands of it spread evenly top to bottom, about TP_SAMPLE_PIXELS in all:
 // what the probes of a large thumbnail encode, so that a search costs about the same at any
 // height.
 static VipsImage *
-tp_sample(VipsImage *im)
+tp_sample(VipsImage *im, int pixels)
 {
 	const int bands = im->Ysize / TP_SAMPLE_ROWS;
 	const size_t line = VIPS_IMAGE_SIZEOF_LINE(im);
 	int keep, i;
 	VipsImage *s;
 
-	keep = (int) (TP_SAMPLE_PIXELS / ((double) im->Xsize * TP_SAMPLE_ROWS) + 0.5);
+	keep = (int) (pixels / ((double) im->Xsize * TP_SAMPLE_ROWS) + 0.5);
 	if (keep < 1)
 		keep = 1;
-	if ((size_t) im->Xsize * im->Ysize <= TP_SAMPLE_PIXELS * 3 / 2 || keep >= bands) {
+	if ((size_t) im->Xsize * im->Ysize <= (size_t) pixels * 3 / 2 || keep >= bands) {
 		g_object_ref(im);
 		return im;
 	}
@@ -429,7 +438,7 @@ tp_encode_auto(VipsImage *im, int format, const tp_quality *qs, tp_rendered *r, 
 		*q = qs->fixed;
 		return tp_encode_at(im, format, qs->fixed, FALSE, r);
 	}
-	if (!(sample = tp_sample(im)))
+	if (!(sample = tp_sample(im, format == TP_FORMAT_WEBP ? TP_SAMPLE_PIXELS_WEBP : TP_SAMPLE_PIXELS)))
 		return -1;
 	n = (size_t) sample->Xsize * sample->Ysize;
 	ref = g_malloc(n);
@@ -444,7 +453,8 @@ tp_encode_auto(VipsImage *im, int format, const tp_quality *qs, tp_rendered *r, 
 		if (s < 0)
 			goto done;
 		g_free(probe.buf);
-		target = VIPS_MIN(target, s);
+		if (s < target)
+			target = format == TP_FORMAT_WEBP ? VIPS_MIN(target, s + TP_WEBP_MARGIN) : s;
 	}
 	if (format == TP_FORMAT_JPEG) {
 		if (target < qs->floor)
