@@ -372,7 +372,7 @@ tp_webp_lossless(VipsImage *im, tp_rendered *r)
 // TP_WEBP_MARGIN is added to a target taken from JPEG at TP_REFERENCE_Q for a WebP: WebP's
 // probes are of a sample its encoder codes a little otherwise than the whole, and without it
 // the worst WebP of the bench came out a hair below the JPEG it was to match.
-#define TP_WEBP_MARGIN 0.01
+#define TP_WEBP_MARGIN 0.02
 
 // tp_sample returns im itself (referenced) when it is small, else a new memory image of whole
 // TP_SAMPLE_ROWS-row bands of it spread evenly top to bottom, about TP_SAMPLE_PIXELS in all:
