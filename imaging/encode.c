@@ -367,7 +367,7 @@ tp_webp_lossless(VipsImage *im, tp_rendered *r)
 // for WebP, whose encoder costs some ten times JPEG's a pixel.
 #define TP_SAMPLE_ROWS 16
 #define TP_SAMPLE_PIXELS 40000
-#define TP_SAMPLE_PIXELS_WEBP 16000
+#define TP_SAMPLE_PIXELS_WEBP 10000
 
 // TP_WEBP_MARGIN is added to a target taken from JPEG at TP_REFERENCE_Q for a WebP: WebP's
 // probes are of a sample its encoder codes a little otherwise than the whole, and without it
@@ -463,7 +463,7 @@ tp_encode_auto(VipsImage *im, int format, const tp_quality *qs, tp_rendered *r, 
 			hi = VIPS_MIN(hi, TP_REFERENCE_Q);
 	}
 	// hi meets the target until a probe says otherwise; the answer lies in [lo, hi].
-	for (i = 0; i < qs->probes && lo < hi; i++) {
+	for (i = 0; i < (format == TP_FORMAT_WEBP ? qs->probes_webp : qs->probes) && lo < hi; i++) {
 		const int start = format == TP_FORMAT_JPEG ? qs->start : qs->start_webp;
 		const int mid = i == 0 ? VIPS_CLIP(lo, start, hi - 1) : (lo + hi) / 2;
 		const double s = tp_probe(sample, ref, dec, format, mid, &probe);

@@ -38,13 +38,14 @@ type Quality struct {
 // stay at or above 0.96 luma SSIM (11×11 Gaussian) against an exact Lanczos rendering of the
 // original: docs/BENCHMARKS.md has the measurements.
 const (
-	DefaultSSIMFloor = 0.95
-	MinQuality       = 40
-	MinQualityWebP   = 60
-	MaxQuality       = 95
-	qualityStart     = 66
-	qualityStartWebP = 82
-	qualityProbes    = 4
+	DefaultSSIMFloor  = 0.95
+	MinQuality        = 40
+	MinQualityWebP    = 60
+	MaxQuality        = 95
+	qualityStart      = 66
+	qualityStartWebP  = 82
+	qualityProbes     = 4
+	qualityProbesWebP = 3
 )
 
 // MaxWebPSide is the widest and tallest picture WebP can hold.
@@ -69,15 +70,16 @@ func (q Quality) c(format string) C.tp_quality {
 		floor = DefaultSSIMFloor
 	}
 	return C.tp_quality{
-		fixed:      C.int(q.Fixed),
-		floor:      C.double(floor),
-		qmin:       MinQuality,
-		qmin_webp:  MinQualityWebP,
-		qmax:       MaxQuality,
-		start:      qualityStart,
-		start_webp: qualityStartWebP,
-		probes:     qualityProbes,
-		relative:   C.int(boolInt(format == tierpix.FormatJPEG)),
+		fixed:       C.int(q.Fixed),
+		floor:       C.double(floor),
+		qmin:        MinQuality,
+		qmin_webp:   MinQualityWebP,
+		qmax:        MaxQuality,
+		start:       qualityStart,
+		start_webp:  qualityStartWebP,
+		probes:      qualityProbes,
+		probes_webp: qualityProbesWebP,
+		relative:    C.int(boolInt(format == tierpix.FormatJPEG)),
 	}
 }
 

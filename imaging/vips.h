@@ -25,7 +25,8 @@ typedef struct {
 	int relative;  // the target may be what JPEG at 80 gives, if lower than floor
 	int start;      // the first JPEG probe
 	int start_webp; // the first WebP probe
-	int probes;
+	int probes;      // JPEG's
+	int probes_webp; // WebP's, fewer: a WebP probe costs some five JPEG ones
 } tp_quality;
 
 // tp_header is what the loader learnt from the file's header.
