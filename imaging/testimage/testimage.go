@@ -25,31 +25,33 @@ func (r *Rand) Next() uint32 {
 	return uint32(x >> 32)
 }
 
-// grain is roughly Gaussian noise with a standard deviation of about 0.58·amp: the sum of four
+// Grain is roughly Gaussian noise with a standard deviation of about 0.58·amp: the sum of four
 // uniform bytes.
-func (r *Rand) grain(amp int32) int32 {
+func (r *Rand) Grain(amp int32) int32 {
 	v := r.Next()
 	s := int32(v&0xff) + int32(v>>8&0xff) + int32(v>>16&0xff) + int32(v>>24) - 510
 	return s * amp / 256
 }
 
-// noiseField is smooth value noise: random values on a grid of cell-sized squares,
+// NoiseField is smooth value noise: random values on a grid of cell-sized squares,
 // interpolated bilinearly in between.
-type noiseField struct {
+type NoiseField struct {
 	cell, gw int
 	grid     []float32
 }
 
-func newNoiseField(w, h, cell int, amp float32, r *Rand) noiseField {
+// NewNoiseField makes a field over w×h of cell-sized squares with values in ±amp.
+func NewNoiseField(w, h, cell int, amp float32, r *Rand) NoiseField {
 	gw, gh := w/cell+2, h/cell+2
-	f := noiseField{cell: cell, gw: gw, grid: make([]float32, gw*gh)}
+	f := NoiseField{cell: cell, gw: gw, grid: make([]float32, gw*gh)}
 	for i := range f.grid {
 		f.grid[i] = (float32(r.Next()%2001)/1000 - 1) * amp
 	}
 	return f
 }
 
-func (f *noiseField) at(x, y int) float32 {
+// At is the field at (x, y).
+func (f *NoiseField) At(x, y int) float32 {
 	fx := float32(x%f.cell) / float32(f.cell)
 	fy := float32(y%f.cell) / float32(f.cell)
 	i := y/f.cell*f.gw + x/f.cell
@@ -67,23 +69,23 @@ func clampByte(v int32) uint8 { return uint8(max(0, min(255, v))) }
 func Photo(w, h int, grain int32) *image.YCbCr {
 	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
 	r := Rand(0x9E3779B97F4A7C15)
-	large := newNoiseField(w, h, 256, 50, &r)
-	texture := newNoiseField(w, h, 40, 22, &r)
-	fine := newNoiseField(w, h, 7, 8, &r)
+	large := NewNoiseField(w, h, 256, 50, &r)
+	texture := NewNoiseField(w, h, 40, 22, &r)
+	fine := NewNoiseField(w, h, 7, 8, &r)
 	for y := range h {
 		row := img.Y[y*img.YStride:]
 		for x := range w {
-			v := 30 + 170*float32(x+y)/float32(w+h) + large.at(x, y) + texture.at(x, y) + fine.at(x, y)
-			row[x] = clampByte(int32(v) + r.grain(grain))
+			v := 30 + 170*float32(x+y)/float32(w+h) + large.At(x, y) + texture.At(x, y) + fine.At(x, y)
+			row[x] = clampByte(int32(v) + r.Grain(grain))
 		}
 	}
 	cw, ch := (w+1)/2, (h+1)/2
-	cb := newNoiseField(cw, ch, 96, 30, &r)
-	cr := newNoiseField(cw, ch, 96, 30, &r)
+	cb := NewNoiseField(cw, ch, 96, 30, &r)
+	cr := NewNoiseField(cw, ch, 96, 30, &r)
 	for y := range ch {
 		for x := range cw {
-			img.Cb[y*img.CStride+x] = clampByte(int32(100+60*float32(x)/float32(cw)+cb.at(x, y)) + r.grain(grain/3))
-			img.Cr[y*img.CStride+x] = clampByte(int32(160-60*float32(y)/float32(ch)+cr.at(x, y)) + r.grain(grain/3))
+			img.Cb[y*img.CStride+x] = clampByte(int32(100+60*float32(x)/float32(cw)+cb.At(x, y)) + r.Grain(grain/3))
+			img.Cr[y*img.CStride+x] = clampByte(int32(160-60*float32(y)/float32(ch)+cr.At(x, y)) + r.Grain(grain/3))
 		}
 	}
 	return img

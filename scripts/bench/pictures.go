@@ -76,38 +76,6 @@ func makeFormatPictures(dir string, paths map[string]string) (map[string][]strin
 	return out, nil
 }
 
-// valueNoise is smooth noise: random values on a grid of cell-sized squares, interpolated
-// bilinearly in between (testimage's recipe, which it does not export).
-type valueNoise struct {
-	cell, gw int
-	grid     []float32
-}
-
-func newValueNoise(w, h, cell int, amp float32, r *testimage.Rand) valueNoise {
-	gw, gh := w/cell+2, h/cell+2
-	f := valueNoise{cell: cell, gw: gw, grid: make([]float32, gw*gh)}
-	for i := range f.grid {
-		f.grid[i] = (float32(r.Next()%2001)/1000 - 1) * amp
-	}
-	return f
-}
-
-func (f *valueNoise) at(x, y int) float32 {
-	fx := float32(x%f.cell) / float32(f.cell)
-	fy := float32(y%f.cell) / float32(f.cell)
-	i := y/f.cell*f.gw + x/f.cell
-	a, b, c, d := f.grid[i], f.grid[i+1], f.grid[i+f.gw], f.grid[i+f.gw+1]
-	top := a + (b-a)*fx
-	return top + (c+(d-c)*fx-top)*fy
-}
-
-// grainOf is roughly Gaussian noise of standard deviation about 0.58·amp (testimage's).
-func grainOf(r *testimage.Rand, amp int32) int32 {
-	v := r.Next()
-	s := int32(v&0xff) + int32(v>>8&0xff) + int32(v>>16&0xff) + int32(v>>24) - 510
-	return s * amp / 256
-}
-
 // seeded is a random source from seed, mixed first (splitmix64's finaliser) so that nearby
 // seeds start apart: xorshift's first outputs follow its seed's bits closely.
 func seeded(seed uint64) testimage.Rand {
@@ -128,9 +96,9 @@ func variantPhoto(w, h int, grain int32, seed uint64) *image.YCbCr {
 	detail := 0.35 + float32(r.Next()%1000)/1000*1.3 // 0.35..1.65 of Photo's amounts
 	grain = max(2, int32(float32(grain)*detail))
 	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
-	large := newValueNoise(w, h, 160+int(r.Next()%200), 50, &r)
-	texture := newValueNoise(w, h, 24+int(r.Next()%32), 22*detail, &r)
-	fine := newValueNoise(w, h, 4+int(r.Next()%6), 8*detail, &r)
+	large := testimage.NewNoiseField(w, h, 160+int(r.Next()%200), 50, &r)
+	texture := testimage.NewNoiseField(w, h, 24+int(r.Next()%32), 22*detail, &r)
+	fine := testimage.NewNoiseField(w, h, 4+int(r.Next()%6), 8*detail, &r)
 	// The brightness gradient runs along a direction of the seed's.
 	angle := float64(r.Next()%360) * math.Pi / 180
 	gx, gy := float32(math.Cos(angle)), float32(math.Sin(angle))
@@ -140,18 +108,18 @@ func variantPhoto(w, h int, grain int32, seed uint64) *image.YCbCr {
 		row := img.Y[y*img.YStride:]
 		for x := range w {
 			t := (gx*float32(x) + gy*float32(y) - from) / span
-			v := 30 + 170*t + large.at(x, y) + texture.at(x, y) + fine.at(x, y)
-			row[x] = clamp8(int32(v) + grainOf(&r, grain))
+			v := 30 + 170*t + large.At(x, y) + texture.At(x, y) + fine.At(x, y)
+			row[x] = clamp8(int32(v) + r.Grain(grain))
 		}
 	}
 	cw, ch := (w+1)/2, (h+1)/2
-	cb := newValueNoise(cw, ch, 96, 30, &r)
-	cr := newValueNoise(cw, ch, 96, 30, &r)
+	cb := testimage.NewNoiseField(cw, ch, 96, 30, &r)
+	cr := testimage.NewNoiseField(cw, ch, 96, 30, &r)
 	hue := float32(r.Next()%80) - 40
 	for y := range ch {
 		for x := range cw {
-			img.Cb[y*img.CStride+x] = clamp8(int32(100+hue+60*float32(x)/float32(cw)+cb.at(x, y)) + grainOf(&r, grain/3))
-			img.Cr[y*img.CStride+x] = clamp8(int32(160-hue-60*float32(y)/float32(ch)+cr.at(x, y)) + grainOf(&r, grain/3))
+			img.Cb[y*img.CStride+x] = clamp8(int32(100+hue+60*float32(x)/float32(cw)+cb.At(x, y)) + r.Grain(grain/3))
+			img.Cr[y*img.CStride+x] = clamp8(int32(160-hue-60*float32(y)/float32(ch)+cr.At(x, y)) + r.Grain(grain/3))
 		}
 	}
 	return img
