@@ -364,10 +364,11 @@ tp_webp_lossless(VipsImage *im, tp_rendered *r)
 // TP_SAMPLE_ROWS is the band height probes sample (a JPEG MCU row at 4:2:0 and a WebP
 // macroblock row, so that a band is coded as it is in the whole image: exactly for JPEG's
 // luma, nearly for WebP), and TP_SAMPLE_PIXELS about how many pixels a sample keeps: fewer
-// for WebP, whose encoder costs some ten times JPEG's a pixel.
+// for WebP, whose encoder costs some ten times JPEG's a pixel (one band of a 4:3 or wider
+// thumbnail 200 px high, two of a portrait one).
 #define TP_SAMPLE_ROWS 16
 #define TP_SAMPLE_PIXELS 40000
-#define TP_SAMPLE_PIXELS_WEBP 10000
+#define TP_SAMPLE_PIXELS_WEBP 5000
 
 // TP_WEBP_MARGIN is added to a target taken from JPEG at TP_REFERENCE_Q for a WebP: WebP's
 // probes are of a sample its encoder codes a little otherwise than the whole, and without it
