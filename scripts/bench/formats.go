@@ -468,15 +468,6 @@ func (f *formatsRun) cpu(ctx context.Context, s source, path string) error {
 	return nil
 }
 
-// renderCPU is a cold run's CPU per request of the renders alone, where the tierpix lets it be
-// told from that of the intermediates made after them (see measure), else all of it.
-func renderCPU(m measured) time.Duration {
-	if m.hasSplit {
-		return m.renderCPU
-	}
-	return m.cpu
-}
-
 // cpuRows makes the rows of one source's CPU comparisons. Their CPU column is the renders'
 // own (what a request waits for, and what the targets are about), without the intermediates
 // the first renders queue, which cost every client alike and which vipsthumbnail does not
