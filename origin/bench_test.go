@@ -153,11 +153,11 @@ func BenchmarkFurtherSize(b *testing.B) {
 }
 
 // forgetVariant drops one variant from memory and disk, as if never rendered.
-func (o *Origin) forgetVariant(t testing.TB, id string, eff int) {
+func (o *Origin) forgetVariant(t testing.TB, id string, v int) {
 	t.Helper()
-	o.mem.Del(o.memKey(id, eff))
+	o.mem.Del(o.memKey(id, v))
 	o.mem.Wait()
-	path, _ := o.diskPath(id, eff)
+	path, _ := o.diskPath(id, v)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}

@@ -297,8 +297,8 @@ var bodyBufferKey any = "origin.bodyBuffer"
 // close); os.Open would add five on Linux (four fcntl and an epoll_ctl: it tries each file on
 // the network poller, which refuses regular files), which used to be most of a disk hit's
 // cost.
-func (o *Origin) openCacheFile(id string, eff int) (*openFile, error) {
-	path, ok := o.diskPath(id, eff)
+func (o *Origin) openCacheFile(id string, v int) (*openFile, error) {
+	path, ok := o.diskPath(id, v)
 	if !ok {
 		return nil, fs.ErrNotExist
 	}
@@ -315,7 +315,7 @@ func (o *Origin) openCacheFile(id string, eff int) (*openFile, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	f := &openFile{id: id, eff: eff, fd: fd, size: st.Size, expires: time.Now().Add(openFileTTL)}
+	f := &openFile{id: id, v: v, fd: fd, size: st.Size, expires: time.Now().Add(openFileTTL)}
 	f.mtime.Store(time.Unix(st.Mtim.Unix()).UnixNano())
 	f.refs.Store(2) // the cache's and the caller's
 	o.files.put(f)
@@ -361,7 +361,7 @@ const openFileTTL = 10 * time.Second
 // reused for another file) under it.
 type openFile struct {
 	id      string
-	eff     int
+	v       int // the variant: its height and format bit, as memKey and diskPath take it
 	fd      int
 	size    int64
 	mtime   atomic.Int64 // Unix nanoseconds, as last read or set by a touch
@@ -420,18 +420,18 @@ func (c *fileCache) init() {
 }
 
 // set returns the slots a variant's file may take.
-func (c *fileCache) set(id string, eff int) []atomic.Pointer[openFile] {
-	h := maphash.String(c.seed, id) ^ uint64(eff)*0x9e3779b97f4a7c15
+func (c *fileCache) set(id string, v int) []atomic.Pointer[openFile] {
+	h := maphash.String(c.seed, id) ^ uint64(v)*0x9e3779b97f4a7c15
 	i := int(h&uint64(len(c.slots)/fileWays-1)) * fileWays
 	return c.slots[i : i+fileWays : i+fileWays]
 }
 
 // get returns the open file of a variant, acquired, or nil.
-func (c *fileCache) get(id string, eff int) *openFile {
-	set := c.set(id, eff)
+func (c *fileCache) get(id string, v int) *openFile {
+	set := c.set(id, v)
 	for i := range set {
 		f := set[i].Load()
-		if f == nil || f.eff != eff || f.id != id {
+		if f == nil || f.v != v || f.id != id {
 			continue
 		}
 		if time.Now().Before(f.expires) && f.acquire() {
@@ -445,12 +445,12 @@ func (c *fileCache) get(id string, eff int) *openFile {
 // put keeps f in its set, in the slot of an older file of the same variant, else a free one,
 // else the one that expires first, closing whatever file was there once its readers are done.
 func (c *fileCache) put(f *openFile) {
-	set := c.set(f.id, f.eff)
+	set := c.set(f.id, f.v)
 	victim := -1
 	var first time.Time
 	for i := range set {
 		g := set[i].Load()
-		if g == nil || (g.id == f.id && g.eff == f.eff) {
+		if g == nil || (g.id == f.id && g.v == f.v) {
 			victim = i
 			break
 		}
@@ -465,7 +465,7 @@ func (c *fileCache) put(f *openFile) {
 
 // drop closes f in the cache, if it is still there.
 func (c *fileCache) drop(f *openFile) {
-	set := c.set(f.id, f.eff)
+	set := c.set(f.id, f.v)
 	for i := range set {
 		if set[i].CompareAndSwap(f, nil) {
 			f.release()
@@ -475,10 +475,10 @@ func (c *fileCache) drop(f *openFile) {
 }
 
 // forget closes the cached files of a variant, as its file is about to be replaced.
-func (c *fileCache) forget(id string, eff int) {
-	set := c.set(id, eff)
+func (c *fileCache) forget(id string, v int) {
+	set := c.set(id, v)
 	for i := range set {
-		if f := set[i].Load(); f != nil && f.id == id && f.eff == eff && set[i].CompareAndSwap(f, nil) {
+		if f := set[i].Load(); f != nil && f.id == id && f.v == v && set[i].CompareAndSwap(f, nil) {
 			f.release()
 		}
 	}

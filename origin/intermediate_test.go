@@ -255,9 +255,9 @@ func TestFurtherSizeEncodedAsDirect(t *testing.T) {
 	}
 }
 
-func mustDiskPath(t *testing.T, o *Origin, id string, eff int) string {
+func mustDiskPath(t *testing.T, o *Origin, id string, v int) string {
 	t.Helper()
-	p, ok := o.diskPath(id, eff)
+	p, ok := o.diskPath(id, v)
 	if !ok {
 		t.Fatalf("no disk path for %s", id)
 	}

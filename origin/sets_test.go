@@ -25,7 +25,7 @@ func TestFileCacheSetKeepsCollidingFiles(t *testing.T) {
 			continue
 		}
 		// fd -1: release closes nothing real; refs 2 as openCacheFile sets them.
-		f := &openFile{id: id, eff: 200, fd: -1, expires: now.Add(time.Duration(len(files)+1) * time.Minute)}
+		f := &openFile{id: id, v: 200, fd: -1, expires: now.Add(time.Duration(len(files)+1) * time.Minute)}
 		f.refs.Store(2)
 		files = append(files, f)
 	}
@@ -33,7 +33,7 @@ func TestFileCacheSetKeepsCollidingFiles(t *testing.T) {
 		c.put(f)
 	}
 	for _, f := range files[:ways] {
-		got := c.get(f.id, f.eff)
+		got := c.get(f.id, f.v)
 		if got != f {
 			t.Fatalf("get(%s) = %v, want the file put (%d colliding files must all be kept)", f.id, got, ways)
 		}
@@ -44,7 +44,7 @@ func TestFileCacheSetKeepsCollidingFiles(t *testing.T) {
 		t.Errorf("the file that expires first is still kept after a fifth put")
 	}
 	for _, f := range files[1:] {
-		got := c.get(f.id, f.eff)
+		got := c.get(f.id, f.v)
 		if got != f {
 			t.Errorf("get(%s) = %v after the fifth put, want it kept", f.id, got)
 			continue
