@@ -26,7 +26,7 @@ ensure_versitygw
 out=${BENCH_OUT:-bench-out}
 mkdir -p "$out"
 echo "==> building tierpix and the bench program" >&2
-go build -o "$out/tierpix" ./cmd/tierpix
+go build -buildvcs=auto -o "$out/tierpix" ./cmd/tierpix  # stamped with its commit, which the report names
 go build -o "$out/bench" ./scripts/bench
 
 if [ -n "${BENCH_DATABASE_URL:-}" ]; then

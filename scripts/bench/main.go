@@ -1247,7 +1247,7 @@ func (b *bench) finish(ctx context.Context, out string) error {
 		doc.WriteString("\nThumbnail bytes and SSIM by format (luma SSIM against an exact Lanczos 3 reduction of the full original):\n\n")
 		doc.WriteString(b.formatTable)
 	}
-	doc.WriteString("\n" + machine(b.o.nginx, b.db.version(ctx)))
+	doc.WriteString("\n" + machine(b.o.tierpix, b.o.nginx, b.db.version(ctx)))
 	path := filepath.Join(out, "bench-results.md")
 	if err := os.WriteFile(path, []byte(doc.String()), 0o644); err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"math"
 	"os"
@@ -122,9 +123,28 @@ func loadavg() string {
 	return strings.Join(f[:min(3, len(f))], " ")
 }
 
-// commit names the tierpix source the binary was built from: the commit, and whether the
-// tree had changes on top of it (read-only git commands).
-func commit() string {
+// commit names the tierpix source the binary at path was built from: the commit Go stamped
+// into it, and whether the tree had changes on top of it; git's HEAD where the binary has no
+// stamp. HEAD is not enough: commits made while a run goes on would be named.
+func commit(path string) string {
+	if info, err := buildinfo.ReadFile(path); err == nil {
+		var rev, modified string
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev != "" {
+			rev = rev[:min(7, len(rev))]
+			if modified == "true" {
+				rev += " with uncommitted changes"
+			}
+			return rev
+		}
+	}
 	c := command("git", "rev-parse", "--short", "HEAD")
 	if strings.HasPrefix(c, "(") {
 		return "unknown"
@@ -136,14 +156,14 @@ func commit() string {
 }
 
 // machine describes where the run happened, for BENCHMARKS.md.
-func machine(nginx, pgVersion string) string {
+func machine(tierpix, nginx, pgVersion string) string {
 	lscpu := command("lscpu")
 	lines := strings.Split(lscpu, "\n")
 	lscpu = strings.Join(lines[:min(10, len(lines))], "\n")
 	var b strings.Builder
 	fmt.Fprintf(&b, "- CPUs (`nproc`): %s\n", command("nproc"))
 	fmt.Fprintf(&b, "- kernel: %s\n", command("uname", "-srm"))
-	fmt.Fprintf(&b, "- tierpix: %s, built with %s\n", commit(), runtime.Version())
+	fmt.Fprintf(&b, "- tierpix: %s, built with %s\n", commit(tierpix), runtime.Version())
 	fmt.Fprintf(&b, "- libvips: %s; nginx: %s; wrk: %s; PostgreSQL: %s\n",
 		command("vips", "--version"), strings.TrimPrefix(command(nginx, "-v"), "nginx version: "),
 		strings.Fields(command("wrk", "-v") + " ?")[1], pgVersion)
