@@ -492,11 +492,8 @@ func (f *formatsRun) cpuRows(s source, runs map[string][]measured, vt []time.Dur
 		}
 		r.CPU = renders
 		r.Notes = append(r.Notes, "CPU per run: "+strings.Join(each, ", "))
-		if during > 0 {
-			r.Notes = append(r.Notes, fmt.Sprintf("%.0f intermediates made in pauses of the renders (in the figure)", during))
-		}
 		if len(runs) > 0 && runs[0].hasSplit {
-			r.Notes = append(r.Notes, fmt.Sprintf("CPU of the renders alone; with the intermediates made after them %s/req", fmtDur(total)))
+			r.Notes = append(r.Notes, totalNote(total, during))
 		}
 		return r
 	}
