@@ -470,15 +470,34 @@ func TestMetadataFollowsOwnNode(t *testing.T) {
 		wantStatus(t, h400, http.StatusOK) // the cached grant, for want of a read of the epoch
 		heights(200, 400)
 
+		// The read a wired change asks for runs in the background; it is awaited for at most
+		// 2 s, well under the 4.9 s poll, so that it is the change's and not the tick's.
+		readAfter := func(reads uint64) {
+			t.Helper()
+			deadline := time.Now().Add(2 * time.Second)
+			for e.origin.Stats().EpochReads <= reads {
+				if time.Now().After(deadline) {
+					t.Errorf("no epoch read within 2 s of a wired change (reads still %d)", reads)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 		st.OnChange(e.origin.Changed)
+		reads := e.origin.Stats().EpochReads
 		heights(200)
 		wantStatus(t, h400, http.StatusForbidden)
+		readAfter(reads)
+		reads = e.origin.Stats().EpochReads
 		heights(200, 400)
 		wantStatus(t, h400, http.StatusOK)
+		readAfter(reads)
+		reads = e.origin.Stats().EpochReads
 		if _, err := st.ModifyUser(ctx, e.owner.Username, func(u *tierpix.User) error { u.TierName = "Basic"; return nil }); err != nil {
 			t.Fatalf("ModifyUser: %v", err)
 		}
 		wantStatus(t, h400, http.StatusForbidden)
+		readAfter(reads)
 		if s := e.origin.Stats(); s.EpochReads < 4 {
 			t.Errorf("epoch reads: got %d, want one more after each wired change", s.EpochReads)
 		}
